@@ -21,6 +21,7 @@ use crate::{
     BodyKind, Limits, RecvError, Request, RequestHead,
     decode::{BodyDecoder, Chunked, Decoded},
     framing::is_tchar,
+    head::later_minor_version,
 };
 
 /// What one call to [`ServerConn::recv`] found at the front of its input.
@@ -281,9 +282,171 @@ impl ServerConn {
 fn check_request_line(line: &[u8]) -> Result<(), RecvError> {
     let mut req = httparse::Request::new(&mut []);
     match req.parse(line) {
-        // The version is decided on the whole head, where later 1.x minors are parsed.
-        Ok(_) | Err(httparse::Error::Version | httparse::Error::TooManyHeaders) => Ok(()),
-        Err(httparse::Error::HeaderName | httparse::Error::HeaderValue) => Ok(()),
+        // Partial, or stopped by the empty header table: the line itself is fine.
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => Ok(()),
+        Err(httparse::Error::Version) => later_minor_version(line).map(drop),
         Err(_) => Err(RecvError::BadRequestLine),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `step` bytes as a reactor would and returns the events as
+    /// text, with body pieces merged.
+    fn run(limits: Limits, input: &[u8], step: usize) -> Vec<String> {
+        let mut conn = ServerConn::new(limits);
+        let mut out: Vec<String> = Vec::new();
+        let mut pos = 0;
+        let mut avail = 0;
+        loop {
+            match conn.recv(&input[pos..avail]) {
+                Ok((n, event)) => {
+                    let text = match &event {
+                        Event::Head => {
+                            let req = conn.request(&input[pos..avail]);
+                            format!("head {} {}", req.method_str(), req.target())
+                        }
+                        Event::Body(r) => {
+                            let piece = &input[pos..avail][r.clone()];
+                            format!("body {}", String::from_utf8_lossy(piece))
+                        }
+                        Event::End => "end".to_owned(),
+                        Event::Closed => "closed".to_owned(),
+                        Event::NeedMore if avail == input.len() => return out,
+                        Event::NeedMore => {
+                            pos += n;
+                            avail = (avail + step).min(input.len());
+                            continue;
+                        }
+                    };
+                    pos += n;
+                    match (out.last_mut(), text.strip_prefix("body ")) {
+                        (Some(last), Some(piece)) if last.starts_with("body ") => {
+                            last.push_str(piece);
+                        }
+                        _ => out.push(text),
+                    }
+                    if event == Event::Closed {
+                        return out;
+                    }
+                }
+                Err(e) => {
+                    out.push(format!("error {}", e.status().as_u16()));
+                    // An error is final.
+                    assert_eq!(conn.recv(&input[pos..]), Err(e));
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn all_splits(limits: Limits, input: &[u8]) -> Vec<String> {
+        let whole = run(limits, input, input.len().max(1));
+        for step in 1..input.len() {
+            assert_eq!(run(limits, input, step), whole, "steps of {step}");
+        }
+        whole
+    }
+
+    #[test]
+    fn pipelined_then_close() {
+        let input = b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+            POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+            GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\
+            GET /never HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(
+            all_splits(Limits::default(), input),
+            [
+                "head GET /a",
+                "end",
+                "head POST /b",
+                "body abc",
+                "end",
+                "head GET /c",
+                "end",
+                "closed",
+            ]
+        );
+    }
+
+    #[test]
+    fn head_limits_are_split_independent() {
+        let limits = Limits {
+            max_head: 64,
+            max_request_line: 24,
+            ..Limits::default()
+        };
+        let cases: &[(&[u8], &str)] = &[
+            (b"GET /0123456789abcdef HTTP/1.1\r\n", "error 414"),
+            (b"GET /0123456789abcdefghij", "error 414"),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nA: 0123456789012345678901234567890123456789",
+                "error 431",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nA: 0123456789012345678901234567890\r\n\r\n",
+                "end",
+            ),
+        ];
+        for (input, last) in cases {
+            let events = all_splits(limits, input);
+            assert_eq!(events.last().map(String::as_str), Some(*last), "{events:?}");
+        }
+    }
+
+    #[test]
+    fn another_protocol_is_refused_at_once() {
+        // The first bytes of a TLS ClientHello, with no line ending in sight.
+        let mut conn = ServerConn::new(Limits::default());
+        assert_eq!(
+            conn.recv(b"\x16\x03\x01\x02\x00\x01"),
+            Err(RecvError::BadRequestLine)
+        );
+        // A malformed request line is refused before the rest of the head arrives.
+        let mut conn = ServerConn::new(Limits::default());
+        assert_eq!(conn.recv(b"GET /a b c\r\n"), Err(RecvError::BadVersion));
+    }
+
+    #[test]
+    fn eof() {
+        let mut conn = ServerConn::new(Limits::default());
+        assert_eq!(conn.recv_eof(b"\r\n"), Ok(()));
+        assert_eq!(conn.recv(b"GET / HTTP/1.1\r\n\r\n"), Ok((0, Event::Closed)));
+
+        let mut conn = ServerConn::new(Limits::default());
+        assert_eq!(conn.recv(b"GET / HT"), Ok((0, Event::NeedMore)));
+        assert_eq!(
+            conn.recv_eof(b"GET / HT"),
+            Err(RecvError::IncompleteMessage)
+        );
+
+        let mut conn = ServerConn::new(Limits::default());
+        let input = b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab";
+        assert_eq!(conn.recv(input), Ok((input.len() - 2, Event::Head)));
+        assert_eq!(conn.recv(b"ab"), Ok((2, Event::Body(0..2))));
+        assert_eq!(conn.recv_eof(b""), Err(RecvError::IncompleteMessage));
+        assert_eq!(conn.recv(b"cde"), Err(RecvError::IncompleteMessage));
+    }
+
+    #[test]
+    fn close_stops_reading() {
+        let mut conn = ServerConn::new(Limits::default());
+        conn.close();
+        assert_eq!(
+            conn.recv(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Ok((0, Event::Closed))
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid limits")]
+    fn invalid_limits_panic_at_construction() {
+        let limits = Limits {
+            max_headers: 0,
+            ..Limits::default()
+        };
+        let _ = ServerConn::new(limits);
     }
 }

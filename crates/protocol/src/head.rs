@@ -90,12 +90,16 @@ struct Span {
 
 impl Span {
     /// The span of `part`, a slice of the buffer whose first byte is at address `base`.
-    /// `Limits::validate` keeps every head under 4 GiB, so the casts cannot truncate.
+    /// `Limits::validate` keeps every head under 4 GiB, so the casts cannot truncate; an
+    /// empty part (whose address need not lie in the buffer) is the empty span.
     fn of(base: usize, part: &[u8]) -> Self {
-        let start = part.as_ptr() as usize - base;
+        if part.is_empty() {
+            return Self::default();
+        }
+        let start = (part.as_ptr() as usize).wrapping_sub(base);
         Self {
             start: start as u32,
-            end: (start + part.len()) as u32,
+            end: start.wrapping_add(part.len()) as u32,
         }
     }
 
@@ -216,40 +220,21 @@ impl RequestHead {
                 self.fill(&req, head.as_ptr() as usize - start, end, limits)
             }
             Err(httparse::Error::Version) => {
-                // httparse knows only HTTP/1.0 and HTTP/1.1, so tell the other cases apart
-                // here. RFC 9110 §2.5: a later 1.x minor is served as 1.1; another major is a
-                // 505; anything not `HTTP/DIGIT.DIGIT` is malformed.
-                let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-                let line = head[..line_end]
-                    .strip_suffix(b"\r")
-                    .unwrap_or(&head[..line_end]);
-                let at = line.len().saturating_sub(8);
-                match line.get(at..) {
-                    Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
-                        if major.is_ascii_digit()
-                            && minor.is_ascii_digit()
-                            && line.get(at.wrapping_sub(1)) == Some(&b' ') =>
-                    {
-                        if *major != b'1' {
-                            return Err(RecvError::VersionNotSupported);
-                        }
-                        // Parse a copy reading HTTP/1.1: the same length, so every span
-                        // found in the copy is valid in `input`. Rare, so the copy is fine.
-                        let mut copy = head.to_vec();
-                        copy[at + 7] = b'1';
-                        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() };
-                            MAX_HEADERS_CAP];
-                        let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS_CAP)];
-                        let mut req = httparse::Request::new(&mut []);
-                        match req.parse_with_uninit_headers(&copy, slots) {
-                            Ok(httparse::Status::Complete(_)) => {
-                                self.fill(&req, copy.as_ptr() as usize - start, end, limits)
-                            }
-                            Ok(httparse::Status::Partial) => Err(RecvError::BadHeader),
-                            Err(e) => Err(map_httparse(e)),
-                        }
+                let at = later_minor_version(head)?;
+                // Parse a copy that reads HTTP/1.1: the same length, so every span found in
+                // the copy is valid in `input`. Rare, so the copy is fine.
+                let mut copy = head.to_vec();
+                copy[at + 7] = b'1';
+                let mut slots =
+                    [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+                let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS_CAP)];
+                let mut req = httparse::Request::new(&mut []);
+                match req.parse_with_uninit_headers(&copy, slots) {
+                    Ok(httparse::Status::Complete(_)) => {
+                        self.fill(&req, copy.as_ptr() as usize - start, end, limits)
                     }
-                    _ => Err(RecvError::BadVersion),
+                    Ok(httparse::Status::Partial) => Err(RecvError::BadHeader),
+                    Err(e) => Err(map_httparse(e)),
                 }
             }
             // The caller found the empty line that ends the head, so a well-formed head is
@@ -406,6 +391,28 @@ impl RequestHead {
     }
 }
 
+/// Tells apart the versions httparse refuses, given a head whose request line it read up to
+/// the version: `HTTP/1.2` and later minors are served as 1.1 (RFC 9110 §2.5), so their offset
+/// in `head` is returned; another major is a 505; anything not `HTTP/DIGIT.DIGIT` is a 400.
+pub(crate) fn later_minor_version(head: &[u8]) -> Result<usize, RecvError> {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = &head[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let at = line.len().saturating_sub(8);
+    match line.get(at.wrapping_sub(1)..) {
+        Some([b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            if *major == b'1' {
+                Ok(at)
+            } else {
+                Err(RecvError::VersionNotSupported)
+            }
+        }
+        _ => Err(RecvError::BadVersion),
+    }
+}
+
 fn map_httparse(e: httparse::Error) -> RecvError {
     match e {
         httparse::Error::HeaderName | httparse::Error::HeaderValue | httparse::Error::NewLine => {
@@ -524,7 +531,8 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     /// Reads `head` against `buf`, which must start where the input that produced the head
-    /// started. With any other buffer the accessors return empty values; they never panic.
+    /// started. With any other buffer the accessors return meaningless (or empty) values, but
+    /// they never panic.
     pub fn new(head: &'a RequestHead, buf: &'a [u8]) -> Self {
         Self { head, buf }
     }
@@ -627,6 +635,256 @@ impl OwnedHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Event, ServerConn};
+
+    /// The head of `input`, or the error it gets.
+    fn parse(input: &str) -> Result<(RequestHead, String), RecvError> {
+        let mut conn = ServerConn::new(Limits::default());
+        match conn.recv(input.as_bytes())? {
+            (_, Event::Head) => Ok((conn.head().clone(), input.to_owned())),
+            other => panic!("{input:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejections() {
+        use RecvError::*;
+        let cases = [
+            // RFC 9112 §5.2: obs-fold in a request is rejected.
+            ("GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", BadHeader),
+            // RFC 9112 §5.1: whitespace between name and colon.
+            ("GET / HTTP/1.1\r\nHost : x\r\n\r\n", BadHeader),
+            ("GET / HTTP/1.1\r\nHost: x\r\nA : b\r\n\r\n", BadHeader),
+            ("GET / HTTP/1.1\r\nHost: x\r\n: b\r\n\r\n", BadHeader),
+            ("GET / HTTP/1.1\r\n\r\n", MissingHost),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                DuplicateHost,
+            ),
+            (
+                "GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n",
+                DuplicateHost,
+            ),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", BadHost),
+            ("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", BadHost),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", VersionNotSupported),
+            ("GET / HTTP/0.9\r\nHost: a\r\n\r\n", VersionNotSupported),
+            ("GET / HTTP/1.10\r\nHost: a\r\n\r\n", BadRequestLine),
+            ("GET / HTTP/1\r\nHost: a\r\n\r\n", BadVersion),
+            ("GET / http/1.1\r\nHost: a\r\n\r\n", BadVersion),
+            ("GET /\r\nHost: a\r\n\r\n", BadRequestLine),
+            ("GET a HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            ("CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", BadTarget),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n",
+                ExpectationFailed,
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input).err(), Some(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn targets() {
+        // (input, path, query, authority)
+        let cases = [
+            (
+                "GET /a/b?c=d&e HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/a/b",
+                Some("c=d&e"),
+                Some("h"),
+            ),
+            (
+                "GET /? HTTP/1.1\r\nHost: h:81\r\n\r\n",
+                "/",
+                Some(""),
+                Some("h:81"),
+            ),
+            // RFC 9112 §3.2.2: the target's authority wins over Host.
+            (
+                "GET http://a.example:8080/p?q HTTP/1.1\r\nHost: b\r\n\r\n",
+                "/p",
+                Some("q"),
+                Some("a.example:8080"),
+            ),
+            (
+                "GET HTTPS://a HTTP/1.1\r\nHost: b\r\n\r\n",
+                "/",
+                None,
+                Some("a"),
+            ),
+            (
+                "GET http://a?x HTTP/1.1\r\nHost: \r\n\r\n",
+                "/",
+                Some("x"),
+                Some("a"),
+            ),
+            (
+                "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+                "*",
+                None,
+                Some("h"),
+            ),
+            (
+                "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+                "",
+                None,
+                Some("a.example:443"),
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", "/", None, None),
+            ("GET / HTTP/1.1\r\nHost:\r\n\r\n", "/", None, Some("")),
+        ];
+        for (input, path, query, authority) in cases {
+            let (head, buf) = parse(input).unwrap();
+            let req = Request::new(&head, buf.as_bytes());
+            assert_eq!(
+                (req.path(), req.query(), req.authority()),
+                (path, query, authority),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn derived_facts() {
+        // (input, version, keep-alive, expects 100-continue, HEAD)
+        let cases = [
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                Version::Http11,
+                true,
+                false,
+                false,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n",
+                Version::Http11,
+                false,
+                false,
+                false,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n",
+                Version::Http11,
+                false,
+                false,
+                false,
+            ),
+            (
+                "GET / HTTP/1.0\r\n\r\n",
+                Version::Http10,
+                false,
+                false,
+                false,
+            ),
+            (
+                "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                Version::Http10,
+                true,
+                false,
+                false,
+            ),
+            (
+                "GET / HTTP/1.0\r\nConnection: te, keep-alive\r\n\r\n",
+                Version::Http10,
+                true,
+                false,
+                false,
+            ),
+            (
+                "GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+                Version::Http10,
+                false,
+                false,
+                false,
+            ),
+            // RFC 9110 §2.5: a later 1.x minor is served as 1.1.
+            (
+                "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+                Version::Http11,
+                true,
+                false,
+                false,
+            ),
+            (
+                "HEAD / HTTP/1.9\r\nHost: a\r\n\r\n",
+                Version::Http11,
+                true,
+                false,
+                true,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-Continue\r\n\r\n",
+                Version::Http11,
+                true,
+                true,
+                false,
+            ),
+            // No body to wait for: nothing to continue.
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n",
+                Version::Http11,
+                true,
+                false,
+                false,
+            ),
+            // RFC 9110 §10.1.1: Expect is ignored on HTTP/1.0, even one we could not meet.
+            (
+                "POST / HTTP/1.0\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+                Version::Http10,
+                false,
+                false,
+                false,
+            ),
+            (
+                "POST / HTTP/1.0\r\nContent-Length: 1\r\nExpect: x\r\n\r\n",
+                Version::Http10,
+                false,
+                false,
+                false,
+            ),
+        ];
+        for (input, version, keep_alive, expects_continue, is_head) in cases {
+            let (head, _) = parse(input).unwrap();
+            assert_eq!(
+                (
+                    head.version(),
+                    head.keep_alive(),
+                    head.expects_continue(),
+                    head.is_head()
+                ),
+                (version, keep_alive, expects_continue, is_head),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn headers_by_name() {
+        let (head, buf) =
+            parse("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\nB:\r\n\r\n").unwrap();
+        let req = Request::new(&head, buf.as_bytes());
+        assert_eq!(req.header("X-a"), Some(&b"1"[..]));
+        assert_eq!(
+            req.headers_named("x-A").collect::<Vec<_>>(),
+            [&b"1"[..], b"2"]
+        );
+        assert_eq!(req.header("b"), Some(&b""[..]));
+        assert_eq!(req.header("c"), None);
+        assert_eq!(req.headers().len(), 4);
+        // Another buffer gives empty values, not a panic.
+        let other = Request::new(&head, b"ab");
+        assert_eq!(other.path(), "");
+        let owned = req.to_owned_head();
+        drop(buf);
+        assert_eq!(owned.request().header("x-a"), Some(&b"1"[..]));
+    }
 
     #[test]
     fn host_grammar() {

@@ -58,8 +58,10 @@ struct HeadScan {
     line_start: usize,
     /// Start of the request line, after any empty lines before it.
     head_start: usize,
-    /// Whether the request line has ended.
-    request_line_done: bool,
+    /// Where the request line ends (its LF), once it has.
+    request_line_end: Option<usize>,
+    /// Whether the request line has been checked on its own, ahead of the whole head.
+    request_line_checked: bool,
 }
 
 /// The server side of one HTTP/1.1 connection, without I/O: bytes in, request events out.
@@ -180,7 +182,7 @@ impl ServerConn {
         loop {
             // Reject a first byte that cannot start a method at once, so that a client
             // speaking another protocol (a TLS hello, say) is answered now, not at a timeout.
-            if let (false, Some(&b)) = (scan.request_line_done, window.get(scan.head_start))
+            if let (None, Some(&b)) = (scan.request_line_end, window.get(scan.head_start))
                 && !is_tchar(b)
                 && b != b'\r'
                 && b != b'\n'
@@ -196,20 +198,24 @@ impl ServerConn {
             let empty = matches!(line, [] | [b'\r']);
             scan.pos = newline + 1;
             scan.line_start = newline + 1;
-            match (scan.request_line_done, empty) {
+            match (scan.request_line_end, empty) {
                 // RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line.
-                (false, true) => scan.head_start = newline + 1,
-                (false, false) => {
+                (None, true) => scan.head_start = newline + 1,
+                (None, false) => {
                     if newline - scan.head_start > limits.max_request_line {
                         return Err(RecvError::RequestLineTooLong);
                     }
-                    scan.request_line_done = true;
-                    check_request_line(&window[scan.head_start..=newline])?;
+                    scan.request_line_end = Some(newline);
                 }
-                (true, false) => {}
-                (true, true) => {
+                (Some(_), false) => {}
+                (Some(line_end), true) => {
                     let (start, end) = (scan.head_start, newline + 1);
-                    self.head.parse(input, start, end, limits)?;
+                    if let Err(e) = self.head.parse(input, start, end, limits) {
+                        // Report a bad request line as the early check below would have, so
+                        // that the error does not depend on how the head was split.
+                        check_request_line(&input[start..=line_end])?;
+                        return Err(e);
+                    }
                     self.scan = HeadScan::default();
                     self.state = ReadState::Body(match self.head.body() {
                         BodyKind::None => BodyDecoder::Length(0),
@@ -220,8 +226,18 @@ impl ServerConn {
                 }
             }
         }
-        if !scan.request_line_done && input.len() - scan.head_start > limits.max_request_line {
-            return Err(RecvError::RequestLineTooLong);
+        match scan.request_line_end {
+            None if input.len() - scan.head_start > limits.max_request_line => {
+                return Err(RecvError::RequestLineTooLong);
+            }
+            // The head is incomplete but its request line is here: check that line now, so
+            // that a malformed one is answered before the rest comes (or never does). A head
+            // that arrives whole skips this and is parsed once.
+            Some(line_end) if !scan.request_line_checked => {
+                scan.request_line_checked = true;
+                check_request_line(&window[scan.head_start..=line_end])?;
+            }
+            _ => {}
         }
         if input.len() > limits.max_head {
             return Err(RecvError::HeadTooLarge);
@@ -277,8 +293,7 @@ impl ServerConn {
     }
 }
 
-/// Checks a complete request line (with its line ending) as soon as it has arrived, so that a
-/// malformed one is answered before the rest of the head comes (or never does).
+/// Checks a complete request line (with its line ending) on its own.
 fn check_request_line(line: &[u8]) -> Result<(), RecvError> {
     let mut req = httparse::Request::new(&mut []);
     match req.parse(line) {

@@ -1,7 +1,67 @@
 //! The rtserve reactors: N `mio` event loops sharing one SO_REUSEPORT port, serving HTTP/1.1
-//! through [`rtserve_protocol`], with a bounded worker pool and a deadline on every request.
+//! through [`rtserve_protocol`] with low tail latency.
 //!
-//! Not built yet: this crate only re-exports the protocol crate so far.
+//! ```text
+//!                       one port, N listening sockets (SO_REUSEPORT)
+//!                      ┌──────────────┬──────────────┬──────────────┐
+//!   kernel spreads ──▶ │  reactor 0   │  reactor 1   │  reactor N-1 │   one thread each:
+//!   new connections    │ Poll, slab,  │ Poll, slab,  │ Poll, slab,  │   no locks, no hand-off
+//!                      │ timers, Waker│ timers, Waker│ timers, Waker│
+//!                      └──────┬───────┴──────┬───────┴──────┬───────┘
+//!                             └───── Handler (shared, Send + Sync) ──┘
+//! ```
+//!
+//! Each reactor owns everything it touches: its `mio::Poll`, its own listening socket on the
+//! shared port, a `slab` of connections, its timers and a `mio::Waker` through which other
+//! threads reach it. The kernel spreads new connections across the listeners, so there is no
+//! accept thread and no hand-off. A connection's requests are parsed and answered on its
+//! reactor: the handler's [`Reply::Ready`] response is encoded straight into the reactor's
+//! output buffer, and a pipelined batch goes out in one write.
+//!
+//! Readiness is edge-triggered (see the `mio` rules: drain to `WouldBlock`, expect spurious
+//! events). A per-turn request budget keeps one busy client from starving the others; output
+//! over [`Config::max_buffered_output`] pauses reading that connection until the client
+//! catches up. Timers (head, body, idle, write stall) live in a per-reactor heap that never
+//! scans all connections.
+//!
+//! At start the server raises the process's soft limit on open files to its hard limit, so
+//! that the connection limit is the one configured.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
+//!
+//! let router = Router::new()
+//!     .get("/hello", |_: &Request<'_>| -> Reply {
+//!         Response::text(StatusCode::OK, "hello\n").into()
+//!     })
+//!     .post("/echo", |req: &Request<'_>| -> Reply {
+//!         Response::new(StatusCode::OK).with_body(req.body().to_vec()).into()
+//!     });
+//! let mut config = Config::default();
+//! config.reactors = 4;
+//! let server = Server::start(config, router)?;
+//! eprintln!("listening on {}", server.local_addr());
+//! server.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
 
+mod config;
+mod conn;
+mod handler;
+mod listener;
+mod reactor;
+mod server;
+mod timer;
+mod token;
+
+pub use config::{Config, ConfigError};
+pub use handler::{Body, Handler, HeaderValue, Reply, Request, Response, Router, StaticHeaders};
+pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
+pub use server::{Server, ServerHandle, StartError};
+
+/// The HTTP/1.1 protocol crate this reactor is built on.
 pub use rtserve_protocol as protocol;

@@ -1,0 +1,207 @@
+//! Server configuration, with defaults and validation.
+
+use std::{
+    fmt,
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
+
+use rtserve_protocol::Limits;
+
+/// Everything a [`Server`](crate::Server) can be told.
+///
+/// Start from [`Config::default`] and set what differs; [`Config::validate`] (also run by
+/// [`Server::start`](crate::Server::start)) reports a bad combination.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rtserve_reactor::Config;
+///
+/// let mut config = Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap();
+/// config.reactors = 2;
+/// config.idle_timeout = Duration::from_secs(5);
+/// config.limits.max_body = 64 * 1024;
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to listen on, IPv4 or IPv6; port 0 picks a free port. Default 127.0.0.1:8080.
+    pub addr: SocketAddr,
+    /// Reactor threads, each with its own listening socket on the port. Default: the number
+    /// of CPUs this process may run on.
+    pub reactors: usize,
+    /// Open connections per reactor; past it the reactor stops accepting (the kernel's backlog
+    /// holds the rest) until a connection closes. Default 10 000.
+    pub max_connections: usize,
+    /// Listen backlog per listening socket (the kernel caps it at `net.core.somaxconn`).
+    /// Default 1024.
+    pub backlog: u32,
+    /// Join a SO_REUSEPORT group already listening on `addr` (for a rolling restart) instead
+    /// of refusing to start. Default false: another listener on the address is an error,
+    /// since the kernel would otherwise silently split the traffic with it.
+    pub shared_port: bool,
+    /// Protocol limits: head size, header count, request line, body size (request bodies are
+    /// buffered up to `limits.max_body` before the handler runs) and chunked framing.
+    pub limits: Limits,
+    /// Time a client has to send a complete request head, from its first byte (or from
+    /// connecting, for the first request); then 408 and close. Default 10 s.
+    pub header_timeout: Duration,
+    /// Longest pause while a request body arrives; then 408 and close. Default 30 s.
+    pub body_timeout: Duration,
+    /// Time an idle keep-alive connection is kept open. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Longest time a client may leave our output unread; then the connection is dropped.
+    /// Default 30 s.
+    pub write_timeout: Duration,
+    /// After an answer that ends a connection, how long to read and discard what the client
+    /// still sends, so that closing does not reset the connection and destroy the answer
+    /// (RFC 9112 §9.6). Default 2 s.
+    pub linger_timeout: Duration,
+    /// Output bytes buffered for one connection past which the reactor stops reading its
+    /// requests until the client catches up. Default 256 KiB.
+    pub max_buffered_output: usize,
+    /// Requests one connection may have processed per reactor turn before the reactor serves
+    /// others (they are resumed before it sleeps again). Default 64.
+    pub requests_per_turn: usize,
+    /// How long `shutdown` lets requests in flight finish before closing what remains.
+    /// Default 30 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            reactors: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_connections: 10_000,
+            backlog: 1024,
+            shared_port: false,
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            linger_timeout: Duration::from_secs(2),
+            max_buffered_output: 256 * 1024,
+            requests_per_turn: 64,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, setting: &'static str, reason: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError { setting, reason })
+            }
+        };
+        check(self.reactors >= 1, "reactors", "must be at least 1")?;
+        check(self.reactors <= 1024, "reactors", "must be at most 1024")?;
+        check(
+            self.max_connections >= 1,
+            "max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_connections <= u32::MAX as usize / 2,
+            "max_connections",
+            "must fit in 31 bits",
+        )?;
+        check(self.backlog >= 1, "backlog", "must be at least 1")?;
+        check(
+            self.max_buffered_output >= 1,
+            "max_buffered_output",
+            "must be at least 1",
+        )?;
+        check(
+            self.requests_per_turn >= 1,
+            "requests_per_turn",
+            "must be at least 1",
+        )?;
+        for (timeout, name) in [
+            (self.header_timeout, "header_timeout"),
+            (self.body_timeout, "body_timeout"),
+            (self.idle_timeout, "idle_timeout"),
+            (self.write_timeout, "write_timeout"),
+        ] {
+            check(!timeout.is_zero(), name, "must be greater than zero")?;
+            check(
+                timeout <= Duration::from_secs(365 * 86_400),
+                name,
+                "must be at most a year",
+            )?;
+        }
+        check(
+            self.linger_timeout <= Duration::from_secs(60),
+            "linger_timeout",
+            "must be at most 60 s",
+        )?;
+        check(
+            self.shutdown_timeout <= Duration::from_secs(365 * 86_400),
+            "shutdown_timeout",
+            "must be at most a year",
+        )?;
+        self.limits.validate().map_err(|reason| ConfigError {
+            setting: "limits",
+            reason,
+        })
+    }
+}
+
+/// A setting out of range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.setting, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        type Change = fn(&mut Config);
+        let cases: [(Change, &str); 5] = [
+            (|c| c.reactors = 0, "reactors"),
+            (|c| c.max_connections = 0, "max_connections"),
+            (|c| c.idle_timeout = Duration::ZERO, "idle_timeout"),
+            (|c| c.limits.max_headers = 0, "limits"),
+            (|c| c.requests_per_turn = 0, "requests_per_turn"),
+        ];
+        for (change, setting) in cases {
+            let mut config = Config::default();
+            change(&mut config);
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.setting, setting);
+            assert!(err.to_string().starts_with(&format!("invalid {setting}: ")));
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! One connection's state on its reactor.
+
+use mio::net::TcpStream;
+use rtserve_protocol::ServerConn;
+
+use crate::{timer::TimerTable, token::ConnId};
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading and answering requests.
+    Open,
+    /// No more requests: once the output is written, half-close and linger.
+    Closing,
+    /// Half-closed: reading and discarding the peer's input until it closes or time is up.
+    Lingering,
+}
+
+/// A connection: its socket, buffers, protocol state and timers.
+///
+/// Memory per idle connection is kept small: input is read into the reactor's scratch buffer
+/// and parsed there, and only bytes that must outlive the read (a partial request, or the head
+/// of a request whose body is still arriving) are copied into `inbuf`. Output likewise goes
+/// through the reactor's buffer and only what the socket would not take stays in `outbuf`.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) stream: TcpStream,
+    pub(crate) id: ConnId,
+    pub(crate) proto: ServerConn,
+    /// The current request's head (its first `head_len` bytes, while its body arrives), then
+    /// input not yet consumed.
+    pub(crate) inbuf: Vec<u8>,
+    pub(crate) head_len: usize,
+    /// The current request's body.
+    pub(crate) body: Vec<u8>,
+    /// Output the socket has not taken yet, from `written` on.
+    pub(crate) outbuf: Vec<u8>,
+    pub(crate) written: usize,
+    pub(crate) timers: TimerTable,
+    pub(crate) phase: Phase,
+    /// Requests answered.
+    pub(crate) requests: u64,
+    /// On the reactor's still-ready list.
+    pub(crate) still_ready: bool,
+    /// Reading stopped until the output drains below the limit.
+    pub(crate) paused: bool,
+    /// The peer closed its side (read returned 0).
+    pub(crate) peer_closed: bool,
+    /// Close after the request in progress (the server is shutting down).
+    pub(crate) close_after: bool,
+    /// Bytes discarded while lingering.
+    pub(crate) lingered: usize,
+}
+
+impl Connection {
+    pub(crate) fn new(stream: TcpStream, id: ConnId, proto: ServerConn) -> Self {
+        Self {
+            stream,
+            id,
+            proto,
+            inbuf: Vec::new(),
+            head_len: 0,
+            body: Vec::new(),
+            outbuf: Vec::new(),
+            written: 0,
+            timers: TimerTable::default(),
+            phase: Phase::Open,
+            requests: 0,
+            still_ready: false,
+            paused: false,
+            peer_closed: false,
+            close_after: false,
+            lingered: 0,
+        }
+    }
+
+    /// Output bytes waiting for the socket.
+    pub(crate) fn pending_output(&self) -> usize {
+        self.outbuf.len() - self.written
+    }
+
+    /// Input bytes received but not yet consumed.
+    pub(crate) fn unconsumed(&self) -> &[u8] {
+        &self.inbuf[self.head_len..]
+    }
+
+    /// Between requests with nothing buffered either way.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.inbuf.is_empty() && self.pending_output() == 0
+    }
+}

@@ -1,0 +1,475 @@
+//! The handler API: what a request looks like to user code, and what it returns.
+
+use std::{borrow::Cow, fmt};
+
+use rtserve_protocol::{Method, OwnedHead, StatusCode, Version};
+
+/// A complete request, body included, as a handler sees it.
+///
+/// Everything borrows the reactor's buffers: nothing was copied to make it. A handler that
+/// needs the request after it returns (on another thread, say) copies what it needs, e.g. with
+/// [`Request::to_owned_head`] and [`Request::body`]`.to_vec()`.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    inner: rtserve_protocol::Request<'a>,
+    body: &'a [u8],
+    reactor: usize,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(
+        inner: rtserve_protocol::Request<'a>,
+        body: &'a [u8],
+        reactor: usize,
+    ) -> Self {
+        Self {
+            inner,
+            body,
+            reactor,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.inner.method()
+    }
+
+    /// The method's name as sent.
+    pub fn method_str(&self) -> &'a str {
+        self.inner.method_str()
+    }
+
+    /// The request target as sent.
+    pub fn target(&self) -> &'a str {
+        self.inner.target()
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &'a str {
+        self.inner.path()
+    }
+
+    /// The query, without its `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.inner.query()
+    }
+
+    /// The value of query parameter `name` (the first one), not percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<&'a str> {
+        self.query()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
+    }
+
+    /// The authority: from an absolute-form target, else the Host header.
+    pub fn authority(&self) -> Option<&'a str> {
+        self.inner.authority()
+    }
+
+    /// The HTTP version the request is served as.
+    pub fn version(&self) -> Version {
+        self.inner.version()
+    }
+
+    /// The first header field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.inner.header(name)
+    }
+
+    /// Every header field as (name, value), in order.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        self.inner.headers()
+    }
+
+    /// The body, whole (decoded from chunked framing if it came that way).
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// Which reactor thread is serving the request, from 0.
+    pub fn reactor(&self) -> usize {
+        self.reactor
+    }
+
+    /// The protocol-level view of the head.
+    pub fn protocol(&self) -> rtserve_protocol::Request<'a> {
+        self.inner
+    }
+
+    /// A copy of the head that owns its bytes, for use after the handler returns.
+    pub fn to_owned_head(&self) -> OwnedHead {
+        self.inner.to_owned_head()
+    }
+}
+
+/// A response body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Body {
+    /// No body.
+    #[default]
+    Empty,
+    /// Bytes that live forever: no allocation, no copy until the socket write.
+    Static(&'static [u8]),
+    /// Bytes the response owns.
+    Owned(Vec<u8>),
+}
+
+impl Body {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Empty => &[],
+            Self::Static(bytes) => bytes,
+            Self::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(bytes: &'static [u8]) -> Self {
+        Self::Static(bytes)
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(text: &'static str) -> Self {
+        Self::Static(text.as_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::Owned(bytes)
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Self::Owned(text.into_bytes())
+    }
+}
+
+/// A header list that lives forever, for responses that need no allocation.
+pub type StaticHeaders = &'static [(&'static str, &'static [u8])];
+
+/// A response: status, headers and body. The reactor writes `Date`, `Content-Length` and
+/// `Connection` itself.
+///
+/// # Examples
+///
+/// ```
+/// use rtserve_reactor::{Response, StatusCode};
+///
+/// // No allocation: static headers and body.
+/// let hello = Response::new(StatusCode::OK)
+///     .with_static_headers(&[("Content-Type", b"text/plain")])
+///     .with_body("hello\n");
+/// assert_eq!(hello.body().as_bytes(), b"hello\n");
+///
+/// let created = Response::new(StatusCode::CREATED)
+///     .with_header("Location", format!("/items/{}", 42))
+///     .with_body(String::from("made"));
+/// assert_eq!(created.status(), StatusCode::CREATED);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Response {
+    status: StatusCode,
+    static_headers: StaticHeaders,
+    headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
+    body: Body,
+}
+
+impl Response {
+    /// An empty response with this status.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            static_headers: &[],
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A `text/plain` response.
+    pub fn text(status: StatusCode, body: impl Into<Body>) -> Self {
+        Self::new(status)
+            .with_static_headers(&[("Content-Type", b"text/plain; charset=utf-8")])
+            .with_body(body)
+    }
+
+    /// Sets headers that live forever; they are written before those added with
+    /// [`with_header`](Self::with_header).
+    #[must_use]
+    pub fn with_static_headers(mut self, headers: StaticHeaders) -> Self {
+        self.static_headers = headers;
+        self
+    }
+
+    /// Adds a header. The name must be a token and the value free of control bytes; an
+    /// invalid header, or one the reactor writes itself (Content-Length, Transfer-Encoding,
+    /// Connection, Date), turns the response into a 500.
+    #[must_use]
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<HeaderValue>,
+    ) -> Self {
+        self.headers.push((name.into(), value.into().0));
+        self
+    }
+
+    /// Sets the body.
+    #[must_use]
+    pub fn with_body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// Every header, static ones first.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let owned = self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+        self.static_headers.iter().copied().chain(owned)
+    }
+}
+
+/// A header value, from text or bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderValue(Cow<'static, [u8]>);
+
+impl From<&'static str> for HeaderValue {
+    fn from(value: &'static str) -> Self {
+        Self(Cow::Borrowed(value.as_bytes()))
+    }
+}
+
+impl From<&'static [u8]> for HeaderValue {
+    fn from(value: &'static [u8]) -> Self {
+        Self(Cow::Borrowed(value))
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(value: String) -> Self {
+        Self(Cow::Owned(value.into_bytes()))
+    }
+}
+
+impl From<Vec<u8>> for HeaderValue {
+    fn from(value: Vec<u8>) -> Self {
+        Self(Cow::Owned(value))
+    }
+}
+
+/// What a handler returns.
+///
+/// New ways to reply may be added (running a blocking job on a worker pool is next), so the
+/// enum is `#[non_exhaustive]`; build replies with `Reply::Ready` or `.into()` from a
+/// [`Response`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The response, produced on the reactor thread: the fastest path, for work that takes
+    /// microseconds and never blocks.
+    Ready(Response),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Self {
+        Self::Ready(response)
+    }
+}
+
+/// Request handling code: one instance serves every reactor.
+///
+/// `handle` runs on a reactor thread, between socket events of many other connections, so it
+/// must return quickly and never block. Closures implement it too.
+///
+/// # Examples
+///
+/// ```
+/// use rtserve_reactor::{Handler, Reply, Request, Response, StatusCode};
+///
+/// struct Hello;
+///
+/// impl Handler for Hello {
+///     fn handle(&self, _req: &Request<'_>) -> Reply {
+///         Response::text(StatusCode::OK, "hello\n").into()
+///     }
+/// }
+///
+/// let by_closure = |req: &Request<'_>| -> Reply {
+///     Response::text(StatusCode::OK, req.path().to_owned()).into()
+/// };
+/// # fn is_handler(_: impl Handler) {}
+/// # is_handler(Hello);
+/// # is_handler(by_closure);
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, req: &Request<'_>) -> Reply;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&Request<'_>) -> Reply + Send + Sync + 'static,
+{
+    fn handle(&self, req: &Request<'_>) -> Reply {
+        self(req)
+    }
+}
+
+/// Routes requests by exact path, then method, to handlers.
+///
+/// An unknown path gets 404; a known path with another method gets 405 with `Allow`. HEAD is
+/// served by the GET route of a path unless it has its own.
+///
+/// # Examples
+///
+/// ```
+/// use rtserve_reactor::{Reply, Request, Response, Router, StatusCode};
+///
+/// let router = Router::new()
+///     .get("/hello", |_: &Request<'_>| -> Reply { Response::text(StatusCode::OK, "hi\n").into() })
+///     .post("/echo", |req: &Request<'_>| -> Reply {
+///         Response::new(StatusCode::OK).with_body(req.body().to_vec()).into()
+///     });
+/// # let _ = router;
+/// ```
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+struct Route {
+    path: String,
+    methods: Vec<(Method, Box<dyn Handler>)>,
+}
+
+impl Router {
+    /// A router with no routes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route for `method` and `path` (exact match).
+    ///
+    /// # Panics
+    ///
+    /// If `method` is [`Method::Other`], which names no single method.
+    #[must_use]
+    pub fn route(mut self, method: Method, path: &str, handler: impl Handler) -> Self {
+        assert!(method != Method::Other, "routes need a named method");
+        let handler: Box<dyn Handler> = Box::new(handler);
+        match self.routes.iter_mut().find(|r| r.path == path) {
+            Some(route) => {
+                route.methods.retain(|(m, _)| *m != method);
+                route.methods.push((method, handler));
+            }
+            None => self.routes.push(Route {
+                path: path.to_owned(),
+                methods: vec![(method, handler)],
+            }),
+        }
+        self
+    }
+
+    /// Adds a GET route (which serves HEAD too).
+    #[must_use]
+    pub fn get(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Get, path, handler)
+    }
+
+    /// Adds a POST route.
+    #[must_use]
+    pub fn post(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Post, path, handler)
+    }
+
+    /// Adds a PUT route.
+    #[must_use]
+    pub fn put(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Put, path, handler)
+    }
+
+    /// Adds a DELETE route.
+    #[must_use]
+    pub fn delete(self, path: &str, handler: impl Handler) -> Self {
+        self.route(Method::Delete, path, handler)
+    }
+}
+
+impl Handler for Router {
+    fn handle(&self, req: &Request<'_>) -> Reply {
+        let Some(route) = self.routes.iter().find(|r| r.path == req.path()) else {
+            return Response::text(StatusCode::NOT_FOUND, "not found\n").into();
+        };
+        let method = req.method();
+        let found = route
+            .methods
+            .iter()
+            .find(|(m, _)| *m == method)
+            .or_else(|| {
+                // RFC 9110 §9.3.2: HEAD is GET without the body.
+                (method == Method::Head)
+                    .then(|| route.methods.iter().find(|(m, _)| *m == Method::Get))
+                    .flatten()
+            });
+        if let Some((_, handler)) = found {
+            return handler.handle(req);
+        }
+        let mut allow = String::new();
+        for (m, _) in &route.methods {
+            for name in method_names(*m) {
+                if allow.split(", ").any(|n| n == *name) {
+                    continue;
+                }
+                if !allow.is_empty() {
+                    allow.push_str(", ");
+                }
+                allow.push_str(name);
+            }
+        }
+        Response::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            .with_header("Allow", allow)
+            .into()
+    }
+}
+
+/// The names a route for `method` answers to in `Allow`.
+fn method_names(method: Method) -> &'static [&'static str] {
+    match method {
+        Method::Get => &["GET", "HEAD"],
+        Method::Head => &["HEAD"],
+        Method::Post => &["POST"],
+        Method::Put => &["PUT"],
+        Method::Delete => &["DELETE"],
+        Method::Connect => &["CONNECT"],
+        Method::Options => &["OPTIONS"],
+        Method::Trace => &["TRACE"],
+        Method::Patch => &["PATCH"],
+        _ => &[],
+    }
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for route in &self.routes {
+            for (method, _) in &route.methods {
+                list.entry(&format_args!("{method:?} {}", route.path));
+            }
+        }
+        list.finish()
+    }
+}

@@ -1,0 +1,112 @@
+//! Listening sockets: one per reactor, all on one port with SO_REUSEPORT.
+
+use std::{
+    io,
+    net::{SocketAddr, TcpListener as StdListener},
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Binds `count` listening sockets to `addr` with SO_REUSEADDR and SO_REUSEPORT, so that the
+/// kernel spreads new connections across them. Returns them and the bound address.
+///
+/// Unless `shared` is set, first makes sure nothing else listens on the address: a socket
+/// without SO_REUSEPORT cannot bind where any other socket is bound, so binding one (and
+/// closing it) proves the port free, including of another process's SO_REUSEPORT group, which
+/// the kernel would otherwise let us join and split traffic with. With port 0 the same probe
+/// picks the port. (Another process could still take the port between the probe and our
+/// bind; the window is a few system calls wide.)
+pub(crate) fn bind(
+    addr: SocketAddr,
+    count: usize,
+    backlog: u32,
+    shared: bool,
+) -> io::Result<(Vec<StdListener>, SocketAddr)> {
+    let mut addr = addr;
+    if !shared || addr.port() == 0 {
+        let probe = new_socket(addr)?;
+        probe.bind(&addr.into()).map_err(|e| describe(e, addr))?;
+        addr = local_addr(&probe)?;
+    }
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = new_socket(addr)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into()).map_err(|e| describe(e, addr))?;
+        socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+        socket.set_nonblocking(true)?;
+        listeners.push(StdListener::from(socket));
+    }
+    Ok((listeners, addr))
+}
+
+fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // One address family per listener, as asked: [::] does not also take IPv4.
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+fn local_addr(socket: &Socket) -> io::Result<SocketAddr> {
+    socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("bound socket has no IP address"))
+}
+
+/// Names the address in the error, so that "address in use" says which one.
+fn describe(e: io::Error, addr: SocketAddr) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"))
+}
+
+/// Raises the soft limit on open files to the hard limit, so that connections are bounded
+/// by configuration rather than by a low default. Returns the new soft limit.
+pub(crate) fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).ok()?;
+    }
+    limit.current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_binds_every_listener_to_one_port() {
+        let (listeners, addr) = bind("127.0.0.1:0".parse().unwrap(), 3, 16, false).unwrap();
+        assert_ne!(addr.port(), 0);
+        for l in &listeners {
+            assert_eq!(l.local_addr().unwrap(), addr);
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_refused_unless_shared() {
+        let (_first, addr) = bind("127.0.0.1:0".parse().unwrap(), 1, 16, false).unwrap();
+        let err = bind(addr, 1, 16, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        // Joining on purpose works.
+        let (joined, same) = bind(addr, 2, 16, true).unwrap();
+        assert_eq!((joined.len(), same), (2, addr));
+    }
+
+    #[test]
+    fn a_plain_listener_blocks_a_shared_join_too() {
+        let plain = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = plain.local_addr().unwrap();
+        assert_eq!(
+            bind(addr, 1, 16, true).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+    }
+}

@@ -1,0 +1,900 @@
+//! One reactor: a thread that owns a `mio::Poll`, a listener and a slab of connections.
+//!
+//! Theory of operation, one turn of the loop:
+//!
+//! 1. Poll with a timeout of the nearest timer (zero while connections are on the still-ready
+//!    list). Read the clock once; refresh the `Date` text when the second changes.
+//! 2. Handle events: the waker drains the mailbox; the listener accepts until `WouldBlock`;
+//!    a connection reads, parses and answers every complete request, then writes.
+//! 3. Serve the still-ready list: connections cut off by the per-turn request budget, or whose
+//!    output drained below the limit after reading had paused. No new edge will come for
+//!    bytes already in their buffers, so they are resumed here, before the next sleep.
+//! 4. Fire due timers.
+//!
+//! Readiness is edge-triggered and a connection is registered once for both directions, so
+//! answering a request costs no `epoll_ctl`. Two shortcuts to "until `WouldBlock`" are sound
+//! for TCP on Linux and save a system call per request: a read that returns less than the
+//! buffer had room for has taken everything the socket held, and any byte arriving after it
+//! raises a new edge; a write that takes less than it was given leaves the socket full, and
+//! space freeing up raises a new edge.
+
+use std::{
+    io::{self, Read, Write},
+    mem,
+    net::Shutdown,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{Arc, mpsc},
+    time::{Duration, Instant, SystemTime},
+};
+
+use mio::{Events, Interest, Poll, net::TcpListener};
+use rtserve_protocol::{
+    BodyLength, Event, HttpDate, ResponseContext, ServerConn, StatusCode, send_continue,
+    send_error, send_head, send_response,
+};
+use slab::Slab;
+
+use crate::{
+    Config, Handler, Reply, Request, Response,
+    conn::{Connection, Phase},
+    timer::{Popped, TimerKind, TimerQueue},
+    token::{ConnId, LISTENER, WAKER},
+};
+
+/// Bytes read from a socket per system call.
+const READ_CHUNK: usize = 64 * 1024;
+/// A connection buffer larger than this is freed once empty rather than kept for reuse, so
+/// that one large request or response does not pin memory for the connection's lifetime.
+const KEEP_BUFFER: usize = 64 * 1024;
+/// How long accepting pauses after the process ran out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Most bytes discarded while lingering before the connection is closed anyway.
+const MAX_LINGER_BYTES: usize = 1024 * 1024;
+/// Events handled per poll.
+const EVENTS: usize = 1024;
+
+/// What other threads tell a reactor.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// Stop accepting, finish what is in flight, close, and exit.
+    Shutdown,
+}
+
+/// Whether the reactor takes new connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accepting {
+    Open,
+    /// At the connection limit: resume when one closes.
+    AtLimit,
+    /// Out of file descriptors: resume at this time.
+    Backoff(Instant),
+    /// Shutting down: the listener is gone.
+    Closed,
+}
+
+/// A reactor, built on the starting thread (so that errors reach the caller) and then moved
+/// onto its own.
+pub(crate) struct Reactor {
+    id: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Connection>,
+    next_generation: u32,
+    timers: TimerQueue,
+    date: HttpDate,
+    next_date: Instant,
+    now: Instant,
+    scratch: Box<[u8]>,
+    out: Vec<u8>,
+    still_ready: Vec<ConnId>,
+    accepting: Accepting,
+    shutdown_deadline: Option<Instant>,
+    handler: Arc<dyn Handler>,
+    config: Arc<Config>,
+    mailbox: mpsc::Receiver<Message>,
+}
+
+impl Reactor {
+    pub(crate) fn new(
+        id: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        handler: Arc<dyn Handler>,
+        config: Arc<Config>,
+        mailbox: mpsc::Receiver<Message>,
+    ) -> io::Result<Self> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        Ok(Self {
+            id,
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            next_generation: 0,
+            timers: TimerQueue::default(),
+            date: HttpDate::new(SystemTime::now()),
+            next_date: now,
+            now,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            out: Vec::new(),
+            still_ready: Vec::new(),
+            accepting: Accepting::Open,
+            shutdown_deadline: None,
+            handler,
+            config,
+            mailbox,
+        })
+    }
+
+    /// Runs until shut down.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut ready = Vec::new();
+        loop {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.tick();
+            for event in &events {
+                match event.token() {
+                    WAKER => self.handle_mailbox(),
+                    LISTENER => self.accept(),
+                    token => {
+                        if let Some(id) = ConnId::from_token(token) {
+                            self.handle_event(
+                                id,
+                                event.is_readable() || event.is_read_closed() || event.is_error(),
+                                event.is_writable(),
+                            );
+                        }
+                    }
+                }
+            }
+            // Serve the connections that still have work; new ones go to the next turn.
+            mem::swap(&mut ready, &mut self.still_ready);
+            for id in ready.drain(..) {
+                if let Some(conn) = self.conn_mut(id) {
+                    conn.still_ready = false;
+                    self.handle_event(id, true, false);
+                }
+            }
+            self.fire_timers();
+            if let Accepting::Backoff(until) = self.accepting
+                && self.now >= until
+            {
+                self.accepting = Accepting::Open;
+                self.accept();
+            }
+            if let Some(deadline) = self.shutdown_deadline
+                && (self.conns.is_empty() || self.now >= deadline)
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.still_ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut next = self.timers.next();
+        for at in [
+            self.shutdown_deadline,
+            match self.accepting {
+                Accepting::Backoff(until) => Some(until),
+                _ => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        // `now` is from before this turn's work; a deadline already passed polls with zero.
+        next.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Reads the clock, once per turn.
+    fn tick(&mut self) {
+        self.now = Instant::now();
+        if self.now >= self.next_date {
+            let wall = SystemTime::now();
+            self.date.update(wall);
+            let into_second = wall
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(Duration::ZERO, |d| {
+                    Duration::from_nanos(u64::from(d.subsec_nanos()))
+                });
+            self.next_date = self.now + (Duration::from_secs(1) - into_second);
+        }
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.id.generation == id.generation)
+    }
+
+    fn handle_mailbox(&mut self) {
+        while let Ok(message) = self.mailbox.try_recv() {
+            match message {
+                Message::Shutdown => self.begin_shutdown(),
+            }
+        }
+    }
+
+    /// Stops accepting (after taking what already waits in the accept queue, which closing the
+    /// listener would reset), closes idle connections and lets the others finish.
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(self.now + self.config.shutdown_timeout);
+        self.accept_queued();
+        self.accepting = Accepting::Closed;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
+            conn.close_after = true;
+            if conn.phase == Phase::Open && conn.is_idle() {
+                self.close(id);
+            }
+        }
+    }
+
+    /// Accepts until `WouldBlock`, the connection limit, or running out of descriptors.
+    fn accept(&mut self) {
+        if self.accepting != Accepting::Open {
+            return;
+        }
+        self.accept_queued();
+    }
+
+    fn accept_queued(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            if self.conns.len() >= self.config.max_connections {
+                self.accepting = Accepting::AtLimit;
+                return;
+            }
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_transient_accept_error(&e) => continue,
+                Err(_) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog;
+                    // retrying at once would spin, so pause.
+                    self.accepting = Accepting::Backoff(self.now + ACCEPT_BACKOFF);
+                    return;
+                }
+            };
+            // Requests are answered in one write each; Nagle would hold the next one back.
+            let _ = stream.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let id = ConnId {
+                index: entry.key() as u32,
+                generation: self.next_generation,
+            };
+            self.next_generation = self.next_generation.wrapping_add(1) & 0x7fff_ffff;
+            let mut stream = stream;
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut stream,
+                    id.token(),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let conn = entry.insert(Connection::new(
+                stream,
+                id,
+                ServerConn::new(self.config.limits),
+            ));
+            conn.close_after = self.shutdown_deadline.is_some();
+            self.timers.set(
+                &mut conn.timers,
+                id,
+                TimerKind::HeadRead,
+                self.now + self.config.header_timeout,
+            );
+            // Bytes may already be waiting; the registration's first event will report them.
+        }
+    }
+
+    /// Handles readiness of one connection.
+    fn handle_event(&mut self, id: ConnId, readable: bool, writable: bool) {
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return;
+        };
+        if conn.id.generation != id.generation {
+            return;
+        }
+        if writable && conn.pending_output() > 0 && self.flush(id).is_err() {
+            return;
+        }
+        if readable || self.resumable(id) {
+            self.read(id);
+        }
+    }
+
+    /// Whether a paused connection has drained enough to read again.
+    fn resumable(&mut self, id: ConnId) -> bool {
+        let max = self.config.max_buffered_output;
+        match self.conn_mut(id) {
+            Some(conn) if conn.paused && conn.pending_output() < max => {
+                conn.paused = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads, parses and answers until the socket is drained, the budget is spent, the output
+    /// backs up, or the connection closes; then writes.
+    fn read(&mut self, id: ConnId) {
+        match self.conn_mut(id).map(|c| (c.phase, c.paused)) {
+            Some((Phase::Open, false)) => {}
+            Some((Phase::Lingering, _)) => return self.linger(id),
+            _ => return,
+        }
+        let (flow, progress, failed) = {
+            let Self {
+                conns,
+                scratch,
+                out,
+                handler,
+                config,
+                date,
+                still_ready,
+                id: reactor,
+                ..
+            } = self;
+            let Some(conn) = conns.get_mut(id.index as usize) else {
+                return;
+            };
+            let mut turn = Turn {
+                out,
+                handler: handler.as_ref(),
+                date,
+                reactor: *reactor,
+                budget: config.requests_per_turn,
+                max_output: config.max_buffered_output,
+            };
+            let mut progress = false;
+            let mut failed = false;
+            // Requests left over from an earlier turn come first.
+            let mut flow = if conn.unconsumed().is_empty() {
+                Flow::Continue
+            } else {
+                process(conn, &[], &mut turn)
+            };
+            while flow == Flow::Continue {
+                match conn.stream.read(scratch) {
+                    Ok(0) => {
+                        conn.peer_closed = true;
+                        eof(conn, &mut turn);
+                        break;
+                    }
+                    Ok(n) => {
+                        progress = true;
+                        flow = process(conn, &scratch[..n], &mut turn);
+                        // A short read took all the socket held (see the module docs).
+                        if n < scratch.len() && flow == Flow::Continue {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            match flow {
+                Flow::Budget if !conn.still_ready => {
+                    conn.still_ready = true;
+                    still_ready.push(id);
+                }
+                Flow::Paused => conn.paused = true,
+                _ => {}
+            }
+            (flow, progress, failed)
+        };
+        if failed {
+            return self.close(id);
+        }
+        if progress {
+            self.arm_read_timers(id);
+        }
+        if self.flush(id).is_ok() && flow == Flow::Paused && self.resumable(id) {
+            // The socket took the output at once: go on reading before the next sleep.
+            if let Some(conn) = self.conns.get_mut(id.index as usize)
+                && !conn.still_ready
+            {
+                conn.still_ready = true;
+                self.still_ready.push(id);
+            }
+        }
+    }
+
+    /// Sets the read-side timers after input arrived.
+    fn arm_read_timers(&mut self, id: ConnId) {
+        let now = self.now;
+        let config = &self.config;
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return;
+        };
+        if conn.phase != Phase::Open {
+            for kind in [TimerKind::HeadRead, TimerKind::BodyRead, TimerKind::Idle] {
+                conn.timers.clear(kind);
+            }
+            return;
+        }
+        let timers = &mut self.timers;
+        if conn.head_len > 0 {
+            // A body is arriving: time the pause since this progress.
+            conn.timers.clear(TimerKind::HeadRead);
+            conn.timers.clear(TimerKind::Idle);
+            timers.set(
+                &mut conn.timers,
+                id,
+                TimerKind::BodyRead,
+                now + config.body_timeout,
+            );
+        } else if !conn.inbuf.is_empty() {
+            // Part of a head: time the whole head from its first byte.
+            conn.timers.clear(TimerKind::BodyRead);
+            conn.timers.clear(TimerKind::Idle);
+            if !conn.timers.is_set(TimerKind::HeadRead) {
+                timers.set(
+                    &mut conn.timers,
+                    id,
+                    TimerKind::HeadRead,
+                    now + config.header_timeout,
+                );
+            }
+        } else if conn.requests > 0 {
+            conn.timers.clear(TimerKind::HeadRead);
+            conn.timers.clear(TimerKind::BodyRead);
+            timers.set(
+                &mut conn.timers,
+                id,
+                TimerKind::Idle,
+                now + config.idle_timeout,
+            );
+        }
+    }
+
+    /// Writes what the turn produced and what was left before; closes or lingers when the
+    /// connection is done.
+    fn flush(&mut self, id: ConnId) -> Result<(), ()> {
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return Err(());
+        };
+        let out = &mut self.out;
+        let result = if conn.pending_output() == 0 && !out.is_empty() {
+            // The common case: write straight from the reactor's buffer.
+            match write_all(&conn.stream, out) {
+                Ok(n) if n == out.len() => Ok(true),
+                Ok(n) => {
+                    keep_output(conn, out, n);
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            conn.outbuf.extend_from_slice(out);
+            match write_all(&conn.stream, &conn.outbuf[conn.written..]) {
+                Ok(n) => {
+                    conn.written += n;
+                    Ok(conn.pending_output() == 0)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        out.clear();
+        if out.capacity() > KEEP_BUFFER {
+            *out = Vec::new();
+        }
+        let Ok(done) = result else {
+            self.close(id);
+            return Err(());
+        };
+        if done {
+            conn.written = 0;
+            conn.outbuf.clear();
+            if conn.outbuf.capacity() > KEEP_BUFFER {
+                conn.outbuf = Vec::new();
+            }
+            conn.timers.clear(TimerKind::WriteStall);
+            if conn.phase == Phase::Closing {
+                return self.end(id);
+            }
+        } else {
+            // Time the stall from the last progress.
+            let at = self.now + self.config.write_timeout;
+            self.timers
+                .set(&mut conn.timers, id, TimerKind::WriteStall, at);
+        }
+        Ok(())
+    }
+
+    /// The output is written and no more requests will be read: close, or half-close and
+    /// linger so that unread input does not make the kernel reset the connection and destroy
+    /// the answer (RFC 9112 §9.6).
+    fn end(&mut self, id: ConnId) -> Result<(), ()> {
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return Err(());
+        };
+        if conn.peer_closed || conn.stream.shutdown(Shutdown::Write).is_err() {
+            self.close(id);
+            return Err(());
+        }
+        conn.phase = Phase::Lingering;
+        conn.inbuf = Vec::new();
+        conn.body = Vec::new();
+        for kind in [TimerKind::HeadRead, TimerKind::BodyRead, TimerKind::Idle] {
+            conn.timers.clear(kind);
+        }
+        let at = self.now + self.config.linger_timeout;
+        self.timers.set(&mut conn.timers, id, TimerKind::Linger, at);
+        self.linger(id);
+        Ok(())
+    }
+
+    /// Reads and discards input after half-closing, until the peer closes.
+    fn linger(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return;
+        };
+        loop {
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => break,
+                Ok(n) => {
+                    conn.lingered += n;
+                    if conn.lingered > MAX_LINGER_BYTES {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.close(id);
+    }
+
+    /// Closes a connection now and frees its slot.
+    fn close(&mut self, id: ConnId) {
+        if self.conn_mut(id).is_none() {
+            return;
+        }
+        // Dropping the stream closes it, which also removes it from the poll.
+        drop(self.conns.remove(id.index as usize));
+        if self.accepting == Accepting::AtLimit {
+            self.accepting = Accepting::Open;
+            self.accept();
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now;
+        while let Some((at, id, kind)) = self.timers.pop_due(now) {
+            let Some(conn) = self
+                .conns
+                .get_mut(id.index as usize)
+                .filter(|c| c.id.generation == id.generation)
+            else {
+                continue;
+            };
+            match conn.timers.on_pop(kind, at, now) {
+                Popped::Ignore => continue,
+                Popped::Requeue(at) => {
+                    self.timers.push(id, kind, at);
+                    continue;
+                }
+                Popped::Fire => {}
+            }
+            match kind {
+                TimerKind::HeadRead | TimerKind::BodyRead if conn.phase == Phase::Open => {
+                    // RFC 9110 §15.5.9: say so before closing, if a request had begun.
+                    if conn.head_len > 0 || !conn.inbuf.is_empty() {
+                        let ctx = ResponseContext::for_error();
+                        let headers = [("Content-Type", &b"text/plain; charset=utf-8"[..])];
+                        let _ = send_response(
+                            ctx,
+                            StatusCode::REQUEST_TIMEOUT,
+                            headers,
+                            b"request timeout\n",
+                            &self.date,
+                            &mut self.out,
+                        );
+                        conn.phase = Phase::Closing;
+                        conn.proto.close();
+                        let _ = self.flush(id);
+                    } else {
+                        self.close(id);
+                    }
+                }
+                TimerKind::Idle if conn.phase == Phase::Open && conn.is_idle() => self.close(id),
+                TimerKind::WriteStall | TimerKind::Linger => self.close(id),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Why processing stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    /// Everything given was consumed: read more.
+    Continue,
+    /// The per-turn request budget is spent: resume before sleeping.
+    Budget,
+    /// Output is over the limit: resume when it drains.
+    Paused,
+    /// No more requests on this connection.
+    Stop,
+}
+
+/// What processing a connection's input needs from its reactor.
+struct Turn<'a> {
+    out: &'a mut Vec<u8>,
+    handler: &'a dyn Handler,
+    date: &'a HttpDate,
+    reactor: usize,
+    budget: usize,
+    max_output: usize,
+}
+
+/// Where the head of the request in progress lies.
+#[derive(Clone, Copy, Debug)]
+enum HeadAt {
+    None,
+    /// In `inbuf[..head_len]`, kept from an earlier read.
+    Kept,
+    /// At this offset of the input being parsed.
+    Data(usize),
+}
+
+/// Parses `new` (after any unconsumed input kept from earlier) and answers every complete
+/// request, until the input runs out, the budget is spent, output backs up, or the connection
+/// stops taking requests. Keeps what must outlive this read in `conn.inbuf`.
+fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
+    let mut buf = mem::take(&mut conn.inbuf);
+    // With nothing unconsumed, parse the new bytes where they lie: no copy.
+    let direct = buf.len() == conn.head_len;
+    if !direct {
+        buf.extend_from_slice(new);
+    }
+    let base = conn.head_len;
+    let data: &[u8] = if direct { new } else { &buf[base..] };
+    let mut head = if base > 0 { HeadAt::Kept } else { HeadAt::None };
+    let mut pos = 0;
+    let flow = loop {
+        if turn.budget == 0 {
+            break Flow::Budget;
+        }
+        if turn.out.len() + conn.pending_output() > turn.max_output {
+            break Flow::Paused;
+        }
+        match conn.proto.recv(&data[pos..]) {
+            Ok((n, Event::Head)) => {
+                head = HeadAt::Data(pos);
+                pos += n;
+                if conn.proto.head().expects_continue() {
+                    send_continue(turn.out);
+                }
+            }
+            Ok((n, Event::Body(range))) => {
+                conn.body
+                    .extend_from_slice(&data[pos + range.start..pos + range.end]);
+                pos += n;
+            }
+            Ok((n, Event::End)) => {
+                let head_bytes = match head {
+                    HeadAt::Kept => &buf[..base],
+                    HeadAt::Data(at) => &data[at..],
+                    HeadAt::None => &[][..],
+                };
+                pos += n;
+                answer(conn, head_bytes, turn);
+                head = HeadAt::None;
+                turn.budget -= 1;
+                if conn.phase != Phase::Open {
+                    break Flow::Stop;
+                }
+            }
+            Ok((n, Event::NeedMore)) => {
+                pos += n;
+                break Flow::Continue;
+            }
+            Ok((_, Event::Closed)) => {
+                conn.phase = Phase::Closing;
+                break Flow::Stop;
+            }
+            Err(e) => {
+                send_error(e, turn.date, turn.out);
+                conn.phase = Phase::Closing;
+                break Flow::Stop;
+            }
+        }
+    };
+    if flow == Flow::Stop {
+        conn.inbuf = Vec::new();
+        conn.head_len = 0;
+        return flow;
+    }
+    // Keep the head of a request whose body is still arriving, and the unconsumed rest.
+    let head_len = conn.proto.head().len();
+    match (direct, head) {
+        (true, HeadAt::None) => {
+            buf.clear();
+            buf.extend_from_slice(&new[pos..]);
+            conn.head_len = 0;
+        }
+        (true, HeadAt::Kept) => buf.extend_from_slice(&new[pos..]),
+        (true, HeadAt::Data(at)) => {
+            buf.clear();
+            buf.extend_from_slice(&new[at..at + head_len]);
+            buf.extend_from_slice(&new[pos..]);
+            conn.head_len = head_len;
+        }
+        (false, HeadAt::None) => {
+            buf.drain(..base + pos);
+            conn.head_len = 0;
+        }
+        (false, HeadAt::Kept) => {
+            buf.drain(base..base + pos);
+        }
+        (false, HeadAt::Data(at)) => {
+            buf.copy_within(base + at..base + at + head_len, 0);
+            let rest = base + pos;
+            let len = buf.len();
+            buf.copy_within(rest..len, head_len);
+            buf.truncate(head_len + len - rest);
+            conn.head_len = head_len;
+        }
+    }
+    if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
+        buf = Vec::new();
+    }
+    conn.inbuf = buf;
+    flow
+}
+
+/// Runs the handler on a complete request and encodes its answer.
+fn answer(conn: &mut Connection, head_bytes: &[u8], turn: &mut Turn<'_>) {
+    let mut ctx = conn.proto.head().response_context();
+    if conn.close_after {
+        ctx = ctx.with_close();
+    }
+    let reply = {
+        let req = Request::new(conn.proto.request(head_bytes), &conn.body, turn.reactor);
+        let handler = turn.handler;
+        catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
+    };
+    let response = match reply {
+        Ok(Reply::Ready(response)) => response,
+        // The panic was reported by the panic hook; this request alone fails.
+        Err(_) => internal_error(),
+    };
+    let keep_alive = match encode(ctx, &response, turn) {
+        Ok(keep_alive) => keep_alive,
+        // The handler built a response HTTP cannot carry: answer 500 instead.
+        Err(()) => encode(ctx, &internal_error(), turn).unwrap_or(false),
+    };
+    conn.requests += 1;
+    if conn.body.capacity() > KEEP_BUFFER {
+        conn.body = Vec::new();
+    } else {
+        conn.body.clear();
+    }
+    if !keep_alive {
+        conn.proto.close();
+        conn.phase = Phase::Closing;
+    }
+}
+
+fn internal_error() -> Response {
+    Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+}
+
+/// Encodes a response; returns whether the connection stays open.
+fn encode(ctx: ResponseContext, response: &Response, turn: &mut Turn<'_>) -> Result<bool, ()> {
+    let body = response.body().as_bytes();
+    let length = BodyLength::Known(body.len() as u64);
+    let start = turn.out.len();
+    let mut encoder = send_head(
+        ctx,
+        response.status(),
+        response.headers(),
+        length,
+        turn.date,
+        turn.out,
+    )
+    .map_err(drop)?;
+    let keep_alive = encoder.keep_alive();
+    let sent = encoder
+        .send_body(body, turn.out)
+        .and_then(|()| encoder.send_end(turn.out));
+    if sent.is_err() {
+        turn.out.truncate(start);
+        return Err(());
+    }
+    Ok(keep_alive)
+}
+
+/// The peer closed its side: answer what is complete, then close.
+fn eof(conn: &mut Connection, turn: &mut Turn<'_>) {
+    if conn.phase != Phase::Open {
+        return;
+    }
+    let pending = &conn.inbuf[conn.head_len..];
+    if let Err(e) = conn.proto.recv_eof(pending) {
+        // A request cut short; the client may still be reading (it half-closed).
+        send_error(e, turn.date, turn.out);
+    }
+    conn.phase = Phase::Closing;
+}
+
+/// Keeps the part of `out` the socket did not take, from `written` on.
+fn keep_output(conn: &mut Connection, out: &mut Vec<u8>, written: usize) {
+    if out.len() - written > KEEP_BUFFER {
+        // A large response: hand the whole buffer over instead of copying it.
+        conn.outbuf = mem::take(out);
+        conn.written = written;
+    } else {
+        conn.outbuf.clear();
+        conn.outbuf.extend_from_slice(&out[written..]);
+        conn.written = 0;
+    }
+}
+
+/// Writes until done or `WouldBlock`; returns the bytes written.
+fn write_all(mut stream: &mio::net::TcpStream, mut data: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while !data.is_empty() {
+        match stream.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                // A short write left the socket full (see the module docs).
+                if n < data.len() {
+                    break;
+                }
+                data = &data[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Accept errors about one connection (it went away first), not about the process.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,205 @@
+//! Starting and stopping a server: the listeners, the reactor threads, and their handle.
+
+use std::{
+    fmt, io,
+    net::SocketAddr,
+    sync::{Arc, mpsc},
+    thread,
+};
+
+use mio::{Poll, Waker};
+
+use crate::{
+    Config, ConfigError, Handler, listener,
+    reactor::{Message, Reactor},
+    token::WAKER,
+};
+
+/// Starts servers.
+///
+/// # Examples
+///
+/// ```
+/// use rtserve_reactor::{Config, Reply, Request, Response, Server, StatusCode};
+///
+/// let mut config = Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap();
+/// config.reactors = 2;
+/// let handle = Server::start(config, |_: &Request<'_>| -> Reply {
+///     Response::text(StatusCode::OK, "hello\n").into()
+/// })?;
+/// println!("listening on {}", handle.local_addr());
+/// handle.shutdown();
+/// handle.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Validates `config`, raises the soft limit on open files to the hard limit, binds one
+    /// listening socket per reactor on `config.addr`, and starts the reactor threads.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Config`] for a bad setting; [`StartError::Io`] when binding fails (the
+    /// address is in use, not local, or needs privileges) or a thread cannot start.
+    pub fn start(config: Config, handler: impl Handler) -> Result<ServerHandle, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        listener::raise_fd_limit();
+        let (listeners, local_addr) = listener::bind(
+            config.addr,
+            config.reactors,
+            config.backlog,
+            config.shared_port,
+        )
+        .map_err(StartError::Io)?;
+        let config = Arc::new(config);
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        let mut reactors = Vec::with_capacity(listeners.len());
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let poll = Poll::new().map_err(StartError::Io)?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?);
+            let (sender, receiver) = mpsc::channel();
+            let reactor = Reactor::new(
+                id,
+                poll,
+                mio::net::TcpListener::from_std(listener),
+                Arc::clone(&handler),
+                Arc::clone(&config),
+                receiver,
+            )
+            .map_err(StartError::Io)?;
+            reactors.push((reactor, Mailbox { sender, waker }));
+        }
+        let mut threads = Vec::with_capacity(reactors.len());
+        let mut mailboxes = Vec::with_capacity(reactors.len());
+        for (id, (reactor, mailbox)) in reactors.into_iter().enumerate() {
+            let spawned = thread::Builder::new()
+                .name(format!("rtserve-reactor-{id}"))
+                .spawn(move || reactor.run());
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // Stop the reactors already running before reporting.
+                    let handle = ServerHandle {
+                        local_addr,
+                        mailboxes,
+                        threads,
+                    };
+                    handle.shutdown();
+                    let _ = handle.join();
+                    return Err(StartError::Io(e));
+                }
+            }
+            mailboxes.push(mailbox);
+        }
+        Ok(ServerHandle {
+            local_addr,
+            mailboxes,
+            threads,
+        })
+    }
+}
+
+/// A way into one reactor from other threads.
+#[derive(Debug)]
+struct Mailbox {
+    sender: mpsc::Sender<Message>,
+    waker: Arc<Waker>,
+}
+
+impl Mailbox {
+    fn send(&self, message: Message) {
+        // A reactor that has exited has dropped its receiver; there is nobody to tell.
+        if self.sender.send(message).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    mailboxes: Vec<Mailbox>,
+    threads: Vec<thread::JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the port picked, if port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts a graceful shutdown: each reactor takes the connections already waiting in its
+    /// accept queue, stops accepting, closes idle connections, answers the requests in flight
+    /// with `Connection: close`, and exits when its last connection has closed or
+    /// `Config::shutdown_timeout` has passed. Returns at once; [`join`](Self::join) waits.
+    pub fn shutdown(&self) {
+        for mailbox in &self.mailboxes {
+            mailbox.send(Message::Shutdown);
+        }
+    }
+
+    /// Waits for every reactor thread to exit.
+    ///
+    /// # Errors
+    ///
+    /// The first error a reactor stopped on (its poll failed), or an error saying that a
+    /// reactor thread panicked.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for thread in self.threads {
+            let outcome = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a reactor thread panicked")));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+}
+
+/// Why a server did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setting is out of range.
+    Config(ConfigError),
+    /// Binding or starting failed; the message names the address where it applies.
+    Io(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => e.fmt(f),
+            Self::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(e) => Some(e),
+            Self::Io(e) => Some(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handle_types_cross_threads() {
+        assert_send_sync::<ServerHandle>();
+        assert_send_sync::<StartError>();
+        assert_send_sync::<Config>();
+    }
+}

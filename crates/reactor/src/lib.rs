@@ -65,3 +65,8 @@ pub use server::{Server, ServerHandle, StartError};
 
 /// The HTTP/1.1 protocol crate this reactor is built on.
 pub use rtserve_protocol as protocol;
+
+// The README's Rust snippets are compiled as doc tests here.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,56 @@
+//! Embedding rtserve-reactor: a service with two routes on N reactors, stopped by Ctrl-C.
+//!
+//! ```sh
+//! cargo run --release --example embed -- 127.0.0.1:8080 4
+//! curl http://127.0.0.1:8080/score?amount=120
+//! curl -d 'some bytes' http://127.0.0.1:8080/echo
+//! ```
+
+use std::error::Error;
+
+use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::Signals,
+};
+
+/// A stand-in for real scoring work: quick, so it runs inline on the reactor.
+fn score(req: &Request<'_>) -> Reply {
+    let amount: u64 = req
+        .query_param("amount")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    let risk = if amount > 1000 { "high" } else { "low" };
+    Response::new(StatusCode::OK)
+        .with_static_headers(&[("Content-Type", b"application/json")])
+        .with_body(format!("{{\"amount\":{amount},\"risk\":\"{risk}\"}}\n"))
+        .into()
+}
+
+fn echo(req: &Request<'_>) -> Reply {
+    Response::new(StatusCode::OK)
+        .with_body(req.body().to_vec())
+        .into()
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let mut config = Config::default();
+    if let Some(addr) = args.next() {
+        config.addr = addr.parse()?;
+    }
+    if let Some(reactors) = args.next() {
+        config.reactors = reactors.parse()?;
+    }
+    let router = Router::new().get("/score", score).post("/echo", echo);
+    let server = Server::start(config, router)?;
+    eprintln!("listening on http://{}", server.local_addr());
+
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    if let Some(signal) = signals.forever().next() {
+        eprintln!("signal {signal}: shutting down");
+    }
+    server.shutdown();
+    server.join()?;
+    Ok(())
+}

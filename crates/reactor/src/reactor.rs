@@ -22,6 +22,7 @@ use std::{
     io::{self, Read, Write},
     mem,
     net::Shutdown,
+    ops::Range,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, mpsc},
     time::{Duration, Instant, SystemTime},
@@ -43,9 +44,12 @@ use crate::{
 
 /// Bytes read from a socket per system call.
 const READ_CHUNK: usize = 64 * 1024;
-/// A connection buffer larger than this is freed once empty rather than kept for reuse, so
-/// that one large request or response does not pin memory for the connection's lifetime.
-const KEEP_BUFFER: usize = 64 * 1024;
+/// A connection's buffer larger than this is freed once empty rather than kept for reuse, so
+/// that one large or fragmented request or response does not pin memory for the connection's
+/// lifetime (most connections never need a buffer of their own at all).
+const KEEP_BUFFER: usize = 4 * 1024;
+/// The reactor's output buffer is kept up to this size: it serves every connection.
+const KEEP_OUT: usize = 1024 * 1024;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Most bytes discarded while lingering before the connection is closed anyway.
@@ -417,6 +421,7 @@ impl Reactor {
             (flow, progress, failed)
         };
         if failed {
+            self.out.clear();
             return self.close(id);
         }
         if progress {
@@ -509,7 +514,7 @@ impl Reactor {
             }
         };
         out.clear();
-        if out.capacity() > KEEP_BUFFER {
+        if out.capacity() > KEEP_OUT {
             *out = Vec::new();
         }
         let Ok(done) = result else {
@@ -523,6 +528,11 @@ impl Reactor {
                 conn.outbuf = Vec::new();
             }
             conn.timers.clear(TimerKind::WriteStall);
+            // Shutting down: a connection between requests is done once its output is out.
+            if conn.close_after && conn.phase == Phase::Open && conn.inbuf.is_empty() {
+                conn.proto.close();
+                conn.phase = Phase::Closing;
+            }
             if conn.phase == Phase::Closing {
                 return self.end(id);
             }
@@ -686,6 +696,9 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
     let base = conn.head_len;
     let data: &[u8] = if direct { new } else { &buf[base..] };
     let mut head = if base > 0 { HeadAt::Kept } else { HeadAt::None };
+    // A body that arrives in one piece is handed to the handler where it lies; pieces are
+    // gathered in `conn.body` only when there is more than one.
+    let mut body_at: Option<Range<usize>> = None;
     let mut pos = 0;
     let flow = loop {
         if turn.budget == 0 {
@@ -703,8 +716,15 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
                 }
             }
             Ok((n, Event::Body(range))) => {
-                conn.body
-                    .extend_from_slice(&data[pos + range.start..pos + range.end]);
+                let range = pos + range.start..pos + range.end;
+                if conn.body.is_empty() && body_at.is_none() {
+                    body_at = Some(range);
+                } else {
+                    if let Some(first) = body_at.take() {
+                        conn.body.extend_from_slice(&data[first]);
+                    }
+                    conn.body.extend_from_slice(&data[range]);
+                }
                 pos += n;
             }
             Ok((n, Event::End)) => {
@@ -713,11 +733,23 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
                     HeadAt::Data(at) => &data[at..],
                     HeadAt::None => &[][..],
                 };
+                let body = match body_at.take() {
+                    Some(range) => &data[range],
+                    None => &conn.body[..],
+                };
                 pos += n;
-                answer(conn, head_bytes, turn);
+                let keep_alive = answer(&conn.proto, conn.close_after, head_bytes, body, turn);
                 head = HeadAt::None;
                 turn.budget -= 1;
-                if conn.phase != Phase::Open {
+                conn.requests += 1;
+                if conn.body.capacity() > KEEP_BUFFER {
+                    conn.body = Vec::new();
+                } else {
+                    conn.body.clear();
+                }
+                if !keep_alive {
+                    conn.proto.close();
+                    conn.phase = Phase::Closing;
                     break Flow::Stop;
                 }
             }
@@ -736,6 +768,10 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
             }
         }
     };
+    if let Some(first) = body_at {
+        // The body goes on in a later read: gather it.
+        conn.body.extend_from_slice(&data[first]);
+    }
     if flow == Flow::Stop {
         conn.inbuf = Vec::new();
         conn.head_len = 0;
@@ -779,14 +815,21 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
     flow
 }
 
-/// Runs the handler on a complete request and encodes its answer.
-fn answer(conn: &mut Connection, head_bytes: &[u8], turn: &mut Turn<'_>) {
-    let mut ctx = conn.proto.head().response_context();
-    if conn.close_after {
+/// Runs the handler on a complete request and encodes its answer; returns whether the
+/// connection stays open.
+fn answer(
+    proto: &ServerConn,
+    close_after: bool,
+    head_bytes: &[u8],
+    body: &[u8],
+    turn: &mut Turn<'_>,
+) -> bool {
+    let mut ctx = proto.head().response_context();
+    if close_after {
         ctx = ctx.with_close();
     }
     let reply = {
-        let req = Request::new(conn.proto.request(head_bytes), &conn.body, turn.reactor);
+        let req = Request::new(proto.request(head_bytes), body, turn.reactor);
         let handler = turn.handler;
         catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
     };
@@ -795,20 +838,10 @@ fn answer(conn: &mut Connection, head_bytes: &[u8], turn: &mut Turn<'_>) {
         // The panic was reported by the panic hook; this request alone fails.
         Err(_) => internal_error(),
     };
-    let keep_alive = match encode(ctx, &response, turn) {
+    match encode(ctx, &response, turn) {
         Ok(keep_alive) => keep_alive,
         // The handler built a response HTTP cannot carry: answer 500 instead.
         Err(()) => encode(ctx, &internal_error(), turn).unwrap_or(false),
-    };
-    conn.requests += 1;
-    if conn.body.capacity() > KEEP_BUFFER {
-        conn.body = Vec::new();
-    } else {
-        conn.body.clear();
-    }
-    if !keep_alive {
-        conn.proto.close();
-        conn.phase = Phase::Closing;
     }
 }
 

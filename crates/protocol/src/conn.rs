@@ -177,8 +177,15 @@ impl ServerConn {
     fn recv_head(&mut self, input: &[u8]) -> Result<(usize, Event), RecvError> {
         let limits = &self.limits;
         let scan = &mut self.scan;
-        // Nothing past `max_head` can belong to an acceptable head.
+        // Nothing past `max_head` can belong to an acceptable head, and every decision below
+        // looks only at this window (and whether input goes past it), so that the outcome
+        // does not depend on how much input has arrived.
         let window = &input[..input.len().min(limits.max_head)];
+        if scan.pos > window.len() {
+            // The caller broke the contract and passed less than before: scan afresh rather
+            // than index past the end.
+            *scan = HeadScan::default();
+        }
         loop {
             // Reject a first byte that cannot start a method at once, so that a client
             // speaking another protocol (a TLS hello, say) is answered now, not at a timeout.
@@ -227,7 +234,7 @@ impl ServerConn {
             }
         }
         match scan.request_line_end {
-            None if input.len() - scan.head_start > limits.max_request_line => {
+            None if window.len() - scan.head_start > limits.max_request_line => {
                 return Err(RecvError::RequestLineTooLong);
             }
             // The head is incomplete but its request line is here: check that line now, so

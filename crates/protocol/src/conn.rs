@@ -209,7 +209,8 @@ impl ServerConn {
                 // RFC 9112 §2.2: a server SHOULD ignore empty lines before the request line.
                 (None, true) => scan.head_start = newline + 1,
                 (None, false) => {
-                    if newline - scan.head_start > limits.max_request_line {
+                    // The limit is on the request line itself, without its CRLF.
+                    if line.len() - usize::from(line.ends_with(b"\r")) > limits.max_request_line {
                         return Err(RecvError::RequestLineTooLong);
                     }
                     scan.request_line_end = Some(newline);
@@ -234,7 +235,10 @@ impl ServerConn {
             }
         }
         match scan.request_line_end {
-            None if window.len() - scan.head_start > limits.max_request_line => {
+            // A CR at the end may be the start of the line's CRLF: it does not count yet.
+            None if window.len() - scan.head_start - usize::from(window.ends_with(b"\r"))
+                > limits.max_request_line =>
+            {
                 return Err(RecvError::RequestLineTooLong);
             }
             // The head is incomplete but its request line is here: check that line now, so

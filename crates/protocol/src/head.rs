@@ -341,8 +341,9 @@ impl RequestHead {
         self.authority = None;
         let path_and_query = match (self.method, target) {
             (Method::Connect, _) => {
-                // RFC 9112 §3.2.3: authority-form, only for CONNECT, and it needs a port.
-                if !is_host(target) || !target.contains(&b':') || target.starts_with(b":") {
+                // RFC 9112 §3.2.3: authority-form, only for CONNECT; RFC 9110 §9.3.6: with a
+                // port, since CONNECT has no default one.
+                if !is_host(target) || !has_port(target) {
                     return Err(RecvError::BadTarget);
                 }
                 self.form = TargetForm::Authority;
@@ -457,6 +458,24 @@ fn is_host(value: &[u8]) -> bool {
         _ => false,
     };
     port_ok && is_reg_name(host)
+}
+
+/// Whether a valid `host [ ":" port ]` ends in a non-empty port.
+fn has_port(authority: &[u8]) -> bool {
+    let host_end = match authority {
+        [b'[', ..] => authority
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(0, |i| i + 1),
+        _ => authority
+            .iter()
+            .position(|&b| b == b':')
+            .unwrap_or(authority.len()),
+    };
+    match &authority[host_end..] {
+        [b':', port @ ..] => !port.is_empty() && host_end > 0,
+        _ => false,
+    }
 }
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`, which covers IPv4 addresses too.

@@ -433,6 +433,11 @@ mod tests {
         // A malformed request line is refused before the rest of the head arrives.
         let mut conn = ServerConn::new(Limits::default());
         assert_eq!(conn.recv(b"GET /a b c\r\n"), Err(RecvError::BadVersion));
+        let mut conn = ServerConn::new(Limits::default());
+        assert_eq!(
+            conn.recv(b"GET /a b HTTP/1.1\r\nHost"),
+            Err(RecvError::BadRequestLine)
+        );
     }
 
     #[test]

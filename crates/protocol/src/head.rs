@@ -394,7 +394,9 @@ impl RequestHead {
 
 /// Tells apart the versions httparse refuses, given a head whose request line it read up to
 /// the version: `HTTP/1.2` and later minors are served as 1.1 (RFC 9110 §2.5), so their offset
-/// in `head` is returned; another major is a 505; anything not `HTTP/DIGIT.DIGIT` is a 400.
+/// in `head` is returned; another major is a 505; anything not `HTTP/DIGIT.DIGIT` is a 400. A
+/// line that ends in `HTTP/1.0` or `HTTP/1.1` and still failed has a malformed target (e.g.
+/// a space in it).
 pub(crate) fn later_minor_version(head: &[u8]) -> Result<usize, RecvError> {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let line = &head[..line_end];
@@ -404,10 +406,10 @@ pub(crate) fn later_minor_version(head: &[u8]) -> Result<usize, RecvError> {
         Some([b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            if *major == b'1' {
-                Ok(at)
-            } else {
-                Err(RecvError::VersionNotSupported)
+            match (major, minor) {
+                (b'1', b'0' | b'1') => Err(RecvError::BadRequestLine),
+                (b'1', _) => Ok(at),
+                _ => Err(RecvError::VersionNotSupported),
             }
         }
         _ => Err(RecvError::BadVersion),

@@ -36,11 +36,13 @@ pub struct Limits {
     /// `client_max_body_size 1m`). Over it: 413, decided from Content-Length before any body
     /// byte is read when the length is declared.
     pub max_body: u64,
-    /// Longest chunk-size line (size and extensions) in a chunked body, in bytes. Default 4 KiB.
+    /// Longest chunk-size line (size, extensions and CRLF) in a chunked body, in bytes. Default
+    /// 4 KiB.
     /// Over it: 400. Extensions are skipped, so without this cap a peer could keep the decoder
     /// busy forever on one line.
     pub max_chunk_line: usize,
-    /// Largest trailer section of a chunked body, in bytes. Default 16 KiB. Over it: 431.
+    /// Largest trailer section of a chunked body, in bytes, counting the CRLF that ends the
+    /// body (so at least 2). Default 16 KiB. Over it: 431.
     pub max_trailer: usize,
     /// Most trailer fields. Default 32. Over it: 431.
     pub max_trailers: usize,
@@ -54,8 +56,12 @@ impl Limits {
     /// A static description of the first field out of range: any zero bound,
     /// `max_headers` above [`MAX_HEADERS_CAP`], or a request line longer than the head.
     pub fn validate(&self) -> Result<(), &'static str> {
-        if self.max_head == 0 || self.max_request_line == 0 || self.max_chunk_line == 0 {
-            return Err("head, request-line and chunk-line limits must be greater than zero");
+        if self.max_head == 0 || self.max_request_line == 0 {
+            return Err("head and request-line limits must be greater than zero");
+        }
+        // The shortest size line is `0\r\n`; the shortest trailer section is `\r\n`.
+        if self.max_chunk_line < 3 || self.max_trailer < 2 {
+            return Err("max_chunk_line must be at least 3 and max_trailer at least 2");
         }
         if self.max_headers == 0 || self.max_headers > MAX_HEADERS_CAP {
             return Err("max_headers must be between 1 and 256");

@@ -161,8 +161,8 @@ impl Config {
             limits.max_request_line = 1 + usize::from(b) % limits.max_head;
             limits.max_headers = 1 + usize::from(c % 16);
             limits.max_body = u64::from(b) * 4;
-            limits.max_chunk_line = 1 + usize::from(c % 32);
-            limits.max_trailer = usize::from(a % 64);
+            limits.max_chunk_line = 3 + usize::from(c % 32);
+            limits.max_trailer = 2 + usize::from(a % 64);
             limits.max_trailers = usize::from(c % 4);
         }
         assert_eq!(limits.validate(), Ok(()), "the harness makes valid limits");

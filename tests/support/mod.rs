@@ -106,11 +106,16 @@ pub fn routes() -> Router {
             Response::text(StatusCode::OK, req.target().to_owned()).into()
         })
         .get("/big", |req: &Request<'_>| -> Reply {
-            let size: usize = req.query_param("size").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let size: usize = req
+                .query_param("size")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
             Response::new(StatusCode::OK).with_body(body).into()
         })
-        .get("/panic", |_: &Request<'_>| -> Reply { panic!("handler panic on purpose") })
+        .get("/panic", |_: &Request<'_>| -> Reply {
+            panic!("handler panic on purpose")
+        })
         .route(Method::Put, "/echo", |req: &Request<'_>| -> Reply {
             Response::new(StatusCode::OK)
                 .with_body(req.body().to_vec())

@@ -67,7 +67,23 @@ pub struct Config {
     /// Requests one connection may have processed per reactor turn before the reactor serves
     /// others (they are resumed before it sleeps again). Default 64.
     pub requests_per_turn: usize,
-    /// How long `shutdown` lets requests in flight finish before closing what remains.
+    /// Responses one connection may have waiting (offloaded, or queued behind one that is)
+    /// past which the reactor stops reading its requests until some are sent. Default 64.
+    pub max_pending_responses: usize,
+    /// Threads in the worker pool that runs offloaded jobs, shared by every reactor.
+    /// Default 16.
+    pub workers: usize,
+    /// Jobs that may wait for a worker; past it an offloaded request is answered 503 at once.
+    /// Default 1024.
+    pub queue: usize,
+    /// Default deadline of every request, counted from the moment its head was fully
+    /// received: an offloaded job not done by then is answered 503. Default 5 s.
+    pub deadline: Duration,
+    /// How long `shutdown` keeps serving while reporting "draining" (see
+    /// [`Request::is_draining`](crate::Request::is_draining)), so that a load balancer's health
+    /// check can take the server out of rotation first. Default 0.
+    pub drain_grace: Duration,
+    /// How long `shutdown` then lets requests in flight finish before closing what remains.
     /// Default 30 s.
     pub shutdown_timeout: Duration,
 }
@@ -88,6 +104,11 @@ impl Default for Config {
             linger_timeout: Duration::from_secs(2),
             max_buffered_output: 256 * 1024,
             requests_per_turn: 64,
+            max_pending_responses: 64,
+            workers: 16,
+            queue: 1024,
+            deadline: Duration::from_secs(5),
+            drain_grace: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -130,7 +151,16 @@ impl Config {
             "requests_per_turn",
             "must be at least 1",
         )?;
+        check(
+            self.max_pending_responses >= 1,
+            "max_pending_responses",
+            "must be at least 1",
+        )?;
+        check(self.workers >= 1, "workers", "must be at least 1")?;
+        check(self.workers <= 4096, "workers", "must be at most 4096")?;
+        check(self.queue >= 1, "queue", "must be at least 1")?;
         for (timeout, name) in [
+            (self.deadline, "deadline"),
             (self.header_timeout, "header_timeout"),
             (self.body_timeout, "body_timeout"),
             (self.idle_timeout, "idle_timeout"),
@@ -148,11 +178,16 @@ impl Config {
             "linger_timeout",
             "must be at most 60 s",
         )?;
-        check(
-            self.shutdown_timeout <= Duration::from_secs(365 * 86_400),
-            "shutdown_timeout",
-            "must be at most a year",
-        )?;
+        for (timeout, name) in [
+            (self.shutdown_timeout, "shutdown_timeout"),
+            (self.drain_grace, "drain_grace"),
+        ] {
+            check(
+                timeout <= Duration::from_secs(365 * 86_400),
+                name,
+                "must be at most a year",
+            )?;
+        }
         self.limits.validate().map_err(|reason| ConfigError {
             setting: "limits",
             reason,
@@ -189,7 +224,10 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         type Change = fn(&mut Config);
-        let cases: [(Change, &str); 5] = [
+        let cases: [(Change, &str); 8] = [
+            (|c| c.workers = 0, "workers"),
+            (|c| c.queue = 0, "queue"),
+            (|c| c.deadline = Duration::ZERO, "deadline"),
             (|c| c.reactors = 0, "reactors"),
             (|c| c.max_connections = 0, "max_connections"),
             (|c| c.idle_timeout = Duration::ZERO, "idle_timeout"),

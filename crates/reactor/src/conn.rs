@@ -1,9 +1,34 @@
 //! One connection's state on its reactor.
 
-use mio::net::TcpStream;
-use rtserve_protocol::ServerConn;
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
-use crate::{timer::TimerTable, token::ConnId};
+use mio::net::TcpStream;
+use rtserve_protocol::{ResponseContext, ServerConn};
+
+use crate::{Response, timer::TimerTable, token::ConnId};
+
+/// A response owed to the client, in request order.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) seq: u64,
+    pub(crate) ctx: ResponseContext,
+    pub(crate) state: SlotState,
+}
+
+#[derive(Debug)]
+pub(crate) enum SlotState {
+    /// On the worker pool; the flag tells the job its answer is no longer wanted.
+    Waiting(Arc<AtomicBool>),
+    /// Ready, but behind one that is not.
+    Ready(Response),
+}
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +71,18 @@ pub(crate) struct Connection {
     pub(crate) paused: bool,
     /// The peer closed its side (read returned 0).
     pub(crate) peer_closed: bool,
+    /// The poll reported the peer's FIN (it may not have been read yet).
+    pub(crate) peer_hup: bool,
     /// Close after the request in progress (the server is shutting down).
     pub(crate) close_after: bool,
     /// Bytes discarded while lingering.
     pub(crate) lingered: usize,
+    /// Responses owed while one of them waits for the worker pool, in request order.
+    pub(crate) pending: VecDeque<Slot>,
+    /// Sequence number of the next offloaded or queued response.
+    pub(crate) next_seq: u64,
+    /// When the current request's head was fully received.
+    pub(crate) received: Instant,
 }
 
 impl Connection {
@@ -69,8 +102,22 @@ impl Connection {
             still_ready: false,
             paused: false,
             peer_closed: false,
+            peer_hup: false,
             close_after: false,
             lingered: 0,
+            pending: VecDeque::new(),
+            next_seq: 0,
+            received: Instant::now(),
+        }
+    }
+
+    /// Tells every job still waiting for this connection that its answer is not wanted, and
+    /// drops what was owed.
+    pub(crate) fn cancel_pending(&mut self) {
+        for slot in self.pending.drain(..) {
+            if let SlotState::Waiting(cancelled) = slot.state {
+                cancelled.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -84,8 +131,8 @@ impl Connection {
         &self.inbuf[self.head_len..]
     }
 
-    /// Between requests with nothing buffered either way.
+    /// Between requests with nothing buffered or owed.
     pub(crate) fn is_idle(&self) -> bool {
-        self.inbuf.is_empty() && self.pending_output() == 0
+        self.inbuf.is_empty() && self.pending_output() == 0 && self.pending.is_empty()
     }
 }

@@ -1,6 +1,14 @@
 //! The handler API: what a request looks like to user code, and what it returns.
 
-use std::{borrow::Cow, fmt};
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use rtserve_protocol::{Method, OwnedHead, StatusCode, Version};
 
@@ -14,6 +22,9 @@ pub struct Request<'a> {
     inner: rtserve_protocol::Request<'a>,
     body: &'a [u8],
     reactor: usize,
+    received: Instant,
+    deadline: Instant,
+    draining: &'a AtomicBool,
 }
 
 impl<'a> Request<'a> {
@@ -21,12 +32,34 @@ impl<'a> Request<'a> {
         inner: rtserve_protocol::Request<'a>,
         body: &'a [u8],
         reactor: usize,
+        received: Instant,
+        deadline: Instant,
+        draining: &'a AtomicBool,
     ) -> Self {
         Self {
             inner,
             body,
             reactor,
+            received,
+            deadline,
+            draining,
         }
+    }
+
+    /// When the head was fully received: the moment the deadline counts from.
+    pub fn received(&self) -> Instant {
+        self.received
+    }
+
+    /// The server's default deadline for this request. An offloaded [`Job`] may set its own
+    /// with [`Job::with_deadline`].
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the server is shutting down (for a health check to report it).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The method.
@@ -271,17 +304,111 @@ impl From<Vec<u8>> for HeaderValue {
     }
 }
 
-/// What a handler returns.
+/// What a handler returns: a response now, or a job for the worker pool.
 ///
-/// New ways to reply may be added (running a blocking job on a worker pool is next), so the
-/// enum is `#[non_exhaustive]`; build replies with `Reply::Ready` or `.into()` from a
-/// [`Response`].
+/// # When to reply inline and when to offload
+///
+/// A reactor serves thousands of connections on one thread, so everything `handle` does adds
+/// to the latency of every request queued behind it on that reactor. Reply
+/// [`Ready`](Reply::Ready) when the answer takes microseconds and never blocks: lookups in
+/// memory, small computations, static content. [`Offload`](Reply::Offload) anything that
+/// blocks (file or network I/O, locks that can be contended, sleeping) or computes for long:
+/// it runs on the shared worker pool, its response goes out in request order, and the request's
+/// deadline bounds how long the client waits for it.
+///
+/// New ways to reply may be added, so the enum is `#[non_exhaustive]`; build replies with the
+/// variants, [`Reply::offload`], or `.into()` from a [`Response`].
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Reply {
-    /// The response, produced on the reactor thread: the fastest path, for work that takes
-    /// microseconds and never blocks.
+    /// The response, produced on the reactor thread: the fastest path.
     Ready(Response),
+    /// Blocking work for the worker pool. If the pool's queue is full the client gets 503 at
+    /// once; if the job has not finished by the request's deadline the client gets 503 then,
+    /// and the job's late result is dropped (a job that has not started by then never runs).
+    Offload(Job),
+}
+
+impl Reply {
+    /// Offloads `work` to the worker pool with the server's default deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{JobContext, Reply, Request, Response, StatusCode};
+    ///
+    /// let handler = |req: &Request<'_>| -> Reply {
+    ///     let key = req.path().to_owned(); // copy what the job needs
+    ///     Reply::offload(move |ctx: &JobContext| {
+    ///         if ctx.is_cancelled() {
+    ///             return Response::new(StatusCode::SERVICE_UNAVAILABLE);
+    ///         }
+    ///         Response::text(StatusCode::OK, format!("looked up {key}\n"))
+    ///     })
+    /// };
+    /// # let _ = handler;
+    /// ```
+    pub fn offload(work: impl FnOnce(&JobContext) -> Response + Send + 'static) -> Self {
+        Self::Offload(Job::new(work))
+    }
+}
+
+/// Blocking work for the worker pool, and the deadline it must meet.
+pub struct Job {
+    pub(crate) work: Box<dyn FnOnce(&JobContext) -> Response + Send>,
+    pub(crate) deadline: Option<Duration>,
+}
+
+impl Job {
+    /// A job running `work`, with the server's default deadline.
+    pub fn new(work: impl FnOnce(&JobContext) -> Response + Send + 'static) -> Self {
+        Self {
+            work: Box::new(work),
+            deadline: None,
+        }
+    }
+
+    /// Gives the request this deadline instead of the server's default, counted (like every
+    /// deadline) from the moment its head was fully received.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a running job can know about its request: its deadline, and whether its answer is
+/// still wanted.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub(crate) deadline: Instant,
+    pub(crate) cancelled: Arc<AtomicBool>,
+}
+
+impl JobContext {
+    /// The request's deadline. The client has been answered with 503 once it has passed.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Time left before the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the answer is no longer wanted: the deadline has passed or the client has
+    /// gone. Cooperative work checks this and stops early; whatever it returns then is dropped.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || Instant::now() >= self.deadline
+    }
 }
 
 impl From<Response> for Reply {

@@ -53,13 +53,16 @@ mod config;
 mod conn;
 mod handler;
 mod listener;
+mod pool;
 mod reactor;
 mod server;
 mod timer;
 mod token;
 
 pub use config::{Config, ConfigError};
-pub use handler::{Body, Handler, HeaderValue, Reply, Request, Response, Router, StaticHeaders};
+pub use handler::{
+    Body, Handler, HeaderValue, Job, JobContext, Reply, Request, Response, Router, StaticHeaders,
+};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
 

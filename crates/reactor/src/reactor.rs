@@ -24,7 +24,11 @@ use std::{
     net::Shutdown,
     ops::Range,
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -36,8 +40,11 @@ use rtserve_protocol::{
 use slab::Slab;
 
 use crate::{
-    Config, Handler, Reply, Request, Response,
-    conn::{Connection, Phase},
+    Config, Handler, JobContext, Reply, Request, Response,
+    conn::{Connection, Phase, Slot, SlotState},
+    handler::Job,
+    pool::{Task, WorkerPool},
+    server::Mailbox,
     timer::{Popped, TimerKind, TimerQueue},
     token::{ConnId, LISTENER, WAKER},
 };
@@ -60,8 +67,28 @@ const EVENTS: usize = 1024;
 /// What other threads tell a reactor.
 #[derive(Debug)]
 pub(crate) enum Message {
-    /// Stop accepting, finish what is in flight, close, and exit.
-    Shutdown,
+    /// An offloaded job's response.
+    Completion(Completion),
+    /// Report draining for `grace`, then stop accepting, finish what is in flight, close, and
+    /// exit.
+    Shutdown { grace: Duration },
+}
+
+/// A worker's answer to response `seq` of connection `conn`.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub(crate) conn: ConnId,
+    pub(crate) seq: u64,
+    pub(crate) response: Response,
+}
+
+/// What every reactor of a server shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) pool: WorkerPool,
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
 /// Whether the reactor takes new connections.
@@ -92,10 +119,18 @@ pub(crate) struct Reactor {
     out: Vec<u8>,
     still_ready: Vec<ConnId>,
     accepting: Accepting,
+    /// When the drain grace ends and shutdown proper begins.
+    drain_at: Option<Instant>,
     shutdown_deadline: Option<Instant>,
     handler: Arc<dyn Handler>,
     config: Arc<Config>,
     mailbox: mpsc::Receiver<Message>,
+    /// This reactor's own mailbox, for jobs to answer through.
+    reply_to: Arc<Mailbox>,
+    pool: WorkerPool,
+    draining: Arc<AtomicBool>,
+    /// Connections that got completions this turn, flushed once each.
+    touched: Vec<ConnId>,
 }
 
 impl Reactor {
@@ -103,10 +138,16 @@ impl Reactor {
         id: usize,
         poll: Poll,
         mut listener: TcpListener,
-        handler: Arc<dyn Handler>,
-        config: Arc<Config>,
+        shared: Shared,
         mailbox: mpsc::Receiver<Message>,
+        reply_to: Arc<Mailbox>,
     ) -> io::Result<Self> {
+        let Shared {
+            handler,
+            config,
+            pool,
+            draining,
+        } = shared;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
@@ -124,10 +165,15 @@ impl Reactor {
             out: Vec::new(),
             still_ready: Vec::new(),
             accepting: Accepting::Open,
+            drain_at: None,
             shutdown_deadline: None,
             handler,
             config,
             mailbox,
+            reply_to,
+            pool,
+            draining,
+            touched: Vec::new(),
         })
     }
 
@@ -148,13 +194,22 @@ impl Reactor {
                     WAKER => self.handle_mailbox(),
                     LISTENER => self.accept(),
                     token => {
-                        if let Some(id) = ConnId::from_token(token) {
-                            self.handle_event(
-                                id,
-                                event.is_readable() || event.is_read_closed() || event.is_error(),
-                                event.is_writable(),
-                            );
+                        let Some(id) = ConnId::from_token(token) else {
+                            continue;
+                        };
+                        if event.is_error() {
+                            // Reset or failed: free the slot now and drop what it was owed.
+                            self.close(id);
+                            continue;
                         }
+                        if event.is_read_closed()
+                            && let Some(conn) = self.conn_mut(id)
+                        {
+                            // The peer's FIN is here: read to it, not just to a short read.
+                            conn.peer_hup = true;
+                        }
+                        let readable = event.is_readable() || event.is_read_closed();
+                        self.handle_event(id, readable, event.is_writable());
                     }
                 }
             }
@@ -167,6 +222,12 @@ impl Reactor {
                 }
             }
             self.fire_timers();
+            if let Some(at) = self.drain_at
+                && self.now >= at
+            {
+                self.drain_at = None;
+                self.begin_shutdown();
+            }
             if let Accepting::Backoff(until) = self.accepting
                 && self.now >= until
             {
@@ -188,6 +249,7 @@ impl Reactor {
         let mut next = self.timers.next();
         for at in [
             self.shutdown_deadline,
+            self.drain_at,
             match self.accepting {
                 Accepting::Backoff(until) => Some(until),
                 _ => None,
@@ -226,8 +288,87 @@ impl Reactor {
     fn handle_mailbox(&mut self) {
         while let Ok(message) = self.mailbox.try_recv() {
             match message {
-                Message::Shutdown => self.begin_shutdown(),
+                Message::Completion(completion) => self.complete(completion),
+                Message::Shutdown { grace } => {
+                    if self.drain_at.is_none() && self.shutdown_deadline.is_none() {
+                        self.drain_at = Some(self.now + grace);
+                    }
+                }
             }
+        }
+        let mut touched = mem::take(&mut self.touched);
+        for id in touched.drain(..) {
+            self.release(id);
+        }
+        self.touched = touched;
+    }
+
+    /// Puts a job's response in its slot; a late one (its slot answered 503 at the deadline,
+    /// or its connection gone) is dropped.
+    fn complete(&mut self, completion: Completion) {
+        let Some(conn) = self
+            .conns
+            .get_mut(completion.conn.index as usize)
+            .filter(|c| c.id.generation == completion.conn.generation)
+        else {
+            return;
+        };
+        let Some(slot) = conn.pending.iter_mut().find(|s| s.seq == completion.seq) else {
+            return;
+        };
+        if matches!(slot.state, SlotState::Waiting(_)) {
+            slot.state = SlotState::Ready(completion.response);
+            self.touched.push(completion.conn);
+        }
+    }
+
+    /// Sends the responses at the front of a connection's queue that are ready, in order;
+    /// resumes reading if the queue had made it pause.
+    fn release(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+            return;
+        };
+        if conn.id.generation != id.generation {
+            return;
+        }
+        while let Some(Slot {
+            state: SlotState::Ready(_),
+            ..
+        }) = conn.pending.front()
+        {
+            let Some(Slot {
+                ctx,
+                state: SlotState::Ready(response),
+                ..
+            }) = conn.pending.pop_front()
+            else {
+                break;
+            };
+            // Shutting down: the last response owed says the connection closes.
+            let ctx = if conn.close_after && conn.pending.is_empty() {
+                ctx.with_close()
+            } else {
+                ctx
+            };
+            let keep_alive = encode_or_500(ctx, &response, &self.date, &mut self.out);
+            if !keep_alive {
+                conn.proto.close();
+                conn.phase = Phase::Closing;
+                conn.cancel_pending();
+            }
+        }
+        if self.flush(id).is_ok() && self.resumable(id) {
+            self.mark_still_ready(id);
+        }
+    }
+
+    fn mark_still_ready(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id.index as usize)
+            && conn.id.generation == id.generation
+            && !conn.still_ready
+        {
+            conn.still_ready = true;
+            self.still_ready.push(id);
         }
     }
 
@@ -237,6 +378,7 @@ impl Reactor {
         if self.shutdown_deadline.is_some() {
             return;
         }
+        self.draining.store(true, Ordering::Relaxed);
         self.shutdown_deadline = Some(self.now + self.config.shutdown_timeout);
         self.accept_queued();
         self.accepting = Accepting::Closed;
@@ -251,6 +393,10 @@ impl Reactor {
             conn.close_after = true;
             if conn.phase == Phase::Open && conn.is_idle() {
                 self.close(id);
+            } else if !conn.pending.is_empty() && conn.head_len == 0 {
+                // Answer what is owed, then close; no new requests.
+                conn.proto.close();
+                conn.inbuf.clear();
             }
         }
     }
@@ -339,8 +485,13 @@ impl Reactor {
     /// Whether a paused connection has drained enough to read again.
     fn resumable(&mut self, id: ConnId) -> bool {
         let max = self.config.max_buffered_output;
+        let max_pending = self.config.max_pending_responses;
         match self.conn_mut(id) {
-            Some(conn) if conn.paused && conn.pending_output() < max => {
+            Some(conn)
+                if conn.paused
+                    && conn.pending_output() < max
+                    && conn.pending.len() < max_pending =>
+            {
                 conn.paused = false;
                 true
             }
@@ -366,6 +517,11 @@ impl Reactor {
                 date,
                 still_ready,
                 id: reactor,
+                now,
+                timers,
+                pool,
+                reply_to,
+                draining,
                 ..
             } = self;
             let Some(conn) = conns.get_mut(id.index as usize) else {
@@ -377,7 +533,12 @@ impl Reactor {
                 date,
                 reactor: *reactor,
                 budget: config.requests_per_turn,
-                max_output: config.max_buffered_output,
+                config,
+                now: *now,
+                timers,
+                pool,
+                reply_to,
+                draining,
             };
             let mut progress = false;
             let mut failed = false;
@@ -397,8 +558,9 @@ impl Reactor {
                     Ok(n) => {
                         progress = true;
                         flow = process(conn, &scratch[..n], &mut turn);
-                        // A short read took all the socket held (see the module docs).
-                        if n < scratch.len() && flow == Flow::Continue {
+                        // A short read took all the socket held (see the module docs),
+                        // unless the peer's FIN came with it: no edge will come for that.
+                        if n < scratch.len() && flow == Flow::Continue && !conn.peer_hup {
                             break;
                         }
                     }
@@ -429,12 +591,7 @@ impl Reactor {
         }
         if self.flush(id).is_ok() && flow == Flow::Paused && self.resumable(id) {
             // The socket took the output at once: go on reading before the next sleep.
-            if let Some(conn) = self.conns.get_mut(id.index as usize)
-                && !conn.still_ready
-            {
-                conn.still_ready = true;
-                self.still_ready.push(id);
-            }
+            self.mark_still_ready(id);
         }
     }
 
@@ -529,11 +686,11 @@ impl Reactor {
             }
             conn.timers.clear(TimerKind::WriteStall);
             // Shutting down: a connection between requests is done once its output is out.
-            if conn.close_after && conn.phase == Phase::Open && conn.inbuf.is_empty() {
+            if conn.close_after && conn.phase == Phase::Open && conn.is_idle() {
                 conn.proto.close();
                 conn.phase = Phase::Closing;
             }
-            if conn.phase == Phase::Closing {
+            if conn.phase == Phase::Closing && conn.pending.is_empty() {
                 return self.end(id);
             }
         } else {
@@ -596,7 +753,9 @@ impl Reactor {
             return;
         }
         // Dropping the stream closes it, which also removes it from the poll.
-        drop(self.conns.remove(id.index as usize));
+        let mut conn = self.conns.remove(id.index as usize);
+        conn.cancel_pending();
+        drop(conn);
         if self.accepting == Accepting::AtLimit {
             self.accepting = Accepting::Open;
             self.accept();
@@ -605,7 +764,7 @@ impl Reactor {
 
     fn fire_timers(&mut self) {
         let now = self.now;
-        while let Some((at, id, kind)) = self.timers.pop_due(now) {
+        while let Some((at, id, kind, seq)) = self.timers.pop_due(now) {
             let Some(conn) = self
                 .conns
                 .get_mut(id.index as usize)
@@ -613,6 +772,18 @@ impl Reactor {
             else {
                 continue;
             };
+            if kind == TimerKind::Deadline {
+                // RFC 9110 §15.6.4: 503 in place of a response not ready by its deadline;
+                // the job is told, and its late result will be dropped.
+                if let Some(slot) = conn.pending.iter_mut().find(|s| s.seq == seq)
+                    && let SlotState::Waiting(cancelled) = &slot.state
+                {
+                    cancelled.store(true, Ordering::Relaxed);
+                    slot.state = SlotState::Ready(deadline_missed());
+                    self.release(id);
+                }
+                continue;
+            }
             match conn.timers.on_pop(kind, at, now) {
                 Popped::Ignore => continue,
                 Popped::Requeue(at) => {
@@ -644,7 +815,10 @@ impl Reactor {
                 }
                 TimerKind::Idle if conn.phase == Phase::Open && conn.is_idle() => self.close(id),
                 TimerKind::WriteStall | TimerKind::Linger => self.close(id),
-                _ => {}
+                TimerKind::HeadRead
+                | TimerKind::BodyRead
+                | TimerKind::Idle
+                | TimerKind::Deadline => {}
             }
         }
     }
@@ -670,7 +844,12 @@ struct Turn<'a> {
     date: &'a HttpDate,
     reactor: usize,
     budget: usize,
-    max_output: usize,
+    config: &'a Config,
+    now: Instant,
+    timers: &'a mut TimerQueue,
+    pool: &'a WorkerPool,
+    reply_to: &'a Arc<Mailbox>,
+    draining: &'a AtomicBool,
 }
 
 /// Where the head of the request in progress lies.
@@ -704,12 +883,15 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
         if turn.budget == 0 {
             break Flow::Budget;
         }
-        if turn.out.len() + conn.pending_output() > turn.max_output {
+        if turn.out.len() + conn.pending_output() > turn.config.max_buffered_output
+            || conn.pending.len() >= turn.config.max_pending_responses
+        {
             break Flow::Paused;
         }
         match conn.proto.recv(&data[pos..]) {
             Ok((n, Event::Head)) => {
                 head = HeadAt::Data(pos);
+                conn.received = turn.now;
                 pos += n;
                 if conn.proto.head().expects_continue() {
                     send_continue(turn.out);
@@ -738,7 +920,8 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
                     None => &conn.body[..],
                 };
                 pos += n;
-                let keep_alive = answer(&conn.proto, conn.close_after, head_bytes, body, turn);
+                let received = conn.received;
+                let reply = run_handler(&conn.proto, head_bytes, body, received, turn);
                 head = HeadAt::None;
                 turn.budget -= 1;
                 conn.requests += 1;
@@ -747,9 +930,10 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
                 } else {
                     conn.body.clear();
                 }
-                if !keep_alive {
+                if !answer(conn, reply, turn) {
                     conn.proto.close();
                     conn.phase = Phase::Closing;
+                    conn.cancel_pending();
                     break Flow::Stop;
                 }
             }
@@ -815,60 +999,147 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
     flow
 }
 
-/// Runs the handler on a complete request and encodes its answer; returns whether the
-/// connection stays open.
-fn answer(
+/// Runs the handler on a complete request; a panic becomes a 500.
+fn run_handler(
     proto: &ServerConn,
-    close_after: bool,
     head_bytes: &[u8],
     body: &[u8],
-    turn: &mut Turn<'_>,
-) -> bool {
-    let mut ctx = proto.head().response_context();
-    if close_after {
-        ctx = ctx.with_close();
-    }
-    let reply = {
-        let req = Request::new(proto.request(head_bytes), body, turn.reactor);
-        let handler = turn.handler;
-        catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
-    };
+    received: Instant,
+    turn: &Turn<'_>,
+) -> Reply {
+    let deadline = received + turn.config.deadline;
+    let req = Request::new(
+        proto.request(head_bytes),
+        body,
+        turn.reactor,
+        received,
+        deadline,
+        turn.draining,
+    );
+    let handler = turn.handler;
+    // The panic was reported by the panic hook; this request alone fails.
+    catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
+        .unwrap_or_else(|_| Reply::Ready(internal_error()))
+}
+
+/// Sends a reply's response, or hands its job to the pool; returns whether the connection
+/// stays open.
+fn answer(conn: &mut Connection, reply: Reply, turn: &mut Turn<'_>) -> bool {
+    let ctx = conn.proto.head().response_context();
     let response = match reply {
-        Ok(Reply::Ready(response)) => response,
-        // The panic was reported by the panic hook; this request alone fails.
-        Err(_) => internal_error(),
+        Reply::Ready(response) => response,
+        Reply::Offload(job) => match offload(conn, ctx, job, turn) {
+            Some(response) => response,
+            None => return true,
+        },
     };
-    match encode(ctx, &response, turn) {
-        Ok(keep_alive) => keep_alive,
-        // The handler built a response HTTP cannot carry: answer 500 instead.
-        Err(()) => encode(ctx, &internal_error(), turn).unwrap_or(false),
+    if conn.pending.is_empty() {
+        let ctx = if conn.close_after {
+            ctx.with_close()
+        } else {
+            ctx
+        };
+        encode_or_500(ctx, &response, turn.date, turn.out)
+    } else {
+        // Behind a response that is not ready: wait in line.
+        let seq = conn.next_seq;
+        conn.next_seq += 1;
+        conn.pending.push_back(Slot {
+            seq,
+            ctx,
+            state: SlotState::Ready(response),
+        });
+        true
     }
+}
+
+/// Queues a job for the pool; returns the response to send instead when it cannot run.
+fn offload(
+    conn: &mut Connection,
+    ctx: ResponseContext,
+    job: Job,
+    turn: &mut Turn<'_>,
+) -> Option<Response> {
+    let deadline = conn.received + job.deadline.unwrap_or(turn.config.deadline);
+    if deadline <= turn.now {
+        return Some(deadline_missed());
+    }
+    let seq = conn.next_seq;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let task = Task {
+        job,
+        ctx: JobContext {
+            deadline,
+            cancelled: Arc::clone(&cancelled),
+        },
+        reply_to: Arc::clone(turn.reply_to),
+        conn: conn.id,
+        seq,
+    };
+    if turn.pool.try_submit(task).is_err() {
+        // The queue is full: shed now rather than queue past the deadline.
+        return Some(overloaded());
+    }
+    conn.next_seq += 1;
+    conn.pending.push_back(Slot {
+        seq,
+        ctx,
+        state: SlotState::Waiting(cancelled),
+    });
+    turn.timers.push_deadline(conn.id, seq, deadline);
+    None
 }
 
 fn internal_error() -> Response {
     Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
 }
 
+fn deadline_missed() -> Response {
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, "deadline exceeded\n")
+}
+
+fn overloaded() -> Response {
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n")
+}
+
+/// Encodes a response, or a 500 if HTTP cannot carry it (a bad header from the handler);
+/// returns whether the connection stays open.
+fn encode_or_500(
+    ctx: ResponseContext,
+    response: &Response,
+    date: &HttpDate,
+    out: &mut Vec<u8>,
+) -> bool {
+    encode(ctx, response, date, out)
+        .or_else(|()| encode(ctx, &internal_error(), date, out))
+        .unwrap_or(false)
+}
+
 /// Encodes a response; returns whether the connection stays open.
-fn encode(ctx: ResponseContext, response: &Response, turn: &mut Turn<'_>) -> Result<bool, ()> {
+fn encode(
+    ctx: ResponseContext,
+    response: &Response,
+    date: &HttpDate,
+    out: &mut Vec<u8>,
+) -> Result<bool, ()> {
     let body = response.body().as_bytes();
     let length = BodyLength::Known(body.len() as u64);
-    let start = turn.out.len();
+    let start = out.len();
     let mut encoder = send_head(
         ctx,
         response.status(),
         response.headers(),
         length,
-        turn.date,
-        turn.out,
+        date,
+        out,
     )
     .map_err(drop)?;
     let keep_alive = encoder.keep_alive();
     let sent = encoder
-        .send_body(body, turn.out)
-        .and_then(|()| encoder.send_end(turn.out));
+        .send_body(body, out)
+        .and_then(|()| encoder.send_end(out));
     if sent.is_err() {
-        turn.out.truncate(start);
+        out.truncate(start);
         return Err(());
     }
     Ok(keep_alive)

@@ -3,7 +3,11 @@
 use std::{
     fmt, io,
     net::SocketAddr,
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread,
 };
 
@@ -11,7 +15,8 @@ use mio::{Poll, Waker};
 
 use crate::{
     Config, ConfigError, Handler, listener,
-    reactor::{Message, Reactor},
+    pool::WorkerPool,
+    reactor::{Message, Reactor, Shared},
     token::WAKER,
 };
 
@@ -56,22 +61,35 @@ impl Server {
         .map_err(StartError::Io)?;
         let config = Arc::new(config);
         let handler: Arc<dyn Handler> = Arc::new(handler);
+        let draining = Arc::new(AtomicBool::new(false));
+        // Worker threads exit once every reactor has dropped its handle to the pool; they are
+        // not joined, so that a job blocked past shutdown cannot hold the process.
+        let (pool, _workers) =
+            WorkerPool::start(config.workers, config.queue).map_err(StartError::Io)?;
+        let shared = Shared {
+            handler,
+            config: Arc::clone(&config),
+            pool,
+            draining: Arc::clone(&draining),
+        };
         let mut reactors = Vec::with_capacity(listeners.len());
         for (id, listener) in listeners.into_iter().enumerate() {
             let poll = Poll::new().map_err(StartError::Io)?;
-            let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?);
+            let waker = Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?;
             let (sender, receiver) = mpsc::channel();
+            let mailbox = Arc::new(Mailbox { sender, waker });
             let reactor = Reactor::new(
                 id,
                 poll,
                 mio::net::TcpListener::from_std(listener),
-                Arc::clone(&handler),
-                Arc::clone(&config),
+                shared.clone(),
                 receiver,
+                Arc::clone(&mailbox),
             )
             .map_err(StartError::Io)?;
-            reactors.push((reactor, Mailbox { sender, waker }));
+            reactors.push((reactor, mailbox));
         }
+        drop(shared);
         let mut threads = Vec::with_capacity(reactors.len());
         let mut mailboxes = Vec::with_capacity(reactors.len());
         for (id, (reactor, mailbox)) in reactors.into_iter().enumerate() {
@@ -86,6 +104,8 @@ impl Server {
                         local_addr,
                         mailboxes,
                         threads,
+                        draining,
+                        grace: config.drain_grace,
                     };
                     handle.shutdown();
                     let _ = handle.join();
@@ -98,19 +118,21 @@ impl Server {
             local_addr,
             mailboxes,
             threads,
+            draining,
+            grace: config.drain_grace,
         })
     }
 }
 
-/// A way into one reactor from other threads.
+/// A way into one reactor from other threads: a queue, and the reactor's one `Waker`.
 #[derive(Debug)]
-struct Mailbox {
+pub(crate) struct Mailbox {
     sender: mpsc::Sender<Message>,
-    waker: Arc<Waker>,
+    waker: Waker,
 }
 
 impl Mailbox {
-    fn send(&self, message: Message) {
+    pub(crate) fn send(&self, message: Message) {
         // A reactor that has exited has dropped its receiver; there is nobody to tell.
         if self.sender.send(message).is_ok() {
             let _ = self.waker.wake();
@@ -122,8 +144,10 @@ impl Mailbox {
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
-    mailboxes: Vec<Mailbox>,
+    mailboxes: Vec<Arc<Mailbox>>,
     threads: Vec<thread::JoinHandle<io::Result<()>>>,
+    draining: Arc<AtomicBool>,
+    grace: std::time::Duration,
 }
 
 impl ServerHandle {
@@ -132,14 +156,26 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Starts a graceful shutdown: each reactor takes the connections already waiting in its
-    /// accept queue, stops accepting, closes idle connections, answers the requests in flight
-    /// with `Connection: close`, and exits when its last connection has closed or
-    /// `Config::shutdown_timeout` has passed. Returns at once; [`join`](Self::join) waits.
+    /// Starts a graceful shutdown and returns at once; [`join`](Self::join) waits for it.
+    ///
+    /// The server first reports "draining" ([`Request::is_draining`](crate::Request::is_draining),
+    /// for a health check) while it goes on serving for `Config::drain_grace`. Then each
+    /// reactor takes the connections already waiting in its accept queue (closing the listener
+    /// would reset them), stops accepting, closes idle keep-alive connections, answers the
+    /// requests in flight with `Connection: close`, and exits when its last connection has
+    /// closed or `Config::shutdown_timeout` has passed. Calling it again changes nothing.
     pub fn shutdown(&self) {
-        for mailbox in &self.mailboxes {
-            mailbox.send(Message::Shutdown);
+        if self.draining.swap(true, Ordering::Relaxed) {
+            return;
         }
+        for mailbox in &self.mailboxes {
+            mailbox.send(Message::Shutdown { grace: self.grace });
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has been called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Waits for every reactor thread to exit.

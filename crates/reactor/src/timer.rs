@@ -26,9 +26,20 @@ pub(crate) enum TimerKind {
     WriteStall = 3,
     /// The peer's input to end after we half-closed: close.
     Linger = 4,
+    /// A pending response's deadline: 503 in its place. Kept in the response's slot, not in
+    /// the table: a connection may have many.
+    Deadline = 5,
 }
 
+/// Kinds kept in the table (all but `Deadline`).
 const KINDS: usize = 5;
+
+impl TimerKind {
+    /// The kind's place in a [`TimerTable`]; `None` for deadlines, which are not kept there.
+    fn index(self) -> Option<usize> {
+        (self != Self::Deadline).then_some(self as usize)
+    }
+}
 
 /// One connection's timers.
 #[derive(Clone, Debug, Default)]
@@ -52,7 +63,7 @@ impl TimerTable {
     /// Sets `kind` due at `at`; returns the time to push into the heap, if any.
     #[must_use]
     pub(crate) fn set(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
-        let k = kind as usize;
+        let k = kind.index()?;
         self.due[k] = Some(at);
         match self.queued[k] {
             Some(queued) if queued <= at => None,
@@ -65,17 +76,21 @@ impl TimerTable {
 
     /// Cancels `kind`; its heap entry becomes stale.
     pub(crate) fn clear(&mut self, kind: TimerKind) {
-        self.due[kind as usize] = None;
+        if let Some(k) = kind.index() {
+            self.due[k] = None;
+        }
     }
 
     /// Whether `kind` is set.
     pub(crate) fn is_set(&self, kind: TimerKind) -> bool {
-        self.due[kind as usize].is_some()
+        kind.index().is_some_and(|k| self.due[k].is_some())
     }
 
     /// Decides on a heap entry for `kind` at `at`, popped at `now`.
     pub(crate) fn on_pop(&mut self, kind: TimerKind, at: Instant, now: Instant) -> Popped {
-        let k = kind as usize;
+        let Some(k) = kind.index() else {
+            return Popped::Ignore;
+        };
         if self.queued[k] != Some(at) {
             return Popped::Ignore;
         }
@@ -94,10 +109,10 @@ impl TimerTable {
     }
 }
 
-/// A reactor's timers: a min-heap of (due, connection, kind).
+/// A reactor's timers: a min-heap of (due, connection, kind, response sequence number).
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Instant, ConnId, TimerKind)>>,
+    heap: BinaryHeap<Reverse<(Instant, ConnId, TimerKind, u64)>>,
 }
 
 impl TimerQueue {
@@ -110,18 +125,23 @@ impl TimerQueue {
 
     /// Pushes an entry.
     pub(crate) fn push(&mut self, id: ConnId, kind: TimerKind, at: Instant) {
-        self.heap.push(Reverse((at, id, kind)));
+        self.heap.push(Reverse((at, id, kind, 0)));
+    }
+
+    /// Pushes the deadline of response `seq` of connection `id`.
+    pub(crate) fn push_deadline(&mut self, id: ConnId, seq: u64, at: Instant) {
+        self.heap.push(Reverse((at, id, TimerKind::Deadline, seq)));
     }
 
     /// The earliest entry's time (possibly of a stale entry: waking for it is harmless).
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        self.heap.peek().map(|Reverse((at, ..))| *at)
     }
 
     /// Pops an entry due at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId, TimerKind)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId, TimerKind, u64)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
+            Some(Reverse((at, ..))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
         }
     }
@@ -147,7 +167,7 @@ mod tests {
     /// Fires everything due at `now` against one table; returns the kinds fired.
     fn fire(queue: &mut TimerQueue, table: &mut TimerTable, now: Instant) -> Vec<TimerKind> {
         let mut fired = Vec::new();
-        while let Some((at, id, kind)) = queue.pop_due(now) {
+        while let Some((at, id, kind, _)) = queue.pop_due(now) {
             match table.on_pop(kind, at, now) {
                 Popped::Fire => fired.push(kind),
                 Popped::Requeue(at) => queue.push(id, kind, at),

@@ -1,0 +1,292 @@
+//! Offloaded jobs: order, deadlines, shedding, hang-ups, isolation and graceful shutdown.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::Shutdown,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use rtserve_reactor::{Config, Job, JobContext, Reply, Request, Response, Router, StatusCode};
+use support::{Client, TIMEOUT, TestServer, config};
+
+/// Counts of jobs started and finished, shared with the handler.
+#[derive(Default)]
+struct Counts {
+    started: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+/// Routes: `/fast?id=` inline, `/slow?ms=&id=` offloaded (sleeps, answers its id),
+/// `/slow-deadline?ms=&deadline=&id=` with its own deadline, `/healthz`.
+fn routes(counts: Arc<Counts>) -> Router {
+    let slow = {
+        let counts = Arc::clone(&counts);
+        move |req: &Request<'_>| -> Reply {
+            let ms: u64 = req
+                .query_param("ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let id = req.query_param("id").unwrap_or("").to_owned();
+            let deadline = req.query_param("deadline").and_then(|v| v.parse().ok());
+            let counts = Arc::clone(&counts);
+            let job = Job::new(move |ctx: &JobContext| {
+                counts.started.fetch_add(1, Ordering::SeqCst);
+                // Sleep in small steps, stopping early when the answer is no longer wanted.
+                let end = Instant::now() + Duration::from_millis(ms);
+                while Instant::now() < end && !ctx.is_cancelled() {
+                    thread::sleep(Duration::from_millis(2));
+                }
+                counts.finished.fetch_add(1, Ordering::SeqCst);
+                Response::text(StatusCode::OK, format!("slow {id}"))
+            });
+            match deadline {
+                Some(ms) => Reply::Offload(job.with_deadline(Duration::from_millis(ms))),
+                None => Reply::Offload(job),
+            }
+        }
+    };
+    Router::new()
+        .get("/fast", |req: &Request<'_>| -> Reply {
+            let id = req.query_param("id").unwrap_or("");
+            Response::text(StatusCode::OK, format!("fast {id}")).into()
+        })
+        .get("/slow", slow.clone())
+        .get("/slow-deadline", slow)
+        .get("/healthz", |req: &Request<'_>| -> Reply {
+            if req.is_draining() {
+                Response::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n").into()
+            } else {
+                Response::text(StatusCode::OK, "ok\n").into()
+            }
+        })
+}
+
+fn server(config: Config) -> (TestServer, Arc<Counts>) {
+    let counts = Arc::new(Counts::default());
+    (
+        TestServer::start(config, routes(Arc::clone(&counts))),
+        counts,
+    )
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn pipelined_mix_answers_in_request_order() {
+    let (server, _) = server(config());
+    let mut client = Client::new(server.connect());
+    let mut batch = Vec::new();
+    // Slower jobs first, so their answers are ready last.
+    for i in 0..12 {
+        let path = match i % 3 {
+            0 => format!("/slow?ms={}&id={i}", 60 - i * 4),
+            1 => format!("/fast?id={i}"),
+            _ => format!("/slow?ms=1&id={i}"),
+        };
+        batch.extend(get(&path));
+    }
+    client.send(&batch);
+    for i in 0..12 {
+        let r = client.response();
+        let kind = if i % 3 == 1 { "fast" } else { "slow" };
+        assert_eq!((r.status, r.text()), (200, format!("{kind} {i}")));
+    }
+}
+
+#[test]
+fn a_job_past_its_deadline_gets_503_and_the_connection_goes_on() {
+    let mut config = config();
+    config.deadline = Duration::from_millis(200);
+    let (server, counts) = server(config);
+    let mut client = Client::new(server.connect());
+    client.send(&get("/slow?ms=3000&id=late"));
+    let r = client.response();
+    assert_eq!(r.status, 503, "{}", r.text());
+    // The job saw it was cancelled and stopped early; its result went nowhere.
+    client.send(&get("/fast?id=next"));
+    let r = client.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "fast next"));
+    let wait = Instant::now();
+    while counts.finished.load(Ordering::SeqCst) < 1 {
+        assert!(wait.elapsed() < TIMEOUT, "the cancelled job never stopped");
+        thread::sleep(Duration::from_millis(5));
+    }
+    // A per-request deadline overrides the default one.
+    client.send(&get("/slow-deadline?ms=400&deadline=5000&id=long"));
+    let r = client.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow long"));
+}
+
+#[test]
+fn a_job_not_started_by_its_deadline_never_runs() {
+    let mut config = config();
+    config.workers = 1;
+    config.deadline = Duration::from_millis(300);
+    let (server, counts) = server(config);
+    // The one worker is busy for a while with a job of its own long deadline.
+    let mut first = Client::new(server.connect());
+    first.send(&get("/slow-deadline?ms=1500&deadline=10000&id=busy"));
+    let wait = Instant::now();
+    while counts.started.load(Ordering::SeqCst) < 1 {
+        assert!(wait.elapsed() < TIMEOUT, "the first job never started");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let mut second = Client::new(server.connect());
+    second.send(&get("/slow?ms=10&id=queued"));
+    assert_eq!(second.response().status, 503);
+    assert_eq!(first.response().text(), "slow busy");
+    // Give the worker time to take the queued job: it must skip it.
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(counts.started.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_full_queue_sheds_at_once() {
+    let mut config = config();
+    config.workers = 1;
+    config.queue = 1;
+    config.deadline = Duration::from_secs(10);
+    let (server, counts) = server(config);
+    let mut client = Client::new(server.connect());
+    // One job runs, one waits in the queue, the third finds it full.
+    client.send(&get("/slow?ms=500&id=a"));
+    let wait = Instant::now();
+    while counts.started.load(Ordering::SeqCst) < 1 {
+        assert!(wait.elapsed() < TIMEOUT, "the first job never started");
+        thread::sleep(Duration::from_millis(2));
+    }
+    client.send(&[get("/slow?ms=1&id=b"), get("/slow?ms=1&id=c")].concat());
+    let a = client.response();
+    let b = client.response();
+    let c = client.response();
+    assert_eq!((a.status, a.text().as_str()), (200, "slow a"));
+    assert_eq!((b.status, b.text().as_str()), (200, "slow b"));
+    assert_eq!((c.status, c.text().as_str()), (503, "overloaded\n"));
+}
+
+#[test]
+fn half_closed_client_still_gets_its_answers() {
+    let (server, _) = server(config());
+    let mut client = Client::new(server.connect());
+    client.send(&[get("/slow?ms=100&id=1"), get("/fast?id=2")].concat());
+    client.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(client.response().text(), "slow 1");
+    assert_eq!(client.response().text(), "fast 2");
+    assert!(client.read_to_close().is_empty());
+}
+
+#[test]
+fn abandoned_requests_never_answer_someone_else() {
+    let mut config = config();
+    config.workers = 4;
+    config.max_connections = 64;
+    let (server, counts) = server(config);
+    let addr = server.addr;
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        threads.push(thread::spawn(move || {
+            for round in 0..25 {
+                // Abandon a slow request: reset the connection while its job runs.
+                let mut gone = std::net::TcpStream::connect(addr).unwrap();
+                gone.write_all(&get(&format!("/slow?ms=30&id=gone-{t}-{round}")))
+                    .unwrap();
+                drop(gone);
+                // A new client, likely in a reused slot, must get exactly its own answers.
+                let stream = std::net::TcpStream::connect(addr).unwrap();
+                stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+                let mut client = Client::new(stream);
+                let id = format!("{t}-{round}");
+                client.send(
+                    &[
+                        get(&format!("/slow?ms=5&id={id}")),
+                        get(&format!("/fast?id={id}")),
+                    ]
+                    .concat(),
+                );
+                assert_eq!(client.response().text(), format!("slow {id}"));
+                assert_eq!(client.response().text(), format!("fast {id}"));
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(counts.started.load(Ordering::SeqCst) >= 100);
+}
+
+#[test]
+fn fast_requests_stay_fast_while_every_worker_is_busy() {
+    let mut config = config();
+    config.workers = 2;
+    config.deadline = Duration::from_secs(10);
+    let (server, counts) = server(config);
+    let mut busy = Vec::new();
+    for i in 0..2 {
+        let mut c = Client::new(server.connect());
+        c.send(&get(&format!("/slow?ms=3000&id=busy{i}")));
+        busy.push(c);
+    }
+    let wait = Instant::now();
+    while counts.started.load(Ordering::SeqCst) < 2 {
+        assert!(wait.elapsed() < TIMEOUT, "workers never started");
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Every worker is busy for seconds; inline requests must not wait for them. The margin
+    // is generous (a busy CI machine), yet far below the jobs' 3 s.
+    let mut client = Client::new(server.connect());
+    let started = Instant::now();
+    for i in 0..50 {
+        client.send(&get(&format!("/fast?id={i}")));
+        assert_eq!(client.response().text(), format!("fast {i}"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "50 inline requests took {:?} while the pool was busy",
+        started.elapsed()
+    );
+    for mut c in busy {
+        assert_eq!(c.response().status, 200);
+    }
+}
+
+#[test]
+fn graceful_shutdown_drains_then_finishes_in_flight_work() {
+    let mut config = config();
+    config.drain_grace = Duration::from_millis(300);
+    let (server, _) = server(config);
+    let mut idle = Client::new(server.connect());
+    idle.send(&get("/fast?id=idle"));
+    assert_eq!(idle.response().text(), "fast idle");
+    let mut in_flight = Client::new(server.connect());
+    in_flight.send(&get("/slow?ms=600&id=flight"));
+    let addr = server.addr;
+    let stopper = thread::spawn(move || server.stop());
+    // During the grace period the server still serves, and says it is draining.
+    let mut probe = Client::new({
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s
+    });
+    thread::sleep(Duration::from_millis(50));
+    probe.send(&get("/healthz"));
+    assert_eq!(probe.response().status, 503);
+    // The request in flight completes, told the connection closes.
+    let r = in_flight.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow flight"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(in_flight.read_to_close().is_empty());
+    // The idle keep-alive connection was closed without a word.
+    let mut rest = Vec::new();
+    let _ = idle.stream.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    stopper.join().unwrap();
+}

@@ -55,6 +55,11 @@ impl TestServer {
         stream
     }
 
+    /// The server's statistics.
+    pub fn stats(&self) -> rtserve_reactor::Stats {
+        self.handle.as_ref().expect("running").stats()
+    }
+
     /// Shuts down and joins, with a bound on the wait.
     pub fn stop(mut self) {
         self.stop_inner();

@@ -8,6 +8,8 @@ use std::{
 
 use rtserve_protocol::Limits;
 
+use crate::RequestLog;
+
 /// Everything a [`Server`](crate::Server) can be told.
 ///
 /// Start from [`Config::default`] and set what differs; [`Config::validate`] (also run by
@@ -86,6 +88,9 @@ pub struct Config {
     /// How long `shutdown` then lets requests in flight finish before closing what remains.
     /// Default 30 s.
     pub shutdown_timeout: Duration,
+    /// A hook that sees every response (status, route, latency) on a logger thread of its
+    /// own. Default: none.
+    pub request_log: Option<RequestLog>,
 }
 
 impl Default for Config {
@@ -110,6 +115,7 @@ impl Default for Config {
             deadline: Duration::from_secs(5),
             drain_grace: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
+            request_log: None,
         }
     }
 }

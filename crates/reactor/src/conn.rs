@@ -19,6 +19,9 @@ use crate::{Response, timer::TimerTable, token::ConnId};
 pub(crate) struct Slot {
     pub(crate) seq: u64,
     pub(crate) ctx: ResponseContext,
+    /// For statistics: the route, and when the request's head was received.
+    pub(crate) route: usize,
+    pub(crate) received: Instant,
     pub(crate) state: SlotState,
 }
 

@@ -2,6 +2,7 @@
 
 use std::{
     borrow::Cow,
+    cell::Cell,
     fmt,
     sync::{
         Arc,
@@ -11,6 +12,8 @@ use std::{
 };
 
 use rtserve_protocol::{Method, OwnedHead, StatusCode, Version};
+
+use crate::stats::{Stats, StatsRegistry};
 
 /// A complete request, body included, as a handler sees it.
 ///
@@ -24,7 +27,15 @@ pub struct Request<'a> {
     reactor: usize,
     received: Instant,
     deadline: Instant,
-    draining: &'a AtomicBool,
+    server: &'a ServerView,
+    route: &'a Cell<usize>,
+}
+
+/// What a request can see of the server it arrived at.
+#[derive(Debug)]
+pub(crate) struct ServerView {
+    pub(crate) draining: Arc<AtomicBool>,
+    pub(crate) stats: Arc<StatsRegistry>,
 }
 
 impl<'a> Request<'a> {
@@ -32,9 +43,9 @@ impl<'a> Request<'a> {
         inner: rtserve_protocol::Request<'a>,
         body: &'a [u8],
         reactor: usize,
-        received: Instant,
-        deadline: Instant,
-        draining: &'a AtomicBool,
+        (received, deadline): (Instant, Instant),
+        server: &'a ServerView,
+        route: &'a Cell<usize>,
     ) -> Self {
         Self {
             inner,
@@ -42,8 +53,21 @@ impl<'a> Request<'a> {
             reactor,
             received,
             deadline,
-            draining,
+            server,
+            route,
         }
+    }
+
+    /// Files the request under route `index` of [`Handler::routes`] for statistics and the
+    /// request log. [`Router`] does this itself; an index past the list means "other".
+    pub fn set_route(&self, index: usize) {
+        self.route.set(index);
+    }
+
+    /// The server's statistics, merged across reactors (cheap enough for a `/metrics` route
+    /// to call inline).
+    pub fn stats(&self) -> Stats {
+        self.server.stats.merged()
     }
 
     /// When the head was fully received: the moment the deadline counts from.
@@ -59,7 +83,7 @@ impl<'a> Request<'a> {
 
     /// Whether the server is shutting down (for a health check to report it).
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.server.draining.load(Ordering::Relaxed)
     }
 
     /// The method.
@@ -445,6 +469,13 @@ impl From<Response> for Reply {
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
     fn handle(&self, req: &Request<'_>) -> Reply;
+
+    /// Names of the routes this handler files requests under with
+    /// [`Request::set_route`], for statistics and the request log. None by default: every
+    /// request is then counted as "other".
+    fn routes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl<F> Handler for F
@@ -537,10 +568,20 @@ impl Router {
 }
 
 impl Handler for Router {
+    fn routes(&self) -> Vec<String> {
+        self.routes.iter().map(|r| r.path.clone()).collect()
+    }
+
     fn handle(&self, req: &Request<'_>) -> Reply {
-        let Some(route) = self.routes.iter().find(|r| r.path == req.path()) else {
+        let Some((index, route)) = self
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.path == req.path())
+        else {
             return Response::text(StatusCode::NOT_FOUND, "not found\n").into();
         };
+        req.set_route(index);
         let method = req.method();
         let found = route
             .methods

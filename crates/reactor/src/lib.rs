@@ -53,9 +53,11 @@ mod config;
 mod conn;
 mod handler;
 mod listener;
+mod log;
 mod pool;
 mod reactor;
 mod server;
+mod stats;
 mod timer;
 mod token;
 
@@ -63,8 +65,10 @@ pub use config::{Config, ConfigError};
 pub use handler::{
     Body, Handler, HeaderValue, Job, JobContext, Reply, Request, Response, Router, StaticHeaders,
 };
+pub use log::{LogRecord, RequestLog};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
+pub use stats::{LATENCY_BUCKETS_US, RouteStats, Stats};
 
 /// The HTTP/1.1 protocol crate this reactor is built on.
 pub use rtserve_protocol as protocol;

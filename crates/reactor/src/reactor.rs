@@ -19,6 +19,7 @@
 //! space freeing up raises a new edge.
 
 use std::{
+    cell::Cell,
     io::{self, Read, Write},
     mem,
     net::Shutdown,
@@ -27,7 +28,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc,
+        mpsc::{self, SyncSender},
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -42,9 +43,11 @@ use slab::Slab;
 use crate::{
     Config, Handler, JobContext, Reply, Request, Response,
     conn::{Connection, Phase, Slot, SlotState},
-    handler::Job,
+    handler::{Job, ServerView},
+    log::LogEntry,
     pool::{Task, WorkerPool},
     server::Mailbox,
+    stats::ReactorStats,
     timer::{Popped, TimerKind, TimerQueue},
     token::{ConnId, LISTENER, WAKER},
 };
@@ -88,7 +91,8 @@ pub(crate) struct Shared {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) config: Arc<Config>,
     pub(crate) pool: WorkerPool,
-    pub(crate) draining: Arc<AtomicBool>,
+    pub(crate) view: Arc<ServerView>,
+    pub(crate) log: Option<SyncSender<LogEntry>>,
 }
 
 /// Whether the reactor takes new connections.
@@ -128,7 +132,12 @@ pub(crate) struct Reactor {
     /// This reactor's own mailbox, for jobs to answer through.
     reply_to: Arc<Mailbox>,
     pool: WorkerPool,
-    draining: Arc<AtomicBool>,
+    view: Arc<ServerView>,
+    /// This reactor's statistics (it is their only writer).
+    stats: Arc<ReactorStats>,
+    log: Option<SyncSender<LogEntry>>,
+    /// Where the handler files the request it is answering (see `Request::set_route`).
+    route: Cell<usize>,
     /// Connections that got completions this turn, flushed once each.
     touched: Vec<ConnId>,
 }
@@ -146,8 +155,10 @@ impl Reactor {
             handler,
             config,
             pool,
-            draining,
+            view,
+            log,
         } = shared;
+        let stats = Arc::clone(&view.stats.reactors[id]);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
@@ -172,7 +183,10 @@ impl Reactor {
             mailbox,
             reply_to,
             pool,
-            draining,
+            route: Cell::new(stats.other_route()),
+            view,
+            stats,
+            log,
             touched: Vec::new(),
         })
     }
@@ -338,6 +352,8 @@ impl Reactor {
         {
             let Some(Slot {
                 ctx,
+                route,
+                received,
                 state: SlotState::Ready(response),
                 ..
             }) = conn.pending.pop_front()
@@ -350,7 +366,9 @@ impl Reactor {
             } else {
                 ctx
             };
-            let keep_alive = encode_or_500(ctx, &response, &self.date, &mut self.out);
+            let (keep_alive, status) = encode_or_500(ctx, &response, &self.date, &mut self.out);
+            let latency = self.now - received;
+            record(&self.stats, &self.log, self.id, route, status, latency);
             if !keep_alive {
                 conn.proto.close();
                 conn.phase = Phase::Closing;
@@ -378,7 +396,7 @@ impl Reactor {
         if self.shutdown_deadline.is_some() {
             return;
         }
-        self.draining.store(true, Ordering::Relaxed);
+        self.view.draining.store(true, Ordering::Relaxed);
         self.shutdown_deadline = Some(self.now + self.config.shutdown_timeout);
         self.accept_queued();
         self.accepting = Accepting::Closed;
@@ -426,6 +444,7 @@ impl Reactor {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog;
                     // retrying at once would spin, so pause.
                     self.accepting = Accepting::Backoff(self.now + ACCEPT_BACKOFF);
+                    self.stats.accept_backoff();
                     return;
                 }
             };
@@ -450,6 +469,7 @@ impl Reactor {
             {
                 continue;
             }
+            self.stats.connection_opened();
             let conn = entry.insert(Connection::new(
                 stream,
                 id,
@@ -521,7 +541,10 @@ impl Reactor {
                 timers,
                 pool,
                 reply_to,
-                draining,
+                view,
+                stats,
+                log,
+                route,
                 ..
             } = self;
             let Some(conn) = conns.get_mut(id.index as usize) else {
@@ -538,7 +561,10 @@ impl Reactor {
                 timers,
                 pool,
                 reply_to,
-                draining,
+                view,
+                stats,
+                log,
+                route,
             };
             let mut progress = false;
             let mut failed = false;
@@ -754,6 +780,7 @@ impl Reactor {
         }
         // Dropping the stream closes it, which also removes it from the poll.
         let mut conn = self.conns.remove(id.index as usize);
+        self.stats.connection_closed();
         conn.cancel_pending();
         drop(conn);
         if self.accepting == Accepting::AtLimit {
@@ -780,6 +807,7 @@ impl Reactor {
                 {
                     cancelled.store(true, Ordering::Relaxed);
                     slot.state = SlotState::Ready(deadline_missed());
+                    self.stats.deadline_missed();
                     self.release(id);
                 }
                 continue;
@@ -808,6 +836,16 @@ impl Reactor {
                         );
                         conn.phase = Phase::Closing;
                         conn.proto.close();
+                        let route = self.stats.other_route();
+                        let status = StatusCode::REQUEST_TIMEOUT;
+                        record(
+                            &self.stats,
+                            &self.log,
+                            self.id,
+                            route,
+                            status,
+                            Duration::ZERO,
+                        );
                         let _ = self.flush(id);
                     } else {
                         self.close(id);
@@ -849,7 +887,41 @@ struct Turn<'a> {
     timers: &'a mut TimerQueue,
     pool: &'a WorkerPool,
     reply_to: &'a Arc<Mailbox>,
-    draining: &'a AtomicBool,
+    view: &'a ServerView,
+    stats: &'a ReactorStats,
+    log: &'a Option<SyncSender<LogEntry>>,
+    route: &'a Cell<usize>,
+}
+
+impl Turn<'_> {
+    /// Counts a response and logs it.
+    fn record(&self, route: usize, status: StatusCode, latency: Duration) {
+        record(self.stats, self.log, self.reactor, route, status, latency);
+    }
+}
+
+/// Counts a response and hands it to the request log, if there is one (never waiting: a
+/// full log queue drops the entry and counts it).
+fn record(
+    stats: &ReactorStats,
+    log: &Option<SyncSender<LogEntry>>,
+    reactor: usize,
+    route: usize,
+    status: StatusCode,
+    latency: Duration,
+) {
+    stats.response(route, status.as_u16(), latency);
+    if let Some(log) = log {
+        let entry = LogEntry {
+            reactor,
+            route,
+            status,
+            latency,
+        };
+        if log.try_send(entry).is_err() {
+            stats.log_dropped();
+        }
+    }
 }
 
 /// Where the head of the request in progress lies.
@@ -947,6 +1019,7 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
             }
             Err(e) => {
                 send_error(e, turn.date, turn.out);
+                turn.record(turn.stats.other_route(), e.status(), Duration::ZERO);
                 conn.phase = Phase::Closing;
                 break Flow::Stop;
             }
@@ -1008,13 +1081,14 @@ fn run_handler(
     turn: &Turn<'_>,
 ) -> Reply {
     let deadline = received + turn.config.deadline;
+    turn.route.set(turn.stats.other_route());
     let req = Request::new(
         proto.request(head_bytes),
         body,
         turn.reactor,
-        received,
-        deadline,
-        turn.draining,
+        (received, deadline),
+        turn.view,
+        turn.route,
     );
     let handler = turn.handler;
     // The panic was reported by the panic hook; this request alone fails.
@@ -1026,9 +1100,10 @@ fn run_handler(
 /// stays open.
 fn answer(conn: &mut Connection, reply: Reply, turn: &mut Turn<'_>) -> bool {
     let ctx = conn.proto.head().response_context();
+    let route = turn.route.get();
     let response = match reply {
         Reply::Ready(response) => response,
-        Reply::Offload(job) => match offload(conn, ctx, job, turn) {
+        Reply::Offload(job) => match offload(conn, ctx, job, route, turn) {
             Some(response) => response,
             None => return true,
         },
@@ -1039,7 +1114,9 @@ fn answer(conn: &mut Connection, reply: Reply, turn: &mut Turn<'_>) -> bool {
         } else {
             ctx
         };
-        encode_or_500(ctx, &response, turn.date, turn.out)
+        let (keep_alive, status) = encode_or_500(ctx, &response, turn.date, turn.out);
+        turn.record(route, status, turn.now - conn.received);
+        keep_alive
     } else {
         // Behind a response that is not ready: wait in line.
         let seq = conn.next_seq;
@@ -1047,6 +1124,8 @@ fn answer(conn: &mut Connection, reply: Reply, turn: &mut Turn<'_>) -> bool {
         conn.pending.push_back(Slot {
             seq,
             ctx,
+            route,
+            received: conn.received,
             state: SlotState::Ready(response),
         });
         true
@@ -1058,10 +1137,12 @@ fn offload(
     conn: &mut Connection,
     ctx: ResponseContext,
     job: Job,
+    route: usize,
     turn: &mut Turn<'_>,
 ) -> Option<Response> {
     let deadline = conn.received + job.deadline.unwrap_or(turn.config.deadline);
     if deadline <= turn.now {
+        turn.stats.deadline_missed();
         return Some(deadline_missed());
     }
     let seq = conn.next_seq;
@@ -1078,12 +1159,15 @@ fn offload(
     };
     if turn.pool.try_submit(task).is_err() {
         // The queue is full: shed now rather than queue past the deadline.
+        turn.stats.shed();
         return Some(overloaded());
     }
     conn.next_seq += 1;
     conn.pending.push_back(Slot {
         seq,
         ctx,
+        route,
+        received: conn.received,
         state: SlotState::Waiting(cancelled),
     });
     turn.timers.push_deadline(conn.id, seq, deadline);
@@ -1103,16 +1187,20 @@ fn overloaded() -> Response {
 }
 
 /// Encodes a response, or a 500 if HTTP cannot carry it (a bad header from the handler);
-/// returns whether the connection stays open.
+/// returns whether the connection stays open, and the status sent.
 fn encode_or_500(
     ctx: ResponseContext,
     response: &Response,
     date: &HttpDate,
     out: &mut Vec<u8>,
-) -> bool {
-    encode(ctx, response, date, out)
-        .or_else(|()| encode(ctx, &internal_error(), date, out))
-        .unwrap_or(false)
+) -> (bool, StatusCode) {
+    match encode(ctx, response, date, out) {
+        Ok(keep_alive) => (keep_alive, response.status()),
+        Err(()) => (
+            encode(ctx, &internal_error(), date, out).unwrap_or(false),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+    }
 }
 
 /// Encodes a response; returns whether the connection stays open.
@@ -1154,6 +1242,7 @@ fn eof(conn: &mut Connection, turn: &mut Turn<'_>) {
     if let Err(e) = conn.proto.recv_eof(pending) {
         // A request cut short; the client may still be reading (it half-closed).
         send_error(e, turn.date, turn.out);
+        turn.record(turn.stats.other_route(), e.status(), Duration::ZERO);
     }
     conn.phase = Phase::Closing;
 }

@@ -14,9 +14,12 @@ use std::{
 use mio::{Poll, Waker};
 
 use crate::{
-    Config, ConfigError, Handler, listener,
+    Config, ConfigError, Handler, Stats,
+    handler::ServerView,
+    listener,
     pool::WorkerPool,
     reactor::{Message, Reactor, Shared},
+    stats::StatsRegistry,
     token::WAKER,
 };
 
@@ -66,11 +69,20 @@ impl Server {
         // not joined, so that a job blocked past shutdown cannot hold the process.
         let (pool, _workers) =
             WorkerPool::start(config.workers, config.queue).map_err(StartError::Io)?;
+        let stats = Arc::new(StatsRegistry::new(config.reactors, handler.routes()));
+        let log = match &config.request_log {
+            Some(log) => Some(crate::log::start(log, Arc::clone(&stats)).map_err(StartError::Io)?),
+            None => None,
+        };
         let shared = Shared {
             handler,
             config: Arc::clone(&config),
             pool,
-            draining: Arc::clone(&draining),
+            view: Arc::new(ServerView {
+                draining: Arc::clone(&draining),
+                stats: Arc::clone(&stats),
+            }),
+            log,
         };
         let mut reactors = Vec::with_capacity(listeners.len());
         for (id, listener) in listeners.into_iter().enumerate() {
@@ -106,6 +118,7 @@ impl Server {
                         threads,
                         draining,
                         grace: config.drain_grace,
+                        stats,
                     };
                     handle.shutdown();
                     let _ = handle.join();
@@ -120,6 +133,7 @@ impl Server {
             threads,
             draining,
             grace: config.drain_grace,
+            stats,
         })
     }
 }
@@ -148,6 +162,7 @@ pub struct ServerHandle {
     threads: Vec<thread::JoinHandle<io::Result<()>>>,
     draining: Arc<AtomicBool>,
     grace: std::time::Duration,
+    stats: Arc<StatsRegistry>,
 }
 
 impl ServerHandle {
@@ -171,6 +186,11 @@ impl ServerHandle {
         for mailbox in &self.mailboxes {
             mailbox.send(Message::Shutdown { grace: self.grace });
         }
+    }
+
+    /// The server's statistics, merged across reactors.
+    pub fn stats(&self) -> Stats {
+        self.stats.merged()
     }
 
     /// Whether [`shutdown`](Self::shutdown) has been called.

@@ -1,0 +1,299 @@
+//! Server statistics: counters and latency histograms per reactor, merged when read.
+//!
+//! Each reactor writes only its own [`ReactorStats`], with plain load-and-store of relaxed
+//! atomics (no read-modify-write, no lock): on x86-64 and AArch64 that compiles to the same
+//! instructions as ordinary integers, and with one writer per cache line nothing contends.
+//! Readers on any thread, a handler serving `/metrics` on a reactor included, load the values
+//! and merge them, with no round trip to the reactors and so no way to deadlock one.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// Upper bounds of the latency histogram's buckets, in microseconds (the Prometheus
+/// defaults, from 100 µs to 10 s, with finer steps below 1 ms where an SLA lives).
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Status codes are counted per code from 100 to 599.
+const STATUSES: usize = 500;
+
+/// One writer's counter.
+#[derive(Debug, Default)]
+struct Counter(AtomicU64);
+
+impl Counter {
+    fn add(&self, n: u64) {
+        // Single writer: a load and a store, not an atomic read-modify-write.
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn sub(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One route's counters on one reactor.
+#[derive(Debug)]
+struct RouteCells {
+    by_status: Box<[Counter]>,
+    buckets: [Counter; LATENCY_BUCKETS_US.len()],
+    latency_sum_us: Counter,
+}
+
+impl RouteCells {
+    fn new() -> Self {
+        Self {
+            by_status: (0..STATUSES).map(|_| Counter::default()).collect(),
+            buckets: Default::default(),
+            latency_sum_us: Counter::default(),
+        }
+    }
+}
+
+/// The statistics one reactor writes.
+#[derive(Debug)]
+pub(crate) struct ReactorStats {
+    open_connections: Counter,
+    accepted: Counter,
+    accept_backoffs: Counter,
+    shed: Counter,
+    deadline_missed: Counter,
+    log_dropped: Counter,
+    routes: Box<[RouteCells]>,
+}
+
+impl ReactorStats {
+    /// Statistics for `routes` named routes plus the unrouted.
+    pub(crate) fn new(routes: usize) -> Self {
+        Self {
+            open_connections: Counter::default(),
+            accepted: Counter::default(),
+            accept_backoffs: Counter::default(),
+            shed: Counter::default(),
+            deadline_missed: Counter::default(),
+            log_dropped: Counter::default(),
+            routes: (0..=routes).map(|_| RouteCells::new()).collect(),
+        }
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.open_connections.add(1);
+        self.accepted.add(1);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.open_connections.sub(1);
+    }
+
+    pub(crate) fn accept_backoff(&self) {
+        self.accept_backoffs.add(1);
+    }
+
+    pub(crate) fn shed(&self) {
+        self.shed.add(1);
+    }
+
+    pub(crate) fn deadline_missed(&self) {
+        self.deadline_missed.add(1);
+    }
+
+    pub(crate) fn log_dropped(&self) {
+        self.log_dropped.add(1);
+    }
+
+    /// Records a response: its route (clamped to "unrouted"), status and latency.
+    pub(crate) fn response(&self, route: usize, status: u16, latency: Duration) {
+        let cells = &self.routes[route.min(self.routes.len() - 1)];
+        if let Some(counter) = cells.by_status.get(usize::from(status).wrapping_sub(100)) {
+            counter.add(1);
+        }
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        cells.latency_sum_us.add(us);
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us <= b) {
+            cells.buckets[i].add(1);
+        }
+    }
+
+    /// The index that files a response under "other".
+    pub(crate) fn other_route(&self) -> usize {
+        self.routes.len() - 1
+    }
+}
+
+/// A merged snapshot of a server's statistics.
+///
+/// # Examples
+///
+/// ```
+/// use rtserve_reactor::{Config, Reply, Request, Response, Server, StatusCode};
+///
+/// let mut config = Config::default();
+/// config.addr = "127.0.0.1:0".parse().unwrap();
+/// config.reactors = 1;
+/// let server = Server::start(config, |_: &Request<'_>| -> Reply {
+///     Response::new(StatusCode::OK).into()
+/// })?;
+/// let stats = server.stats();
+/// assert_eq!(stats.open_connections, [0]);
+/// assert_eq!(stats.routes[0].requests(), 0);
+/// server.shutdown();
+/// server.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Open connections, per reactor.
+    pub open_connections: Vec<u64>,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Times accepting paused because the process ran out of file descriptors.
+    pub accept_backoffs: u64,
+    /// Offloaded requests answered 503 at once because the worker queue was full.
+    pub shed: u64,
+    /// Requests answered 503 because their deadline passed first.
+    pub deadline_missed: u64,
+    /// Request-log records dropped because the logger fell behind.
+    pub log_dropped: u64,
+    /// Per route, in the order of [`Handler::routes`](crate::Handler::routes), then one for
+    /// requests no route claimed (and the server's own 400s and 408s).
+    pub routes: Vec<RouteStats>,
+}
+
+/// One route's merged statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteStats {
+    /// The route's name, or `"other"`.
+    pub name: String,
+    /// (status, responses) for every status sent at least once, by status.
+    pub by_status: Vec<(u16, u64)>,
+    /// Responses per latency bucket (not cumulative), bounds in [`LATENCY_BUCKETS_US`]; those
+    /// slower than the last bound are counted in `requests()` only.
+    pub buckets: [u64; LATENCY_BUCKETS_US.len()],
+    /// Sum of latencies, in microseconds.
+    pub latency_sum_us: u64,
+}
+
+impl RouteStats {
+    /// Responses sent on this route.
+    pub fn requests(&self) -> u64 {
+        self.by_status.iter().map(|&(_, n)| n).sum()
+    }
+}
+
+/// Every reactor's statistics, and the route names.
+#[derive(Debug)]
+pub(crate) struct StatsRegistry {
+    pub(crate) reactors: Vec<Arc<ReactorStats>>,
+    pub(crate) names: Vec<String>,
+}
+
+impl StatsRegistry {
+    pub(crate) fn new(reactors: usize, names: Vec<String>) -> Self {
+        Self {
+            reactors: (0..reactors)
+                .map(|_| Arc::new(ReactorStats::new(names.len())))
+                .collect(),
+            names,
+        }
+    }
+
+    pub(crate) fn merged(&self) -> Stats {
+        merge(&self.reactors, &self.names)
+    }
+
+    /// The name of route `index` ("other" past the named ones).
+    pub(crate) fn name(&self, index: usize) -> &str {
+        self.names.get(index).map_or("other", String::as_str)
+    }
+}
+
+/// Merges the reactors' statistics.
+fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
+    let mut stats = Stats::default();
+    let routes = reactors.first().map_or(0, |r| r.routes.len());
+    stats.routes = (0..routes)
+        .map(|i| RouteStats {
+            name: names.get(i).cloned().unwrap_or_else(|| "other".to_owned()),
+            ..RouteStats::default()
+        })
+        .collect();
+    for r in reactors {
+        stats.open_connections.push(r.open_connections.get());
+        stats.accepted += r.accepted.get();
+        stats.accept_backoffs += r.accept_backoffs.get();
+        stats.shed += r.shed.get();
+        stats.deadline_missed += r.deadline_missed.get();
+        stats.log_dropped += r.log_dropped.get();
+        for (merged, cells) in stats.routes.iter_mut().zip(r.routes.iter()) {
+            for (i, b) in cells.buckets.iter().enumerate() {
+                merged.buckets[i] += b.get();
+            }
+            merged.latency_sum_us += cells.latency_sum_us.get();
+            for (i, c) in cells.by_status.iter().enumerate() {
+                let n = c.get();
+                if n == 0 {
+                    continue;
+                }
+                let status = 100 + i as u16;
+                match merged.by_status.binary_search_by_key(&status, |&(s, _)| s) {
+                    Ok(at) => merged.by_status[at].1 += n,
+                    Err(at) => merged.by_status.insert(at, (status, n)),
+                }
+            }
+        }
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_reactors_and_routes() {
+        let a = Arc::new(ReactorStats::new(1));
+        let b = Arc::new(ReactorStats::new(1));
+        a.connection_opened();
+        b.connection_opened();
+        b.connection_closed();
+        a.response(0, 200, Duration::from_micros(90));
+        b.response(0, 200, Duration::from_micros(300));
+        b.response(0, 503, Duration::from_millis(20));
+        a.response(7, 404, Duration::from_micros(1)); // clamped to "other"
+        a.shed();
+        let stats = merge(&[a, b], &["/hello".to_owned()]);
+        assert_eq!(stats.open_connections, [1, 0]);
+        assert_eq!(stats.accepted, 2);
+        assert_eq!(stats.shed, 1);
+        assert_eq!(stats.routes.len(), 2);
+        let hello = &stats.routes[0];
+        assert_eq!(hello.name, "/hello");
+        assert_eq!(hello.by_status, [(200, 2), (503, 1)]);
+        assert_eq!(hello.requests(), 3);
+        assert_eq!(hello.buckets[0], 1); // 90 µs ≤ 100 µs
+        assert_eq!(hello.buckets[2], 1); // 300 µs ≤ 500 µs
+        assert_eq!(hello.buckets[7], 1); // 20 ms ≤ 25 ms
+        assert_eq!(hello.latency_sum_us, 90 + 300 + 20_000);
+        assert_eq!(stats.routes[1].name, "other");
+        assert_eq!(stats.routes[1].by_status, [(404, 1)]);
+    }
+}

@@ -1,0 +1,165 @@
+//! Running out of file descriptors: the reactor pauses accepting instead of spinning, keeps
+//! serving the connections it has, and resumes by itself once descriptors free up.
+//!
+//! The server runs in a child process (this test binary, re-run with an environment variable)
+//! whose hard limit on open files is lowered, since the server raises its soft limit to it.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
+
+const CHILD: &str = "RTSERVE_EMFILE_CHILD";
+/// The child's limit on open files: enough for the server's own descriptors and a few dozen
+/// connections.
+const FD_LIMIT: u64 = 64;
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+#[test]
+fn accept_backs_off_when_out_of_descriptors() {
+    if std::env::var_os(CHILD).is_some() {
+        return child();
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "accept_backs_off_when_out_of_descriptors",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the child server");
+    let mut child = KillOnDrop(child);
+    parent(&mut child.0);
+}
+
+/// Stops the child however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn parent(child: &mut Child) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("child printed its port").unwrap();
+        if let Some(port) = line.strip_prefix("PORT ") {
+            break port.parse().unwrap();
+        }
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let connect = || {
+        let s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s
+    };
+    let get = |s: &mut TcpStream, path: &str| -> String {
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline, "no response to {path}");
+            let n = s.read(&mut chunk).expect("read a response");
+            assert!(n > 0, "closed before answering {path}");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    return body.to_owned();
+                }
+            }
+        }
+    };
+
+    let mut first = connect();
+    assert_eq!(get(&mut first, "/hello"), "hello\n");
+    // More connections than the child has descriptors: the kernel completes them all, the
+    // child accepts until EMFILE and leaves the rest in its backlog.
+    let mut conns: Vec<TcpStream> = (0..2 * FD_LIMIT).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        get(&mut first, "/backoffs").parse::<u64>().unwrap() > 0,
+        "no back-off seen"
+    );
+
+    // While descriptors are exhausted the child must not spin on accept.
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime, in clock ticks (fields 14 and 15 of proc(5)).
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let ticks_per_second = 100; // USER_HZ on Linux.
+    let before = cpu(child.id());
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu(child.id()) - before;
+    let elapsed = wall.elapsed().as_secs_f64();
+    assert!(
+        (used as f64 / ticks_per_second as f64) < 0.25 * elapsed,
+        "the child used {used} ticks of CPU in {elapsed:.1} s while out of descriptors"
+    );
+    // It still serves the connections it has.
+    assert_eq!(get(&mut first, "/hello"), "hello\n");
+
+    // Free descriptors: the waiting connections are accepted and served.
+    let mut last = conns.pop().unwrap();
+    conns.truncate(FD_LIMIT as usize / 4);
+    assert_eq!(get(&mut last, "/hello"), "hello\n");
+}
+
+/// The server side, in the child process.
+fn child() {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(FD_LIMIT),
+            maximum: Some(FD_LIMIT),
+        },
+    )
+    .expect("lower the limit on open files");
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.reactors = 1;
+    config.workers = 1;
+    let router = Router::new()
+        .get("/hello", |_: &Request<'_>| -> Reply {
+            Response::text(StatusCode::OK, "hello\n").into()
+        })
+        .get("/backoffs", |req: &Request<'_>| -> Reply {
+            Response::text(StatusCode::OK, req.stats().accept_backoffs.to_string()).into()
+        });
+    let server = Server::start(config, router).expect("child server starts");
+    println!("PORT {}", server.local_addr().port());
+    // Serve until the parent closes our stdin (or kills us), and never for long.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(60));
+    server.shutdown();
+    let _ = server.join();
+}

@@ -140,20 +140,3 @@ impl Connection {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn print_sizes() {
-        eprintln!(
-            "Connection {} ServerConn {} RequestHead {} TimerTable {} Slot {} Entry {}",
-            std::mem::size_of::<Connection>(),
-            std::mem::size_of::<ServerConn>(),
-            std::mem::size_of::<rtserve_protocol::RequestHead>(),
-            std::mem::size_of::<TimerTable>(),
-            std::mem::size_of::<Slot>(),
-            std::mem::size_of::<slab::Slab<Connection>>(),
-        );
-    }
-}

@@ -139,4 +139,3 @@ impl Connection {
         self.inbuf.is_empty() && self.pending_output() == 0 && self.pending.is_empty()
     }
 }
-

@@ -1,0 +1,94 @@
+//! The inline keep-alive path allocates nothing once warm: counted with a global allocator
+//! that counts every allocation in this test process.
+
+#![allow(unsafe_code)] // A counting allocator is an `unsafe impl GlobalAlloc`.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    io::{Read, Write},
+    net::TcpStream,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed on unchanged to the system allocator, which upholds the
+// `GlobalAlloc` contract; the counter has no effect on the memory handed out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's obligations are those of `System.alloc`.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `System.realloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\
+    Accept: */*\r\n\r\n";
+
+/// Sends one request and reads its response into `buf`, without allocating.
+fn round_trip(stream: &mut TcpStream, buf: &mut [u8; 4096]) {
+    stream.write_all(REQUEST).unwrap();
+    let mut have = 0;
+    // The response is small and ends with the body "hello\n".
+    while !buf[..have].ends_with(b"hello\n") {
+        let n = stream.read(&mut buf[have..]).unwrap();
+        assert!(n > 0, "connection closed");
+        have += n;
+    }
+}
+
+#[test]
+fn inline_keep_alive_requests_allocate_nothing_once_warm() {
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.reactors = 1;
+    config.workers = 1;
+    let router = Router::new().get("/hello", |_: &Request<'_>| -> Reply {
+        Response::new(StatusCode::OK)
+            .with_static_headers(&[("Content-Type", b"text/plain")])
+            .with_body("hello\n")
+            .into()
+    });
+    let server = Server::start(config, router).unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 4096];
+    for _ in 0..200 {
+        round_trip(&mut stream, &mut buf);
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    // Starting the server allocated: the counter is live.
+    assert!(before > 0);
+    const REQUESTS: u64 = 2000;
+    for _ in 0..REQUESTS {
+        round_trip(&mut stream, &mut buf);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    eprintln!("{allocations} allocations in {REQUESTS} keep-alive requests");
+    assert_eq!(allocations, 0, "allocations on the inline keep-alive path");
+    drop(stream);
+    server.shutdown();
+    server.join().unwrap();
+}

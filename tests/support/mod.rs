@@ -121,6 +121,16 @@ pub fn routes() -> Router {
         .get("/panic", |_: &Request<'_>| -> Reply {
             panic!("handler panic on purpose")
         })
+        // Blocks its reactor thread for `ms` milliseconds: a test tool for making a reactor
+        // find several things (data, a FIN, new connections) waiting at once when it wakes.
+        .get("/sleep", |req: &Request<'_>| -> Reply {
+            let ms: u64 = req
+                .query_param("ms")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(ms));
+            Response::text(StatusCode::OK, "slept\n").into()
+        })
         .route(Method::Put, "/echo", |req: &Request<'_>| -> Reply {
             Response::new(StatusCode::OK)
                 .with_body(req.body().to_vec())
@@ -131,6 +141,8 @@ pub fn routes() -> Router {
 /// A parsed response.
 #[derive(Debug)]
 pub struct Reply1 {
+    /// The status line, without its CRLF.
+    pub status_line: String,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -186,7 +198,7 @@ impl Client {
         };
         let text = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
         let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap();
+        let status_line = lines.next().unwrap().to_owned();
         let status: u16 = status_line
             .split(' ')
             .nth(1)
@@ -201,6 +213,7 @@ impl Client {
             .collect();
         self.buf.drain(..head_end);
         let mut reply = Reply1 {
+            status_line,
             status,
             headers,
             body: Vec::new(),
@@ -260,6 +273,44 @@ impl Client {
         std::mem::take(&mut self.buf)
     }
 
+    /// Waits for the server to close the connection without sending anything more.
+    #[track_caller]
+    pub fn expect_eof(&mut self) {
+        let rest = self.read_to_close();
+        assert!(
+            rest.is_empty(),
+            "expected a close with no more bytes, got {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    /// Reads an error response that ends the connection: `status`, `Connection: close`, a
+    /// body as long as its Content-Length, then a clean close (EOF, not a reset).
+    #[track_caller]
+    pub fn expect_error(&mut self, status: u16) -> Reply1 {
+        let reply = self.response();
+        assert_eq!(reply.status, status, "unexpected response {reply:?}");
+        assert_eq!(
+            reply
+                .header("connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("close"),
+            "an error response must say it closes: {reply:?}"
+        );
+        assert!(
+            reply.header("content-length").is_some(),
+            "error response without Content-Length: {reply:?}"
+        );
+        self.expect_eof();
+        reply
+    }
+
+    /// Bytes read but not yet parsed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     #[track_caller]
     fn fill(&mut self, deadline: Instant) {
         assert!(
@@ -300,4 +351,151 @@ pub fn request(server: &TestServer, bytes: &[u8]) -> Reply1 {
     let mut client = Client::new(server.connect());
     client.send(bytes);
     client.response()
+}
+
+/// Blocks the reactor serving `client` for `ms` milliseconds: sends `GET /sleep` and returns
+/// at once; read its response later.
+#[track_caller]
+pub fn block_reactor(client: &mut Client, ms: u64) {
+    client.send(&get(&format!("/sleep?ms={ms}")));
+}
+
+/// A GET request for `target` with a Host header.
+pub fn get(target: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+}
+
+/// A POST /echo request with a Content-Length body.
+pub fn post_echo(body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+/// Checks that `chunk`, found at `offset` of a `/big` body, follows its pattern: byte `i`
+/// is `b'a' + i % 26`.
+#[track_caller]
+pub fn check_big(chunk: &[u8], offset: usize) {
+    for (i, &b) in chunk.iter().enumerate() {
+        let expected = b'a' + ((offset + i) % 26) as u8;
+        assert_eq!(b, expected, "body byte {} is wrong", offset + i);
+    }
+}
+
+/// Asserts that a healthy request on a fresh connection is still served.
+#[track_caller]
+pub fn assert_serves(server: &TestServer) {
+    let reply = request(server, &get("/hello"));
+    assert_eq!((reply.status, reply.text().as_str()), (200, "hello\n"));
+}
+
+/// Polls `check` until it returns true, for at most [`TIMEOUT`]. Returns whether it did.
+pub fn wait_until(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// TCP socket states as `/proc/net/tcp` shows them.
+pub mod tcp_state {
+    pub const ESTABLISHED: u8 = 0x01;
+    pub const FIN_WAIT1: u8 = 0x04;
+    pub const LISTEN: u8 = 0x0A;
+}
+
+/// One row of `/proc/net/tcp` or `/proc/net/tcp6`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpRow {
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub state: u8,
+    /// Bytes received but not yet read by the socket's owner.
+    pub rx_queue: u64,
+}
+
+/// Every TCP socket of this network namespace, IPv4 and IPv6 (Linux only; empty elsewhere).
+pub fn tcp_sockets() -> Vec<TcpRow> {
+    let mut rows = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 5 {
+                continue;
+            }
+            let port = |addr: &str| {
+                addr.rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            };
+            let rx_queue = fields[4]
+                .split_once(':')
+                .and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok());
+            let (Some(local_port), Some(remote_port), Ok(state), Some(rx_queue)) = (
+                port(fields[1]),
+                port(fields[2]),
+                u8::from_str_radix(fields[3], 16),
+                rx_queue,
+            ) else {
+                continue;
+            };
+            rows.push(TcpRow {
+                local_port,
+                remote_port,
+                state,
+                rx_queue,
+            });
+        }
+    }
+    rows
+}
+
+/// Sockets listening on `port`.
+pub fn listening_on(port: u16) -> usize {
+    tcp_sockets()
+        .iter()
+        .filter(|r| r.local_port == port && r.state == tcp_state::LISTEN)
+        .count()
+}
+
+/// The server's end of the connection from `client` (`None` once it is gone).
+pub fn server_side(server: &TestServer, client: &TcpStream) -> Option<TcpRow> {
+    server_side_at(server.addr, client)
+}
+
+/// The end at `server` of the connection from `client` (`None` once it is gone).
+pub fn server_side_at(server: SocketAddr, client: &TcpStream) -> Option<TcpRow> {
+    let client_port = client.local_addr().ok()?.port();
+    tcp_sockets()
+        .into_iter()
+        .find(|r| r.local_port == server.port() && r.remote_port == client_port)
+}
+
+/// Waits until the server has read everything `client` sent so far (its socket's receive
+/// queue is empty), so that what the client does next reaches the server as a new event.
+#[track_caller]
+pub fn wait_until_read(server: &TestServer, client: &TcpStream) {
+    wait_until_read_at(server.addr, client);
+}
+
+/// [`wait_until_read`] for a server known by its address.
+#[track_caller]
+pub fn wait_until_read_at(server: SocketAddr, client: &TcpStream) {
+    assert!(
+        wait_until(|| server_side_at(server, client).is_some_and(|r| r.rx_queue == 0)),
+        "the server did not read the request: {:?}",
+        server_side_at(server, client)
+    );
 }

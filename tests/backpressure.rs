@@ -100,7 +100,6 @@ fn pipelined_large_responses_without_reading_arrive_complete_and_in_order() {
 }
 
 #[test]
-#[ignore = "bug: a paused connection never resumes when its draining write event also reports readable"]
 fn pipelined_large_responses_then_half_close_are_all_delivered() {
     let server = TestServer::routes(config());
     let mut client = Client::new(server.connect());
@@ -128,7 +127,6 @@ fn pipelined_large_responses_then_half_close_are_all_delivered() {
 }
 
 #[test]
-#[ignore = "bug: a paused connection never resumes when its draining write event also reports readable"]
 fn more_requests_than_one_read_while_output_is_paused() {
     let server = TestServer::routes(config());
     let client = server.connect();
@@ -158,7 +156,6 @@ fn more_requests_than_one_read_while_output_is_paused() {
 }
 
 #[test]
-#[ignore = "bug: a paused connection never resumes when its draining write event also reports readable"]
 fn a_flood_of_requests_is_throttled_and_fully_answered() {
     let server = TestServer::routes(config());
     let client = server.connect();
@@ -203,7 +200,6 @@ fn a_flood_of_requests_is_throttled_and_fully_answered() {
 }
 
 #[test]
-#[ignore = "bug: header_timeout runs while complete pipelined requests wait for the server to resume reading"]
 fn paused_pipelined_requests_are_not_timed_out_as_slow_heads() {
     let mut c = config();
     c.header_timeout = Duration::from_millis(500);
@@ -223,7 +219,6 @@ fn paused_pipelined_requests_are_not_timed_out_as_slow_heads() {
 }
 
 #[test]
-#[ignore = "bug: write_timeout drops a client that reads steadily, because only a new writable edge re-arms it"]
 fn a_steady_slow_reader_outlasts_the_write_timeout() {
     let mut c = config();
     c.write_timeout = Duration::from_millis(500);

@@ -466,7 +466,6 @@ fn half_closed_client_still_gets_its_answers() {
 }
 
 #[test]
-#[ignore = "bug: a FIN that arrives with the last request bytes is never read (short-read shortcut)"]
 fn requests_and_fin_arriving_together_are_answered_then_closed() {
     let server = one_reactor();
     let mut client = send_while_reactor_busy(&server, |client| {
@@ -491,7 +490,6 @@ fn half_close_in_the_middle_of_a_request_is_400() {
 }
 
 #[test]
-#[ignore = "bug: a FIN that arrives with the last request bytes is never read (short-read shortcut)"]
 fn partial_request_and_fin_arriving_together_is_400() {
     let server = one_reactor();
     let mut client = send_while_reactor_busy(&server, |client| {

@@ -64,10 +64,14 @@ pub(crate) struct Connection {
     /// Output the socket has not taken yet, from `written` on.
     pub(crate) outbuf: Vec<u8>,
     pub(crate) written: usize,
+    /// Bytes written in all, to tell a stalled client from a slow one.
+    pub(crate) sent: u64,
     pub(crate) timers: TimerTable,
     pub(crate) phase: Phase,
     /// Requests answered.
     pub(crate) requests: u64,
+    /// `requests` when the head timer was set: a new head gets a new timer.
+    pub(crate) head_timed: u64,
     /// On the reactor's still-ready list.
     pub(crate) still_ready: bool,
     /// Reading stopped until the output drains below the limit.
@@ -99,9 +103,11 @@ impl Connection {
             body: Vec::new(),
             outbuf: Vec::new(),
             written: 0,
+            sent: 0,
             timers: TimerTable::default(),
             phase: Phase::Open,
             requests: 0,
+            head_timed: 0,
             still_ready: false,
             paused: false,
             peer_closed: false,

@@ -409,12 +409,26 @@ impl Reactor {
                 continue;
             };
             conn.close_after = true;
-            if conn.phase == Phase::Open && conn.is_idle() {
-                self.close(id);
-            } else if !conn.pending.is_empty() && conn.head_len == 0 {
+            if !conn.pending.is_empty() && conn.head_len == 0 {
                 // Answer what is owed, then close; no new requests.
                 conn.proto.close();
                 conn.inbuf.clear();
+                continue;
+            }
+            if conn.phase != Phase::Open || !conn.is_idle() {
+                continue;
+            }
+            // A request may be waiting unread (on a connection just taken from the accept
+            // queue, or a keep-alive one): read it, to answer it with `Connection: close`.
+            self.read(id);
+            if let Some(conn) = self.conn_mut(id)
+                && conn.phase == Phase::Open
+                && conn.is_idle()
+            {
+                // Truly idle: half-close and linger rather than reset.
+                conn.proto.close();
+                conn.phase = Phase::Closing;
+                let _ = self.flush(id);
             }
         }
     }
@@ -497,7 +511,8 @@ impl Reactor {
         if writable && conn.pending_output() > 0 && self.flush(id).is_err() {
             return;
         }
-        if readable || self.resumable(id) {
+        let resume = self.resumable(id);
+        if readable || resume {
             self.read(id);
         }
     }
@@ -612,60 +627,48 @@ impl Reactor {
             self.out.clear();
             return self.close(id);
         }
-        if progress {
-            self.arm_read_timers(id);
-        }
+        self.arm_read_timers(id, progress);
         if self.flush(id).is_ok() && flow == Flow::Paused && self.resumable(id) {
             // The socket took the output at once: go on reading before the next sleep.
             self.mark_still_ready(id);
         }
     }
 
-    /// Sets the read-side timers after input arrived.
-    fn arm_read_timers(&mut self, id: ConnId) {
+    /// Sets the read-side timers after a read: they time the client, so none runs while the
+    /// server itself holds input back (paused, or cut off by the budget).
+    fn arm_read_timers(&mut self, id: ConnId, progress: bool) {
         let now = self.now;
         let config = &self.config;
         let Some(conn) = self.conns.get_mut(id.index as usize) else {
             return;
         };
-        if conn.phase != Phase::Open {
-            for kind in [TimerKind::HeadRead, TimerKind::BodyRead, TimerKind::Idle] {
+        let timers = &mut self.timers;
+        let (head, body, idle) = (TimerKind::HeadRead, TimerKind::BodyRead, TimerKind::Idle);
+        if conn.phase != Phase::Open || conn.paused || conn.still_ready {
+            for kind in [head, body, idle] {
                 conn.timers.clear(kind);
             }
-            return;
-        }
-        let timers = &mut self.timers;
-        if conn.head_len > 0 {
-            // A body is arriving: time the pause since this progress.
-            conn.timers.clear(TimerKind::HeadRead);
-            conn.timers.clear(TimerKind::Idle);
-            timers.set(
-                &mut conn.timers,
-                id,
-                TimerKind::BodyRead,
-                now + config.body_timeout,
-            );
+        } else if conn.head_len > 0 {
+            // A body is arriving: time each pause in it.
+            conn.timers.clear(head);
+            conn.timers.clear(idle);
+            if progress || !conn.timers.is_set(body) {
+                timers.set(&mut conn.timers, id, body, now + config.body_timeout);
+            }
         } else if !conn.inbuf.is_empty() {
-            // Part of a head: time the whole head from its first byte.
-            conn.timers.clear(TimerKind::BodyRead);
-            conn.timers.clear(TimerKind::Idle);
-            if !conn.timers.is_set(TimerKind::HeadRead) {
-                timers.set(
-                    &mut conn.timers,
-                    id,
-                    TimerKind::HeadRead,
-                    now + config.header_timeout,
-                );
+            // Part of a head: time the whole head from its first byte, per head.
+            conn.timers.clear(body);
+            conn.timers.clear(idle);
+            if !conn.timers.is_set(head) || conn.head_timed != conn.requests {
+                conn.head_timed = conn.requests;
+                timers.set(&mut conn.timers, id, head, now + config.header_timeout);
             }
         } else if conn.requests > 0 {
-            conn.timers.clear(TimerKind::HeadRead);
-            conn.timers.clear(TimerKind::BodyRead);
-            timers.set(
-                &mut conn.timers,
-                id,
-                TimerKind::Idle,
-                now + config.idle_timeout,
-            );
+            conn.timers.clear(head);
+            conn.timers.clear(body);
+            if conn.is_idle() {
+                timers.set(&mut conn.timers, id, idle, now + config.idle_timeout);
+            }
         }
     }
 
@@ -679,10 +682,10 @@ impl Reactor {
         let result = if conn.pending_output() == 0 && !out.is_empty() {
             // The common case: write straight from the reactor's buffer.
             match write_all(&conn.stream, out) {
-                Ok(n) if n == out.len() => Ok(true),
+                Ok(n) if n == out.len() => Ok((true, n)),
                 Ok(n) => {
                     keep_output(conn, out, n);
-                    Ok(false)
+                    Ok((false, n))
                 }
                 Err(e) => Err(e),
             }
@@ -691,7 +694,7 @@ impl Reactor {
             match write_all(&conn.stream, &conn.outbuf[conn.written..]) {
                 Ok(n) => {
                     conn.written += n;
-                    Ok(conn.pending_output() == 0)
+                    Ok((conn.pending_output() == 0, n))
                 }
                 Err(e) => Err(e),
             }
@@ -700,10 +703,11 @@ impl Reactor {
         if out.capacity() > KEEP_OUT {
             *out = Vec::new();
         }
-        let Ok(done) = result else {
+        let Ok((done, written)) = result else {
             self.close(id);
             return Err(());
         };
+        conn.sent += written as u64;
         if done {
             conn.written = 0;
             conn.outbuf.clear();
@@ -719,7 +723,11 @@ impl Reactor {
             if conn.phase == Phase::Closing && conn.pending.is_empty() {
                 return self.end(id);
             }
-        } else {
+            if conn.phase == Phase::Open && conn.requests > 0 && conn.is_idle() {
+                let at = self.now + self.config.idle_timeout;
+                self.timers.set(&mut conn.timers, id, TimerKind::Idle, at);
+            }
+        } else if written > 0 || !conn.timers.is_set(TimerKind::WriteStall) {
             // Time the stall from the last progress.
             let at = self.now + self.config.write_timeout;
             self.timers
@@ -852,7 +860,20 @@ impl Reactor {
                     }
                 }
                 TimerKind::Idle if conn.phase == Phase::Open && conn.is_idle() => self.close(id),
-                TimerKind::WriteStall | TimerKind::Linger => self.close(id),
+                TimerKind::WriteStall => {
+                    // No writable edge may have come even though the client reads (the
+                    // kernel raises one only once a third of the buffer is free): try, and
+                    // drop the client only if it took nothing since the timer was set.
+                    let before = conn.sent;
+                    if self.flush(id).is_ok()
+                        && let Some(conn) = self.conn_mut(id)
+                        && conn.sent == before
+                        && conn.pending_output() > 0
+                    {
+                        self.close(id);
+                    }
+                }
+                TimerKind::Linger => self.close(id),
                 TimerKind::HeadRead
                 | TimerKind::BodyRead
                 | TimerKind::Idle

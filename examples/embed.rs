@@ -1,14 +1,19 @@
-//! Embedding rtserve-reactor: a service with two routes on N reactors, stopped by Ctrl-C.
+//! Embedding rtserve-reactor: a service with an inline route, an offloaded route with its own
+//! deadline, and an echo, on N reactors, stopped by Ctrl-C.
 //!
 //! ```sh
 //! cargo run --release --example embed -- 127.0.0.1:8080 4
 //! curl http://127.0.0.1:8080/score?amount=120
+//! curl http://127.0.0.1:8080/report?ms=20     # 200: done within its 50 ms deadline
+//! curl http://127.0.0.1:8080/report?ms=200    # 503: past its deadline
 //! curl -d 'some bytes' http://127.0.0.1:8080/echo
 //! ```
 
-use std::error::Error;
+use std::{error::Error, thread, time::Duration};
 
-use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
+use rtserve_reactor::{
+    Config, Job, JobContext, Reply, Request, Response, Router, Server, StatusCode,
+};
 use signal_hook::{
     consts::{SIGINT, SIGTERM},
     iterator::Signals,
@@ -27,6 +32,26 @@ fn score(req: &Request<'_>) -> Reply {
         .into()
 }
 
+/// A stand-in for slow work (a database query, say): blocking, so it runs on the worker pool,
+/// with a 50 ms deadline of its own. Past it the client gets 503 and the result is dropped.
+fn report(req: &Request<'_>) -> Reply {
+    let ms: u64 = req
+        .query_param("ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let job = Job::new(move |ctx: &JobContext| {
+        // Cooperative: stop early once nobody waits for the answer.
+        for _ in 0..ms {
+            if ctx.is_cancelled() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        Response::text(StatusCode::OK, format!("report after {ms} ms\n"))
+    });
+    Reply::Offload(job.with_deadline(Duration::from_millis(50)))
+}
+
 fn echo(req: &Request<'_>) -> Reply {
     Response::new(StatusCode::OK)
         .with_body(req.body().to_vec())
@@ -42,7 +67,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Some(reactors) = args.next() {
         config.reactors = reactors.parse()?;
     }
-    let router = Router::new().get("/score", score).post("/echo", echo);
+    let router = Router::new()
+        .get("/score", score)
+        .get("/report", report)
+        .post("/echo", echo);
     let server = Server::start(config, router)?;
     eprintln!("listening on http://{}", server.local_addr());
 

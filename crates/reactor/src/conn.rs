@@ -28,7 +28,10 @@ pub(crate) struct Slot {
 #[derive(Debug)]
 pub(crate) enum SlotState {
     /// On the worker pool; the flag tells the job its answer is no longer wanted.
-    Waiting(Arc<AtomicBool>),
+    Waiting {
+        cancelled: Arc<AtomicBool>,
+        deadline: Instant,
+    },
     /// Ready, but behind one that is not.
     Ready(Response),
 }
@@ -124,7 +127,7 @@ impl Connection {
     /// drops what was owed.
     pub(crate) fn cancel_pending(&mut self) {
         for slot in self.pending.drain(..) {
-            if let SlotState::Waiting(cancelled) = slot.state {
+            if let SlotState::Waiting { cancelled, .. } = slot.state {
                 cancelled.store(true, Ordering::Relaxed);
             }
         }

@@ -109,7 +109,9 @@ fn work(receiver: &Mutex<Receiver<Task>>) {
         let response = catch_unwind(AssertUnwindSafe(|| work(&ctx))).unwrap_or_else(|_| {
             Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
         });
-        if ctx.cancelled.load(Ordering::Relaxed) {
+        // Finished too late, or its client left meanwhile: the reactor answers (or answered)
+        // without it.
+        if ctx.cancelled.load(Ordering::Relaxed) || Instant::now() >= ctx.deadline {
             continue;
         }
         reply_to.send(Message::Completion(Completion {

@@ -330,8 +330,16 @@ impl Reactor {
         let Some(slot) = conn.pending.iter_mut().find(|s| s.seq == completion.seq) else {
             return;
         };
-        if matches!(slot.state, SlotState::Waiting(_)) {
-            slot.state = SlotState::Ready(completion.response);
+        if let SlotState::Waiting { deadline, .. } = slot.state {
+            // Finished, but after its deadline: the timer has not popped yet (poll timeouts
+            // are whole milliseconds), and the late result is dropped all the same.
+            let response = if self.now >= deadline {
+                self.stats.deadline_missed();
+                deadline_missed()
+            } else {
+                completion.response
+            };
+            slot.state = SlotState::Ready(response);
             self.touched.push(completion.conn);
         }
     }
@@ -811,7 +819,7 @@ impl Reactor {
                 // RFC 9110 §15.6.4: 503 in place of a response not ready by its deadline;
                 // the job is told, and its late result will be dropped.
                 if let Some(slot) = conn.pending.iter_mut().find(|s| s.seq == seq)
-                    && let SlotState::Waiting(cancelled) = &slot.state
+                    && let SlotState::Waiting { cancelled, .. } = &slot.state
                 {
                     cancelled.store(true, Ordering::Relaxed);
                     slot.state = SlotState::Ready(deadline_missed());
@@ -1189,7 +1197,10 @@ fn offload(
         ctx,
         route,
         received: conn.received,
-        state: SlotState::Waiting(cancelled),
+        state: SlotState::Waiting {
+            cancelled,
+            deadline,
+        },
     });
     turn.timers.push_deadline(conn.id, seq, deadline);
     None

@@ -828,14 +828,14 @@ impl Reactor {
                 }
                 continue;
             }
-            match conn.timers.on_pop(kind, at, now) {
+            let kind = match conn.timers.on_pop(kind, at, now) {
                 Popped::Ignore => continue,
-                Popped::Requeue(at) => {
+                Popped::Requeue(at, kind) => {
                     self.timers.push(id, kind, at);
                     continue;
                 }
-                Popped::Fire => {}
-            }
+                Popped::Fire(kind) => kind,
+            };
             match kind {
                 TimerKind::HeadRead | TimerKind::BodyRead if conn.phase == Phase::Open => {
                     // RFC 9110 §15.5.9: say so before closing, if a request had begun.

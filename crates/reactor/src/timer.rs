@@ -1,7 +1,8 @@
 //! Timers: a small table per connection and one min-heap per reactor.
 //!
-//! Theory of operation: each connection keeps, per [`TimerKind`], the time its timer is due
-//! (or none) and the time of the entry it has in the reactor's heap (or none). Setting a timer
+//! Theory of operation: each connection keeps, per slot (one for the client-side timers, which
+//! exclude each other, one for the write stall), the kind of timer in it, the time it is due
+//! (or none) and the time of the entry the slot has in the reactor's heap (or none). Setting a timer
 //! writes the table and pushes a heap entry only when the connection has none for that kind,
 //! or a later one. Since timeouts are "now + a fixed duration", re-arming moves a timer later
 //! and pushes nothing: when the old entry pops, the table shows the later time and the entry is
@@ -31,44 +32,70 @@ pub(crate) enum TimerKind {
     Deadline = 5,
 }
 
-/// Kinds kept in the table (all but `Deadline`).
-const KINDS: usize = 5;
-
 impl TimerKind {
-    /// The kind's place in a [`TimerTable`]; `None` for deadlines, which are not kept there.
-    fn index(self) -> Option<usize> {
-        (self != Self::Deadline).then_some(self as usize)
+    /// The kind's slot in a [`TimerTable`]: the client-side timers exclude each other (a
+    /// connection waits for a head, a body, a new request or the peer's close, never two at
+    /// once), so they share one; `None` for deadlines, which are kept in their response slot.
+    fn slot(self) -> Option<usize> {
+        match self {
+            Self::HeadRead | Self::BodyRead | Self::Idle | Self::Linger => Some(0),
+            Self::WriteStall => Some(1),
+            Self::Deadline => None,
+        }
     }
 }
 
+/// One timer slot: the kind it holds now, when that is due, and the time of the slot's entry
+/// in the heap.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    kind: TimerKind,
+    due: Option<Instant>,
+    queued: Option<Instant>,
+}
+
 /// One connection's timers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct TimerTable {
-    due: [Option<Instant>; KINDS],
-    queued: [Option<Instant>; KINDS],
+    slots: [Slot; 2],
+}
+
+impl Default for TimerTable {
+    fn default() -> Self {
+        let empty = |kind| Slot {
+            kind,
+            due: None,
+            queued: None,
+        };
+        Self {
+            slots: [empty(TimerKind::HeadRead), empty(TimerKind::WriteStall)],
+        }
+    }
 }
 
 /// What to do with an entry popped from the heap.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Popped {
-    /// The timer is due: act on it.
-    Fire,
-    /// The timer moved later: push this time.
-    Requeue(Instant),
+    /// This timer is due: act on it.
+    Fire(TimerKind),
+    /// The slot's timer is due later: push it again.
+    Requeue(Instant, TimerKind),
     /// Stale entry: drop it.
     Ignore,
 }
 
 impl TimerTable {
-    /// Sets `kind` due at `at`; returns the time to push into the heap, if any.
+    /// Sets `kind` due at `at` (replacing the other kind of its slot, if any); returns the
+    /// time to push into the heap, if any.
     #[must_use]
     pub(crate) fn set(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
-        let k = kind.index()?;
-        self.due[k] = Some(at);
-        match self.queued[k] {
+        let slot = &mut self.slots[kind.slot()?];
+        slot.kind = kind;
+        slot.due = Some(at);
+        match slot.queued {
             Some(queued) if queued <= at => None,
             _ => {
-                self.queued[k] = Some(at);
+                slot.queued = Some(at);
                 Some(at)
             }
         }
@@ -76,34 +103,38 @@ impl TimerTable {
 
     /// Cancels `kind`; its heap entry becomes stale.
     pub(crate) fn clear(&mut self, kind: TimerKind) {
-        if let Some(k) = kind.index() {
-            self.due[k] = None;
+        if let Some(i) = kind.slot()
+            && self.slots[i].kind == kind
+        {
+            self.slots[i].due = None;
         }
     }
 
     /// Whether `kind` is set.
     pub(crate) fn is_set(&self, kind: TimerKind) -> bool {
-        kind.index().is_some_and(|k| self.due[k].is_some())
+        kind.slot()
+            .is_some_and(|i| self.slots[i].kind == kind && self.slots[i].due.is_some())
     }
 
     /// Decides on a heap entry for `kind` at `at`, popped at `now`.
     pub(crate) fn on_pop(&mut self, kind: TimerKind, at: Instant, now: Instant) -> Popped {
-        let Some(k) = kind.index() else {
+        let Some(i) = kind.slot() else {
             return Popped::Ignore;
         };
-        if self.queued[k] != Some(at) {
+        let slot = &mut self.slots[i];
+        if slot.queued != Some(at) {
             return Popped::Ignore;
         }
-        self.queued[k] = None;
-        match self.due[k] {
+        slot.queued = None;
+        match slot.due {
             None => Popped::Ignore,
             Some(due) if due <= now => {
-                self.due[k] = None;
-                Popped::Fire
+                slot.due = None;
+                Popped::Fire(slot.kind)
             }
             Some(due) => {
-                self.queued[k] = Some(due);
-                Popped::Requeue(due)
+                slot.queued = Some(due);
+                Popped::Requeue(due, slot.kind)
             }
         }
     }
@@ -169,8 +200,8 @@ mod tests {
         let mut fired = Vec::new();
         while let Some((at, id, kind, _)) = queue.pop_due(now) {
             match table.on_pop(kind, at, now) {
-                Popped::Fire => fired.push(kind),
-                Popped::Requeue(at) => queue.push(id, kind, at),
+                Popped::Fire(kind) => fired.push(kind),
+                Popped::Requeue(at, kind) => queue.push(id, kind, at),
                 Popped::Ignore => {}
             }
         }
@@ -202,6 +233,38 @@ mod tests {
             [TimerKind::Idle]
         );
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_slot_changes_kind() {
+        let t0 = Instant::now();
+        let mut queue = TimerQueue::default();
+        let mut table = TimerTable::default();
+        queue.set(
+            &mut table,
+            ID,
+            TimerKind::HeadRead,
+            t0 + Duration::from_secs(1),
+        );
+        // The head arrived; the body is timed now, in the same slot, from the same entry.
+        table.clear(TimerKind::HeadRead);
+        queue.set(
+            &mut table,
+            ID,
+            TimerKind::BodyRead,
+            t0 + Duration::from_secs(3),
+        );
+        assert!(!table.is_set(TimerKind::HeadRead));
+        assert!(table.is_set(TimerKind::BodyRead));
+        assert_eq!(queue.len(), 1);
+        assert_eq!(
+            fire(&mut queue, &mut table, t0 + Duration::from_secs(2)),
+            []
+        );
+        assert_eq!(
+            fire(&mut queue, &mut table, t0 + Duration::from_secs(3)),
+            [TimerKind::BodyRead]
+        );
     }
 
     #[test]

@@ -302,6 +302,12 @@ impl ServerConn {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+
+    /// Whether the connection is between requests with nothing of the next one seen: a state
+    /// in which it can serve another connection from its start (a server may pool it).
+    pub fn is_between_requests(&self) -> bool {
+        matches!(self.state, ReadState::Head) && self.scan.pos == 0 && self.scan.head_start == 0
+    }
 }
 
 /// Checks a complete request line (with its line ending) on its own.
@@ -459,6 +465,23 @@ mod tests {
         assert_eq!(conn.recv(b"ab"), Ok((2, Event::Body(0..2))));
         assert_eq!(conn.recv_eof(b""), Err(RecvError::IncompleteMessage));
         assert_eq!(conn.recv(b"cde"), Err(RecvError::IncompleteMessage));
+    }
+
+    #[test]
+    fn between_requests() {
+        let mut conn = ServerConn::new(Limits::default());
+        assert!(conn.is_between_requests());
+        let input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGE";
+        let (n, event) = conn.recv(input).unwrap();
+        assert_eq!(event, Event::Head);
+        assert!(!conn.is_between_requests());
+        assert_eq!(conn.recv(&input[n..]), Ok((0, Event::End)));
+        assert!(conn.is_between_requests());
+        assert_eq!(conn.recv(&input[n..]), Ok((0, Event::NeedMore)));
+        assert!(
+            !conn.is_between_requests(),
+            "part of the next head was seen"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ use slab::Slab;
 
 use crate::{
     Config, Handler, JobContext, Reply, Request, Response,
-    conn::{Connection, Phase, Slot, SlotState},
+    conn::{Connection, Io, IoPool, Phase, Slot, SlotState},
     handler::{Job, ServerView},
     log::LogEntry,
     pool::{Task, WorkerPool},
@@ -140,6 +140,8 @@ pub(crate) struct Reactor {
     route: Cell<usize>,
     /// Connections that got completions this turn, flushed once each.
     touched: Vec<ConnId>,
+    /// Spare per-connection state, for connections that have work in hand.
+    io_pool: IoPool,
 }
 
 impl Reactor {
@@ -159,6 +161,7 @@ impl Reactor {
             log,
         } = shared;
         let stats = Arc::clone(&view.stats.reactors[id]);
+        let io_pool = IoPool::new(config.limits);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
@@ -188,6 +191,7 @@ impl Reactor {
             stats,
             log,
             touched: Vec::new(),
+            io_pool,
         })
     }
 
@@ -284,6 +288,7 @@ impl Reactor {
         if self.now >= self.next_date {
             let wall = SystemTime::now();
             self.date.update(wall);
+            self.io_pool.trim();
             let into_second = wall
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(Duration::ZERO, |d| {
@@ -327,7 +332,11 @@ impl Reactor {
         else {
             return;
         };
-        let Some(slot) = conn.pending.iter_mut().find(|s| s.seq == completion.seq) else {
+        let Some(slot) = conn
+            .io
+            .as_deref_mut()
+            .and_then(|io| io.pending.iter_mut().find(|s| s.seq == completion.seq))
+        else {
             return;
         };
         if let SlotState::Waiting { deadline, .. } = slot.state {
@@ -353,10 +362,13 @@ impl Reactor {
         if conn.id.generation != id.generation {
             return;
         }
+        let Some(io) = conn.io.as_deref_mut() else {
+            return;
+        };
         while let Some(Slot {
             state: SlotState::Ready(_),
             ..
-        }) = conn.pending.front()
+        }) = io.pending.front()
         {
             let Some(Slot {
                 ctx,
@@ -364,27 +376,37 @@ impl Reactor {
                 received,
                 state: SlotState::Ready(response),
                 ..
-            }) = conn.pending.pop_front()
+            }) = io.pending.pop_front()
             else {
                 break;
             };
             // Shutting down: the last response owed says the connection closes.
-            let ctx = if conn.close_after && conn.pending.is_empty() {
+            let ctx = if conn.close_after && io.pending.is_empty() {
                 ctx.with_close()
             } else {
                 ctx
             };
             let (keep_alive, status) = encode_or_500(ctx, &response, &self.date, &mut self.out);
-            let latency = self.now - received;
+            let latency = self.now.saturating_duration_since(received);
             record(&self.stats, &self.log, self.id, route, status, latency);
             if !keep_alive {
-                conn.proto.close();
+                io.proto.close();
                 conn.phase = Phase::Closing;
-                conn.cancel_pending();
+                io.cancel_pending();
             }
         }
         if self.flush(id).is_ok() && self.resumable(id) {
             self.mark_still_ready(id);
+        }
+        self.recycle(id);
+    }
+
+    /// Gives a connection's `Io` back to the pool if it has nothing in hand.
+    fn recycle(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id.index as usize)
+            && conn.id.generation == id.generation
+        {
+            conn.recycle(&mut self.io_pool);
         }
     }
 
@@ -417,9 +439,12 @@ impl Reactor {
                 continue;
             };
             conn.close_after = true;
-            if !conn.pending.is_empty() && conn.head_len == 0 {
+            if conn.pending() > 0
+                && conn.head_len == 0
+                && let Some(io) = conn.io.as_deref_mut()
+            {
                 // Answer what is owed, then close; no new requests.
-                conn.proto.close();
+                io.proto.close();
                 conn.inbuf.clear();
                 continue;
             }
@@ -429,12 +454,16 @@ impl Reactor {
             // A request may be waiting unread (on a connection just taken from the accept
             // queue, or a keep-alive one): read it, to answer it with `Connection: close`.
             self.read(id);
-            if let Some(conn) = self.conn_mut(id)
+            if let Some(conn) = self
+                .conns
+                .get_mut(id.index as usize)
+                .filter(|c| c.id.generation == id.generation)
                 && conn.phase == Phase::Open
                 && conn.is_idle()
             {
                 // Truly idle: half-close and linger rather than reset.
-                conn.proto.close();
+                let io = conn.io.get_or_insert_with(|| self.io_pool.take());
+                io.proto.close();
                 conn.phase = Phase::Closing;
                 let _ = self.flush(id);
             }
@@ -492,11 +521,7 @@ impl Reactor {
                 continue;
             }
             self.stats.connection_opened();
-            let conn = entry.insert(Connection::new(
-                stream,
-                id,
-                ServerConn::new(self.config.limits),
-            ));
+            let conn = entry.insert(Connection::new(stream, id));
             conn.close_after = self.shutdown_deadline.is_some();
             self.timers.set(
                 &mut conn.timers,
@@ -522,6 +547,8 @@ impl Reactor {
         let resume = self.resumable(id);
         if readable || resume {
             self.read(id);
+        } else {
+            self.recycle(id);
         }
     }
 
@@ -531,9 +558,7 @@ impl Reactor {
         let max_pending = self.config.max_pending_responses;
         match self.conn_mut(id) {
             Some(conn)
-                if conn.paused
-                    && conn.pending_output() < max
-                    && conn.pending.len() < max_pending =>
+                if conn.paused && conn.pending_output() < max && conn.pending() < max_pending =>
             {
                 conn.paused = false;
                 true
@@ -568,11 +593,15 @@ impl Reactor {
                 stats,
                 log,
                 route,
+                io_pool,
                 ..
             } = self;
             let Some(conn) = conns.get_mut(id.index as usize) else {
                 return;
             };
+            if conn.io.is_none() {
+                conn.io = Some(io_pool.take());
+            }
             let mut turn = Turn {
                 out,
                 handler: handler.as_ref(),
@@ -640,6 +669,7 @@ impl Reactor {
             // The socket took the output at once: go on reading before the next sleep.
             self.mark_still_ready(id);
         }
+        self.recycle(id);
     }
 
     /// Sets the read-side timers after a read: they time the client, so none runs while the
@@ -687,22 +717,27 @@ impl Reactor {
             return Err(());
         };
         let out = &mut self.out;
-        let result = if conn.pending_output() == 0 && !out.is_empty() {
+        let Some(io) = conn.io.as_deref_mut() else {
+            // Nothing in hand, so nothing was written for it.
+            out.clear();
+            return Ok(());
+        };
+        let result = if io.pending_output() == 0 && !out.is_empty() {
             // The common case: write straight from the reactor's buffer.
             match write_all(&conn.stream, out) {
                 Ok(n) if n == out.len() => Ok((true, n)),
                 Ok(n) => {
-                    keep_output(conn, out, n);
+                    keep_output(io, out, n);
                     Ok((false, n))
                 }
                 Err(e) => Err(e),
             }
         } else {
-            conn.outbuf.extend_from_slice(out);
-            match write_all(&conn.stream, &conn.outbuf[conn.written..]) {
+            io.outbuf.extend_from_slice(out);
+            match write_all(&conn.stream, &io.outbuf[io.written..]) {
                 Ok(n) => {
-                    conn.written += n;
-                    Ok((conn.pending_output() == 0, n))
+                    io.written += n;
+                    Ok((io.pending_output() == 0, n))
                 }
                 Err(e) => Err(e),
             }
@@ -715,20 +750,22 @@ impl Reactor {
             self.close(id);
             return Err(());
         };
-        conn.sent += written as u64;
+        io.sent += written as u64;
         if done {
-            conn.written = 0;
-            conn.outbuf.clear();
-            if conn.outbuf.capacity() > KEEP_BUFFER {
-                conn.outbuf = Vec::new();
+            io.written = 0;
+            io.outbuf.clear();
+            if io.outbuf.capacity() > KEEP_BUFFER {
+                io.outbuf = Vec::new();
             }
             conn.timers.clear(TimerKind::WriteStall);
             // Shutting down: a connection between requests is done once its output is out.
             if conn.close_after && conn.phase == Phase::Open && conn.is_idle() {
-                conn.proto.close();
+                if let Some(io) = conn.io.as_deref_mut() {
+                    io.proto.close();
+                }
                 conn.phase = Phase::Closing;
             }
-            if conn.phase == Phase::Closing && conn.pending.is_empty() {
+            if conn.phase == Phase::Closing && conn.pending() == 0 {
                 return self.end(id);
             }
             if conn.phase == Phase::Open && conn.requests > 0 && conn.is_idle() {
@@ -757,7 +794,10 @@ impl Reactor {
         }
         conn.phase = Phase::Lingering;
         conn.inbuf = Vec::new();
-        conn.body = Vec::new();
+        conn.head_len = 0;
+        if let Some(io) = conn.io.as_deref_mut() {
+            io.body = Vec::new();
+        }
         for kind in [TimerKind::HeadRead, TimerKind::BodyRead, TimerKind::Idle] {
             conn.timers.clear(kind);
         }
@@ -772,12 +812,13 @@ impl Reactor {
         let Some(conn) = self.conns.get_mut(id.index as usize) else {
             return;
         };
+        let io = conn.io.get_or_insert_with(|| self.io_pool.take());
         loop {
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => break,
                 Ok(n) => {
-                    conn.lingered += n;
-                    if conn.lingered > MAX_LINGER_BYTES {
+                    io.lingered += n;
+                    if io.lingered > MAX_LINGER_BYTES {
                         break;
                     }
                 }
@@ -797,7 +838,17 @@ impl Reactor {
         // Dropping the stream closes it, which also removes it from the poll.
         let mut conn = self.conns.remove(id.index as usize);
         self.stats.connection_closed();
-        conn.cancel_pending();
+        if let Some(mut io) = conn.io.take() {
+            io.cancel_pending();
+            // A connection closed between requests leaves a reusable `Io`; one closed in the
+            // middle of one does not.
+            if !io.proto.is_between_requests() {
+                io.proto = ServerConn::new(self.config.limits);
+            }
+            io.body.clear();
+            io.outbuf.clear();
+            self.io_pool.give(io);
+        }
         drop(conn);
         if self.accepting == Accepting::AtLimit {
             self.accepting = Accepting::Open;
@@ -818,7 +869,10 @@ impl Reactor {
             if kind == TimerKind::Deadline {
                 // RFC 9110 §15.6.4: 503 in place of a response not ready by its deadline;
                 // the job is told, and its late result will be dropped.
-                if let Some(slot) = conn.pending.iter_mut().find(|s| s.seq == seq)
+                if let Some(slot) = conn
+                    .io
+                    .as_deref_mut()
+                    .and_then(|io| io.pending.iter_mut().find(|s| s.seq == seq))
                     && let SlotState::Waiting { cancelled, .. } = &slot.state
                 {
                     cancelled.store(true, Ordering::Relaxed);
@@ -851,7 +905,9 @@ impl Reactor {
                             &mut self.out,
                         );
                         conn.phase = Phase::Closing;
-                        conn.proto.close();
+                        if let Some(io) = conn.io.as_deref_mut() {
+                            io.proto.close();
+                        }
                         let route = self.stats.other_route();
                         let status = StatusCode::REQUEST_TIMEOUT;
                         record(
@@ -872,10 +928,11 @@ impl Reactor {
                     // No writable edge may have come even though the client reads (the
                     // kernel raises one only once a third of the buffer is free): try, and
                     // drop the client only if it took nothing since the timer was set.
-                    let before = conn.sent;
+                    let sent = |conn: &Connection| conn.io.as_ref().map_or(0, |io| io.sent);
+                    let before = sent(conn);
                     if self.flush(id).is_ok()
                         && let Some(conn) = self.conn_mut(id)
-                        && conn.sent == before
+                        && sent(conn) == before
                         && conn.pending_output() > 0
                     {
                         self.close(id);
@@ -967,6 +1024,17 @@ enum HeadAt {
 /// request, until the input runs out, the budget is spent, output backs up, or the connection
 /// stops taking requests. Keeps what must outlive this read in `conn.inbuf`.
 fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
+    // The `Io` is taken out while it is worked on, so that it and the rest of the connection
+    // can be borrowed apart.
+    let Some(mut io) = conn.io.take() else {
+        return Flow::Stop;
+    };
+    let flow = process_in(conn, &mut io, new, turn);
+    conn.io = Some(io);
+    flow
+}
+
+fn process_in(conn: &mut Connection, io: &mut Io, new: &[u8], turn: &mut Turn<'_>) -> Flow {
     let mut buf = mem::take(&mut conn.inbuf);
     // With nothing unconsumed, parse the new bytes where they lie: no copy.
     let direct = buf.len() == conn.head_len;
@@ -977,36 +1045,36 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
     let data: &[u8] = if direct { new } else { &buf[base..] };
     let mut head = if base > 0 { HeadAt::Kept } else { HeadAt::None };
     // A body that arrives in one piece is handed to the handler where it lies; pieces are
-    // gathered in `conn.body` only when there is more than one.
+    // gathered in `io.body` only when there is more than one.
     let mut body_at: Option<Range<usize>> = None;
     let mut pos = 0;
     let flow = loop {
         if turn.budget == 0 {
             break Flow::Budget;
         }
-        if turn.out.len() + conn.pending_output() > turn.config.max_buffered_output
-            || conn.pending.len() >= turn.config.max_pending_responses
+        if turn.out.len() + io.pending_output() > turn.config.max_buffered_output
+            || io.pending.len() >= turn.config.max_pending_responses
         {
             break Flow::Paused;
         }
-        match conn.proto.recv(&data[pos..]) {
+        match io.proto.recv(&data[pos..]) {
             Ok((n, Event::Head)) => {
                 head = HeadAt::Data(pos);
-                conn.received = turn.now;
+                io.received = turn.now;
                 pos += n;
-                if conn.proto.head().expects_continue() {
+                if io.proto.head().expects_continue() {
                     send_continue(turn.out);
                 }
             }
             Ok((n, Event::Body(range))) => {
                 let range = pos + range.start..pos + range.end;
-                if conn.body.is_empty() && body_at.is_none() {
+                if io.body.is_empty() && body_at.is_none() {
                     body_at = Some(range);
                 } else {
                     if let Some(first) = body_at.take() {
-                        conn.body.extend_from_slice(&data[first]);
+                        io.body.extend_from_slice(&data[first]);
                     }
-                    conn.body.extend_from_slice(&data[range]);
+                    io.body.extend_from_slice(&data[range]);
                 }
                 pos += n;
             }
@@ -1018,23 +1086,23 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
                 };
                 let body = match body_at.take() {
                     Some(range) => &data[range],
-                    None => &conn.body[..],
+                    None => &io.body[..],
                 };
                 pos += n;
-                let received = conn.received;
-                let reply = run_handler(&conn.proto, head_bytes, body, received, turn);
+                let received = io.received;
+                let reply = run_handler(&io.proto, head_bytes, body, received, turn);
                 head = HeadAt::None;
                 turn.budget -= 1;
                 conn.requests += 1;
-                if conn.body.capacity() > KEEP_BUFFER {
-                    conn.body = Vec::new();
+                if io.body.capacity() > KEEP_BUFFER {
+                    io.body = Vec::new();
                 } else {
-                    conn.body.clear();
+                    io.body.clear();
                 }
-                if !answer(conn, reply, turn) {
-                    conn.proto.close();
+                if !answer(conn, io, reply, turn) {
+                    io.proto.close();
                     conn.phase = Phase::Closing;
-                    conn.cancel_pending();
+                    io.cancel_pending();
                     break Flow::Stop;
                 }
             }
@@ -1056,7 +1124,7 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
     };
     if let Some(first) = body_at {
         // The body goes on in a later read: gather it.
-        conn.body.extend_from_slice(&data[first]);
+        io.body.extend_from_slice(&data[first]);
     }
     if flow == Flow::Stop {
         conn.inbuf = Vec::new();
@@ -1064,7 +1132,7 @@ fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
         return flow;
     }
     // Keep the head of a request whose body is still arriving, and the unconsumed rest.
-    let head_len = conn.proto.head().len();
+    let head_len = io.proto.head().len();
     match (direct, head) {
         (true, HeadAt::None) => {
             buf.clear();
@@ -1127,34 +1195,34 @@ fn run_handler(
 
 /// Sends a reply's response, or hands its job to the pool; returns whether the connection
 /// stays open.
-fn answer(conn: &mut Connection, reply: Reply, turn: &mut Turn<'_>) -> bool {
-    let ctx = conn.proto.head().response_context();
+fn answer(conn: &Connection, io: &mut Io, reply: Reply, turn: &mut Turn<'_>) -> bool {
+    let ctx = io.proto.head().response_context();
     let route = turn.route.get();
     let response = match reply {
         Reply::Ready(response) => response,
-        Reply::Offload(job) => match offload(conn, ctx, job, route, turn) {
+        Reply::Offload(job) => match offload(conn, io, ctx, job, route, turn) {
             Some(response) => response,
             None => return true,
         },
     };
-    if conn.pending.is_empty() {
+    if io.pending.is_empty() {
         let ctx = if conn.close_after {
             ctx.with_close()
         } else {
             ctx
         };
         let (keep_alive, status) = encode_or_500(ctx, &response, turn.date, turn.out);
-        turn.record(route, status, turn.now - conn.received);
+        turn.record(route, status, turn.now - io.received);
         keep_alive
     } else {
         // Behind a response that is not ready: wait in line.
-        let seq = conn.next_seq;
-        conn.next_seq += 1;
-        conn.pending.push_back(Slot {
+        let seq = io.next_seq;
+        io.next_seq += 1;
+        io.pending.push_back(Slot {
             seq,
             ctx,
             route,
-            received: conn.received,
+            received: io.received,
             state: SlotState::Ready(response),
         });
         true
@@ -1163,18 +1231,19 @@ fn answer(conn: &mut Connection, reply: Reply, turn: &mut Turn<'_>) -> bool {
 
 /// Queues a job for the pool; returns the response to send instead when it cannot run.
 fn offload(
-    conn: &mut Connection,
+    conn: &Connection,
+    io: &mut Io,
     ctx: ResponseContext,
     job: Job,
     route: usize,
     turn: &mut Turn<'_>,
 ) -> Option<Response> {
-    let deadline = conn.received + job.deadline.unwrap_or(turn.config.deadline);
+    let deadline = io.received + job.deadline.unwrap_or(turn.config.deadline);
     if deadline <= turn.now {
         turn.stats.deadline_missed();
         return Some(deadline_missed());
     }
-    let seq = conn.next_seq;
+    let seq = io.next_seq;
     let cancelled = Arc::new(AtomicBool::new(false));
     let task = Task {
         job,
@@ -1191,12 +1260,12 @@ fn offload(
         turn.stats.shed();
         return Some(overloaded());
     }
-    conn.next_seq += 1;
-    conn.pending.push_back(Slot {
+    io.next_seq += 1;
+    io.pending.push_back(Slot {
         seq,
         ctx,
         route,
-        received: conn.received,
+        received: io.received,
         state: SlotState::Waiting {
             cancelled,
             deadline,
@@ -1271,7 +1340,11 @@ fn eof(conn: &mut Connection, turn: &mut Turn<'_>) {
         return;
     }
     let pending = &conn.inbuf[conn.head_len..];
-    if let Err(e) = conn.proto.recv_eof(pending) {
+    let Some(io) = conn.io.as_deref_mut() else {
+        conn.phase = Phase::Closing;
+        return;
+    };
+    if let Err(e) = io.proto.recv_eof(pending) {
         // A request cut short; the client may still be reading (it half-closed).
         send_error(e, turn.date, turn.out);
         turn.record(turn.stats.other_route(), e.status(), Duration::ZERO);
@@ -1280,15 +1353,15 @@ fn eof(conn: &mut Connection, turn: &mut Turn<'_>) {
 }
 
 /// Keeps the part of `out` the socket did not take, from `written` on.
-fn keep_output(conn: &mut Connection, out: &mut Vec<u8>, written: usize) {
+fn keep_output(io: &mut Io, out: &mut Vec<u8>, written: usize) {
     if out.len() - written > KEEP_BUFFER {
         // A large response: hand the whole buffer over instead of copying it.
-        conn.outbuf = mem::take(out);
-        conn.written = written;
+        io.outbuf = mem::take(out);
+        io.written = written;
     } else {
-        conn.outbuf.clear();
-        conn.outbuf.extend_from_slice(&out[written..]);
-        conn.written = 0;
+        io.outbuf.clear();
+        io.outbuf.extend_from_slice(&out[written..]);
+        io.written = 0;
     }
 }
 

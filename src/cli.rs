@@ -1,0 +1,178 @@
+//! Command-line flags, each also read from an `RTSERVE_*` environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use rtserve_reactor::Config;
+
+/// rtserve: an HTTP/1.1 server for real-time services, built for tail latency. Every request
+/// has a deadline; past capacity it answers 503 at once rather than queue.
+#[derive(Debug, Parser)]
+#[command(version, about, max_term_width = 100)]
+pub(crate) struct Args {
+    /// Address to listen on (IPv4 or IPv6; port 0 picks a free port).
+    #[arg(long, env = "RTSERVE_BIND", default_value = "127.0.0.1:8080")]
+    pub(crate) bind: SocketAddr,
+
+    /// Reactor threads, each with its own listening socket on the port.
+    #[arg(long, env = "RTSERVE_THREADS", default_value_t = default_threads(),
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) threads: u16,
+
+    /// Worker threads running blocking jobs (/slow), shared by all reactors.
+    #[arg(long, env = "RTSERVE_WORKERS", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub(crate) workers: u16,
+
+    /// Jobs that may wait for a worker; past it a request is answered 503 at once.
+    #[arg(long, env = "RTSERVE_QUEUE", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) queue: u32,
+
+    /// Open connections per reactor; past it the reactor stops accepting until one closes.
+    #[arg(long, env = "RTSERVE_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+    pub(crate) max_connections: u32,
+
+    /// Default deadline of every request, from its head's arrival: a job not done by then is
+    /// answered 503.
+    #[arg(long, env = "RTSERVE_DEADLINE_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) deadline_ms: u64,
+
+    /// Time to send a whole request head (slowloris protection: 408).
+    #[arg(long, env = "RTSERVE_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) header_timeout_ms: u64,
+
+    /// Longest pause while a request body arrives (408).
+    #[arg(long, env = "RTSERVE_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) body_timeout_ms: u64,
+
+    /// Time an idle keep-alive connection is kept open.
+    #[arg(long, env = "RTSERVE_IDLE_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) idle_timeout_ms: u64,
+
+    /// Time a client may leave our output unread before it is dropped.
+    #[arg(long, env = "RTSERVE_WRITE_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) write_timeout_ms: u64,
+
+    /// On shutdown, time to keep serving while /healthz says 503 (for a load balancer).
+    #[arg(long, env = "RTSERVE_DRAIN_GRACE_MS", default_value_t = 0)]
+    pub(crate) drain_grace_ms: u64,
+
+    /// On shutdown, time requests in flight get to finish.
+    #[arg(long, env = "RTSERVE_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub(crate) shutdown_timeout_ms: u64,
+
+    /// Largest request body, in bytes (suffixes K, M, G for KiB, MiB, GiB).
+    #[arg(long, env = "RTSERVE_MAX_BODY", default_value = "1M", value_parser = parse_size)]
+    pub(crate) max_body: u64,
+
+    /// Longest sleep /slow?ms=N will do.
+    #[arg(long, env = "RTSERVE_MAX_SLOW_MS", default_value_t = 60_000)]
+    pub(crate) max_slow_ms: u64,
+
+    /// Write one line per response (status, route, latency) to this file, or `-` for stderr.
+    #[arg(long, env = "RTSERVE_ACCESS_LOG", value_name = "PATH|-")]
+    pub(crate) access_log: Option<PathBuf>,
+
+    /// Join an existing SO_REUSEPORT group on the address (rolling restarts) instead of
+    /// refusing to start when the port is taken.
+    #[arg(long, env = "RTSERVE_SHARED_PORT")]
+    pub(crate) shared_port: bool,
+
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Less log output (-q: errors only, -qq: nothing).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) quiet: u8,
+}
+
+impl Args {
+    /// The reactor configuration these flags describe.
+    pub(crate) fn config(&self) -> Config {
+        let ms = Duration::from_millis;
+        let mut config = Config::default();
+        config.addr = self.bind;
+        config.reactors = usize::from(self.threads);
+        config.workers = usize::from(self.workers);
+        config.queue = self.queue as usize;
+        config.max_connections = self.max_connections as usize;
+        config.deadline = ms(self.deadline_ms);
+        config.header_timeout = ms(self.header_timeout_ms);
+        config.body_timeout = ms(self.body_timeout_ms);
+        config.idle_timeout = ms(self.idle_timeout_ms);
+        config.write_timeout = ms(self.write_timeout_ms);
+        config.drain_grace = ms(self.drain_grace_ms);
+        config.shutdown_timeout = ms(self.shutdown_timeout_ms);
+        config.limits.max_body = self.max_body;
+        config.shared_port = self.shared_port;
+        config
+    }
+
+    /// The log level asked for.
+    pub(crate) fn log_level(&self) -> log::LevelFilter {
+        match (self.verbose, self.quiet) {
+            (0, 0) => log::LevelFilter::Info,
+            (1, _) => log::LevelFilter::Debug,
+            (v, _) if v >= 2 => log::LevelFilter::Trace,
+            (_, 1) => log::LevelFilter::Error,
+            _ => log::LevelFilter::Off,
+        }
+    }
+}
+
+/// One reactor per CPU this process may run on.
+fn default_threads() -> u16 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(1024) as u16)
+}
+
+/// `123`, `64K`, `1M`, `2G` (binary units).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("unknown unit {unit:?} (use K, M or G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+}

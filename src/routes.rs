@@ -1,0 +1,170 @@
+//! The demo routes: one for each path through the reactor.
+
+use std::{fmt::Write as _, thread, time::Duration};
+
+use rtserve_reactor::{
+    JobContext, LATENCY_BUCKETS_US, Reply, Request, Response, Router, StatusCode,
+};
+
+/// `/hello` inline, `/slow?ms=N` on the worker pool, `/echo`, `/metrics`, `/healthz`.
+pub(crate) fn router(max_slow: Duration) -> Router {
+    Router::new()
+        .get("/hello", hello)
+        .get("/slow", move |req: &Request<'_>| slow(req, max_slow))
+        .post("/echo", echo)
+        .get("/metrics", metrics)
+        .get("/healthz", healthz)
+}
+
+/// The quick answer, made on the reactor thread without allocating.
+fn hello(_: &Request<'_>) -> Reply {
+    Response::new(StatusCode::OK)
+        .with_static_headers(&[("Content-Type", b"text/plain; charset=utf-8")])
+        .with_body("Hello, world!\n")
+        .into()
+}
+
+/// Sleeps `ms` milliseconds (default 1000, at most `--max-slow-ms`) on the worker pool:
+/// blocking work, subject to the request's deadline like any other.
+fn slow(req: &Request<'_>, max: Duration) -> Reply {
+    let ms = match req.query_param("ms").map(str::parse::<u64>) {
+        None => 1000,
+        Some(Ok(ms)) => ms,
+        Some(Err(_)) => {
+            return Response::text(StatusCode::BAD_REQUEST, "ms must be a whole number\n").into();
+        }
+    };
+    let sleep = Duration::from_millis(ms).min(max);
+    Reply::offload(move |ctx: &JobContext| {
+        // Sleep in short steps, so that a request past its deadline stops taking a worker.
+        let step = Duration::from_millis(5);
+        let mut left = sleep;
+        while !left.is_zero() && !ctx.is_cancelled() {
+            let now = step.min(left);
+            thread::sleep(now);
+            left -= now;
+        }
+        Response::text(StatusCode::OK, format!("slept {} ms\n", sleep.as_millis()))
+    })
+}
+
+/// The request body back, with its Content-Type.
+fn echo(req: &Request<'_>) -> Reply {
+    let mut response = Response::new(StatusCode::OK).with_body(req.body().to_vec());
+    if let Some(content_type) = req.header("content-type") {
+        response = response.with_header("Content-Type", content_type.to_vec());
+    }
+    response.into()
+}
+
+/// 200 while serving, 503 once shutting down.
+fn healthz(req: &Request<'_>) -> Reply {
+    if req.is_draining() {
+        Response::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n").into()
+    } else {
+        Response::text(StatusCode::OK, "ok\n").into()
+    }
+}
+
+/// The server's statistics in the Prometheus text exposition format (version 0.0.4).
+fn metrics(req: &Request<'_>) -> Reply {
+    Response::new(StatusCode::OK)
+        .with_static_headers(&[("Content-Type", b"text/plain; version=0.0.4; charset=utf-8")])
+        .with_body(render(&req.stats()))
+        .into()
+}
+
+/// Renders statistics as Prometheus text.
+pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
+    let mut out = String::with_capacity(4096);
+    let requests = "rtserve_requests_total";
+    let _ = writeln!(
+        out,
+        "# HELP {requests} Responses sent, by route and status, the server's own 4xx and 503s \
+         included.\n# TYPE {requests} counter"
+    );
+    for route in &stats.routes {
+        let label = escape(&route.name);
+        for (status, n) in &route.by_status {
+            let _ = writeln!(
+                out,
+                "{requests}{{route=\"{label}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+    let histogram = "rtserve_request_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {histogram} Time from a request's head to its response being queued.\n\
+         # TYPE {histogram} histogram"
+    );
+    for route in &stats.routes {
+        let label = escape(&route.name);
+        let mut cumulative = 0;
+        for (bound, n) in LATENCY_BUCKETS_US.iter().zip(route.buckets) {
+            cumulative += n;
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{histogram}_bucket{{route=\"{label}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count = route.requests();
+        let _ = writeln!(
+            out,
+            "{histogram}_bucket{{route=\"{label}\",le=\"+Inf\"}} {count}\n\
+             {histogram}_sum{{route=\"{label}\"}} {}\n\
+             {histogram}_count{{route=\"{label}\"}} {count}",
+            route.latency_sum_us as f64 / 1e6
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rtserve_open_connections Open connections, by reactor.\n\
+         # TYPE rtserve_open_connections gauge"
+    );
+    for (reactor, n) in stats.open_connections.iter().enumerate() {
+        let _ = writeln!(out, "rtserve_open_connections{{reactor=\"{reactor}\"}} {n}");
+    }
+    for (name, help, value) in [
+        (
+            "rtserve_connections_accepted_total",
+            "Connections accepted.",
+            stats.accepted,
+        ),
+        (
+            "rtserve_shed_total",
+            "Requests answered 503 at once because the worker queue was full.",
+            stats.shed,
+        ),
+        (
+            "rtserve_deadline_missed_total",
+            "Requests answered 503 because their deadline passed first.",
+            stats.deadline_missed,
+        ),
+        (
+            "rtserve_accept_backoffs_total",
+            "Times accepting paused because the process ran out of file descriptors.",
+            stats.accept_backoffs,
+        ),
+        (
+            "rtserve_access_log_dropped_total",
+            "Access-log lines dropped because the log writer fell behind.",
+            stats.log_dropped,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    out
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -58,6 +58,11 @@ fn routes(counts: Arc<Counts>) -> Router {
             Response::text(StatusCode::OK, format!("fast {id}")).into()
         })
         .get("/slow", slow.clone())
+        .post("/echo", |req: &Request<'_>| -> Reply {
+            Response::new(StatusCode::OK)
+                .with_body(req.body().to_vec())
+                .into()
+        })
         .get("/slow-deadline", slow)
         .get("/healthz", |req: &Request<'_>| -> Reply {
             if req.is_draining() {
@@ -362,4 +367,42 @@ fn shutdown_under_load_drops_nothing_silently() {
         total += answered;
     }
     assert!(total >= 8);
+}
+
+#[test]
+fn refusals_and_continues_wait_their_turn() {
+    let (server, _) = server(config());
+    // A malformed request behind an offloaded one: its 400 comes second.
+    let mut client = Client::new(server.connect());
+    client.send(&[get("/slow?ms=50&id=first"), b"BAD\r\n\r\n".to_vec()].concat());
+    let first = client.response();
+    assert_eq!((first.status, first.text().as_str()), (200, "slow first"));
+    let refused = client.response();
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.header("connection"), Some("close"));
+
+    // `100 Continue` for a request behind an offloaded one comes after that one's answer.
+    let mut client = Client::new(server.connect());
+    client.send(&get("/slow?ms=50&id=ahead"));
+    client.send(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let ahead = client.response();
+    assert_eq!((ahead.status, ahead.text().as_str()), (200, "slow ahead"));
+    assert_eq!(client.response().status, 100);
+    client.send(b"hello");
+    let echoed = client.response();
+    assert_eq!((echoed.status, echoed.text().as_str()), (200, "hello"));
+}
+
+#[test]
+fn a_deadline_too_far_to_represent_means_none() {
+    let (server, _) = server(config());
+    let mut client = Client::new(server.connect());
+    client.send(&get(&format!(
+        "/slow-deadline?ms=1&deadline={}&id=far",
+        u64::MAX
+    )));
+    let r = client.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow far"));
 }

@@ -34,6 +34,8 @@ pub(crate) enum SlotState {
     },
     /// Ready, but behind one that is not.
     Ready(Response),
+    /// A `100 Continue` for a request whose body is awaited, behind responses still owed.
+    Continue,
 }
 
 /// Where a connection is in its life.

@@ -35,8 +35,7 @@ use std::{
 
 use mio::{Events, Interest, Poll, net::TcpListener};
 use rtserve_protocol::{
-    BodyLength, Event, HttpDate, ResponseContext, ServerConn, StatusCode, send_continue,
-    send_error, send_head, send_response,
+    BodyLength, Event, HttpDate, ResponseContext, ServerConn, StatusCode, send_continue, send_head,
 };
 use slab::Slab;
 
@@ -366,10 +365,19 @@ impl Reactor {
             return;
         };
         while let Some(Slot {
-            state: SlotState::Ready(_),
+            state: SlotState::Ready(_) | SlotState::Continue,
             ..
         }) = io.pending.front()
         {
+            if let Some(Slot {
+                state: SlotState::Continue,
+                ..
+            }) = io.pending.front()
+            {
+                io.pending.pop_front();
+                send_continue(&mut self.out);
+                continue;
+            }
             let Some(Slot {
                 ctx,
                 route,
@@ -483,7 +491,9 @@ impl Reactor {
             return;
         };
         loop {
-            if self.conns.len() >= self.config.max_connections {
+            // Shutting down, what waits in the queue is taken past the limit: closing the
+            // listener would reset it.
+            if self.conns.len() >= self.config.max_connections && self.shutdown_deadline.is_none() {
                 self.accepting = Accepting::AtLimit;
                 return;
             }
@@ -733,6 +743,12 @@ impl Reactor {
                 Err(e) => Err(e),
             }
         } else {
+            // Drop what was sent before appending, or a client that always has a little
+            // output waiting would grow the buffer by everything it was ever sent.
+            if io.written > 0 && !out.is_empty() {
+                io.outbuf.drain(..io.written);
+                io.written = 0;
+            }
             io.outbuf.extend_from_slice(out);
             match write_all(&conn.stream, &io.outbuf[io.written..]) {
                 Ok(n) => {
@@ -858,7 +874,7 @@ impl Reactor {
 
     fn fire_timers(&mut self) {
         let now = self.now;
-        while let Some((at, id, kind, seq)) = self.timers.pop_due(now) {
+        while let Some((at, id, kind)) = self.timers.pop_due(now) {
             let Some(conn) = self
                 .conns
                 .get_mut(id.index as usize)
@@ -866,22 +882,6 @@ impl Reactor {
             else {
                 continue;
             };
-            if kind == TimerKind::Deadline {
-                // RFC 9110 §15.6.4: 503 in place of a response not ready by its deadline;
-                // the job is told, and its late result will be dropped.
-                if let Some(slot) = conn
-                    .io
-                    .as_deref_mut()
-                    .and_then(|io| io.pending.iter_mut().find(|s| s.seq == seq))
-                    && let SlotState::Waiting { cancelled, .. } = &slot.state
-                {
-                    cancelled.store(true, Ordering::Relaxed);
-                    slot.state = SlotState::Ready(deadline_missed());
-                    self.stats.deadline_missed();
-                    self.release(id);
-                }
-                continue;
-            }
             let kind = match conn.timers.on_pop(kind, at, now) {
                 Popped::Ignore => continue,
                 Popped::Requeue(at, kind) => {
@@ -891,34 +891,57 @@ impl Reactor {
                 Popped::Fire(kind) => kind,
             };
             match kind {
+                TimerKind::Deadline => {
+                    // RFC 9110 §15.6.4: 503 in place of each response not ready by its
+                    // deadline; its job is told, and its late result will be dropped.
+                    let Some(io) = conn.io.as_deref_mut() else {
+                        continue;
+                    };
+                    let mut next: Option<Instant> = None;
+                    for slot in &mut io.pending {
+                        if let SlotState::Waiting {
+                            cancelled,
+                            deadline,
+                        } = &slot.state
+                        {
+                            if *deadline <= now {
+                                cancelled.store(true, Ordering::Relaxed);
+                                slot.state = SlotState::Ready(deadline_missed());
+                                self.stats.deadline_missed();
+                            } else {
+                                next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
+                            }
+                        }
+                    }
+                    if let Some(at) = next {
+                        self.timers
+                            .set(&mut conn.timers, id, TimerKind::Deadline, at);
+                    }
+                    self.release(id);
+                }
                 TimerKind::HeadRead | TimerKind::BodyRead if conn.phase == Phase::Open => {
                     // RFC 9110 §15.5.9: say so before closing, if a request had begun.
                     if conn.head_len > 0 || !conn.inbuf.is_empty() {
-                        let ctx = ResponseContext::for_error();
-                        let headers = [("Content-Type", &b"text/plain; charset=utf-8"[..])];
-                        let _ = send_response(
-                            ctx,
-                            StatusCode::REQUEST_TIMEOUT,
-                            headers,
-                            b"request timeout\n",
-                            &self.date,
-                            &mut self.out,
-                        );
                         conn.phase = Phase::Closing;
                         if let Some(io) = conn.io.as_deref_mut() {
                             io.proto.close();
+                            let response = refusal(StatusCode::REQUEST_TIMEOUT, "request timeout");
+                            if let Some(status) =
+                                refuse(io, response, now, &self.date, &mut self.out)
+                            {
+                                let route = self.stats.other_route();
+                                record(
+                                    &self.stats,
+                                    &self.log,
+                                    self.id,
+                                    route,
+                                    status,
+                                    Duration::ZERO,
+                                );
+                            }
                         }
-                        let route = self.stats.other_route();
-                        let status = StatusCode::REQUEST_TIMEOUT;
-                        record(
-                            &self.stats,
-                            &self.log,
-                            self.id,
-                            route,
-                            status,
-                            Duration::ZERO,
-                        );
                         let _ = self.flush(id);
+                        self.release(id);
                     } else {
                         self.close(id);
                     }
@@ -932,17 +955,17 @@ impl Reactor {
                     let before = sent(conn);
                     if self.flush(id).is_ok()
                         && let Some(conn) = self.conn_mut(id)
-                        && sent(conn) == before
-                        && conn.pending_output() > 0
                     {
-                        self.close(id);
+                        if sent(conn) == before && conn.pending_output() > 0 {
+                            self.close(id);
+                        } else if self.resumable(id) {
+                            // Drained below the limit with no edge to say so: read on.
+                            self.mark_still_ready(id);
+                        }
                     }
                 }
                 TimerKind::Linger => self.close(id),
-                TimerKind::HeadRead
-                | TimerKind::BodyRead
-                | TimerKind::Idle
-                | TimerKind::Deadline => {}
+                TimerKind::HeadRead | TimerKind::BodyRead | TimerKind::Idle => {}
             }
         }
     }
@@ -1063,7 +1086,20 @@ fn process_in(conn: &mut Connection, io: &mut Io, new: &[u8], turn: &mut Turn<'_
                 io.received = turn.now;
                 pos += n;
                 if io.proto.head().expects_continue() {
-                    send_continue(turn.out);
+                    if io.pending.is_empty() {
+                        send_continue(turn.out);
+                    } else {
+                        // In line behind the responses still owed.
+                        let seq = io.next_seq;
+                        io.next_seq += 1;
+                        io.pending.push_back(Slot {
+                            seq,
+                            ctx: ResponseContext::for_error(),
+                            route: turn.stats.other_route(),
+                            received: turn.now,
+                            state: SlotState::Continue,
+                        });
+                    }
                 }
             }
             Ok((n, Event::Body(range))) => {
@@ -1115,8 +1151,10 @@ fn process_in(conn: &mut Connection, io: &mut Io, new: &[u8], turn: &mut Turn<'_
                 break Flow::Stop;
             }
             Err(e) => {
-                send_error(e, turn.date, turn.out);
-                turn.record(turn.stats.other_route(), e.status(), Duration::ZERO);
+                let response = refusal(e.status(), &e.to_string());
+                if let Some(status) = refuse(io, response, turn.now, turn.date, turn.out) {
+                    turn.record(turn.stats.other_route(), status, Duration::ZERO);
+                }
                 conn.phase = Phase::Closing;
                 break Flow::Stop;
             }
@@ -1177,7 +1215,7 @@ fn run_handler(
     received: Instant,
     turn: &Turn<'_>,
 ) -> Reply {
-    let deadline = received + turn.config.deadline;
+    let deadline = deadline_after(received, turn.config.deadline);
     turn.route.set(turn.stats.other_route());
     let req = Request::new(
         proto.request(head_bytes),
@@ -1195,7 +1233,7 @@ fn run_handler(
 
 /// Sends a reply's response, or hands its job to the pool; returns whether the connection
 /// stays open.
-fn answer(conn: &Connection, io: &mut Io, reply: Reply, turn: &mut Turn<'_>) -> bool {
+fn answer(conn: &mut Connection, io: &mut Io, reply: Reply, turn: &mut Turn<'_>) -> bool {
     let ctx = io.proto.head().response_context();
     let route = turn.route.get();
     let response = match reply {
@@ -1231,14 +1269,14 @@ fn answer(conn: &Connection, io: &mut Io, reply: Reply, turn: &mut Turn<'_>) -> 
 
 /// Queues a job for the pool; returns the response to send instead when it cannot run.
 fn offload(
-    conn: &Connection,
+    conn: &mut Connection,
     io: &mut Io,
     ctx: ResponseContext,
     job: Job,
     route: usize,
     turn: &mut Turn<'_>,
 ) -> Option<Response> {
-    let deadline = io.received + job.deadline.unwrap_or(turn.config.deadline);
+    let deadline = deadline_after(io.received, job.deadline.unwrap_or(turn.config.deadline));
     if deadline <= turn.now {
         turn.stats.deadline_missed();
         return Some(deadline_missed());
@@ -1271,8 +1309,15 @@ fn offload(
             deadline,
         },
     });
-    turn.timers.push_deadline(conn.id, seq, deadline);
+    turn.timers
+        .set_earliest(&mut conn.timers, conn.id, TimerKind::Deadline, deadline);
     None
+}
+
+/// `received + after`, at most a year on (a deadline of `Duration::MAX` means "none").
+fn deadline_after(received: Instant, after: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(365 * 86_400);
+    received.checked_add(after.min(FAR)).unwrap_or(received)
 }
 
 fn internal_error() -> Response {
@@ -1285,6 +1330,38 @@ fn deadline_missed() -> Response {
 
 fn overloaded() -> Response {
     Response::text(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n")
+}
+
+/// The answer to a request the server refuses: its status and a line saying why.
+fn refusal(status: StatusCode, why: &str) -> Response {
+    Response::text(status, format!("{why}\n"))
+}
+
+/// Answers with a refusal that closes the connection, in its place in line: now if nothing
+/// is owed before it (returning the status sent, to be counted), else after what is owed.
+fn refuse(
+    io: &mut Io,
+    response: Response,
+    now: Instant,
+    date: &HttpDate,
+    out: &mut Vec<u8>,
+) -> Option<StatusCode> {
+    let ctx = ResponseContext::for_error();
+    if io.pending.is_empty() {
+        let (_, status) = encode_or_500(ctx, &response, date, out);
+        return Some(status);
+    }
+    let seq = io.next_seq;
+    io.next_seq += 1;
+    io.pending.push_back(Slot {
+        seq,
+        ctx,
+        // Counted as "other" when it is sent.
+        route: usize::MAX,
+        received: now,
+        state: SlotState::Ready(response),
+    });
+    None
 }
 
 /// Encodes a response, or a 500 if HTTP cannot carry it (a bad header from the handler);
@@ -1346,8 +1423,10 @@ fn eof(conn: &mut Connection, turn: &mut Turn<'_>) {
     };
     if let Err(e) = io.proto.recv_eof(pending) {
         // A request cut short; the client may still be reading (it half-closed).
-        send_error(e, turn.date, turn.out);
-        turn.record(turn.stats.other_route(), e.status(), Duration::ZERO);
+        let response = refusal(e.status(), &e.to_string());
+        if let Some(status) = refuse(io, response, turn.now, turn.date, turn.out) {
+            turn.record(turn.stats.other_route(), status, Duration::ZERO);
+        }
     }
     conn.phase = Phase::Closing;
 }

@@ -27,20 +27,20 @@ pub(crate) enum TimerKind {
     WriteStall = 3,
     /// The peer's input to end after we half-closed: close.
     Linger = 4,
-    /// A pending response's deadline: 503 in its place. Kept in the response's slot, not in
-    /// the table: a connection may have many.
+    /// The earliest deadline among a connection's responses waiting for the worker pool: 503
+    /// in place of each one due.
     Deadline = 5,
 }
 
 impl TimerKind {
     /// The kind's slot in a [`TimerTable`]: the client-side timers exclude each other (a
     /// connection waits for a head, a body, a new request or the peer's close, never two at
-    /// once), so they share one; `None` for deadlines, which are kept in their response slot.
+    /// once), so they share one.
     fn slot(self) -> Option<usize> {
         match self {
             Self::HeadRead | Self::BodyRead | Self::Idle | Self::Linger => Some(0),
             Self::WriteStall => Some(1),
-            Self::Deadline => None,
+            Self::Deadline => Some(2),
         }
     }
 }
@@ -57,7 +57,7 @@ struct Slot {
 /// One connection's timers.
 #[derive(Clone, Debug)]
 pub(crate) struct TimerTable {
-    slots: [Slot; 2],
+    slots: [Slot; 3],
 }
 
 impl Default for TimerTable {
@@ -68,7 +68,11 @@ impl Default for TimerTable {
             queued: None,
         };
         Self {
-            slots: [empty(TimerKind::HeadRead), empty(TimerKind::WriteStall)],
+            slots: [
+                empty(TimerKind::HeadRead),
+                empty(TimerKind::WriteStall),
+                empty(TimerKind::Deadline),
+            ],
         }
     }
 }
@@ -98,6 +102,20 @@ impl TimerTable {
                 slot.queued = Some(at);
                 Some(at)
             }
+        }
+    }
+
+    /// Sets `kind` due at `at` unless it is due sooner already; returns the time to push.
+    #[must_use]
+    pub(crate) fn set_earliest(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
+        let i = kind.slot()?;
+        match self.slots[i] {
+            Slot {
+                kind: k,
+                due: Some(due),
+                ..
+            } if k == kind && due <= at => None,
+            _ => self.set(kind, at),
         }
     }
 
@@ -140,10 +158,10 @@ impl TimerTable {
     }
 }
 
-/// A reactor's timers: a min-heap of (due, connection, kind, response sequence number).
+/// A reactor's timers: a min-heap of (due, connection, kind).
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Instant, ConnId, TimerKind, u64)>>,
+    heap: BinaryHeap<Reverse<(Instant, ConnId, TimerKind)>>,
 }
 
 impl TimerQueue {
@@ -154,14 +172,22 @@ impl TimerQueue {
         }
     }
 
-    /// Pushes an entry.
-    pub(crate) fn push(&mut self, id: ConnId, kind: TimerKind, at: Instant) {
-        self.heap.push(Reverse((at, id, kind, 0)));
+    /// Sets `kind` for connection `id` at `at`, unless it is due sooner already.
+    pub(crate) fn set_earliest(
+        &mut self,
+        table: &mut TimerTable,
+        id: ConnId,
+        kind: TimerKind,
+        at: Instant,
+    ) {
+        if let Some(at) = table.set_earliest(kind, at) {
+            self.push(id, kind, at);
+        }
     }
 
-    /// Pushes the deadline of response `seq` of connection `id`.
-    pub(crate) fn push_deadline(&mut self, id: ConnId, seq: u64, at: Instant) {
-        self.heap.push(Reverse((at, id, TimerKind::Deadline, seq)));
+    /// Pushes an entry.
+    pub(crate) fn push(&mut self, id: ConnId, kind: TimerKind, at: Instant) {
+        self.heap.push(Reverse((at, id, kind)));
     }
 
     /// The earliest entry's time (possibly of a stale entry: waking for it is harmless).
@@ -170,7 +196,7 @@ impl TimerQueue {
     }
 
     /// Pops an entry due at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId, TimerKind, u64)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId, TimerKind)> {
         match self.heap.peek() {
             Some(Reverse((at, ..))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
@@ -198,7 +224,7 @@ mod tests {
     /// Fires everything due at `now` against one table; returns the kinds fired.
     fn fire(queue: &mut TimerQueue, table: &mut TimerTable, now: Instant) -> Vec<TimerKind> {
         let mut fired = Vec::new();
-        while let Some((at, id, kind, _)) = queue.pop_due(now) {
+        while let Some((at, id, kind)) = queue.pop_due(now) {
             match table.on_pop(kind, at, now) {
                 Popped::Fire(kind) => fired.push(kind),
                 Popped::Requeue(at, kind) => queue.push(id, kind, at),
@@ -265,6 +291,26 @@ mod tests {
             fire(&mut queue, &mut table, t0 + Duration::from_secs(3)),
             [TimerKind::BodyRead]
         );
+    }
+
+    #[test]
+    fn earliest_deadline_wins() {
+        let t0 = Instant::now();
+        let mut queue = TimerQueue::default();
+        let mut table = TimerTable::default();
+        let d = TimerKind::Deadline;
+        queue.set_earliest(&mut table, ID, d, t0 + Duration::from_secs(5));
+        queue.set_earliest(&mut table, ID, d, t0 + Duration::from_secs(9));
+        queue.set_earliest(&mut table, ID, d, t0 + Duration::from_secs(2));
+        assert_eq!(
+            fire(&mut queue, &mut table, t0 + Duration::from_secs(1)),
+            []
+        );
+        assert_eq!(
+            fire(&mut queue, &mut table, t0 + Duration::from_secs(2)),
+            [d]
+        );
+        assert_eq!(queue.len(), 1, "the stale 5 s entry is all that is left");
     }
 
     #[test]

@@ -1,0 +1,1267 @@
+//! Black-box tests of the `rtserve` binary: each test starts the built executable as a child
+//! process on `127.0.0.1:0`, reads the port from its startup line on stderr, and talks to it
+//! over loopback sockets and with signals.
+//!
+//! Every child is killed when its guard drops, so a failing test leaks no process, and every
+//! wait is bounded by [`TIMEOUT`] (CI is a busy 2-core machine: a test that waits that long
+//! has failed; no test asserts a tight duration).
+
+use std::{
+    io::{BufRead, BufReader, ErrorKind, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant, SystemTime},
+};
+
+use prometheus_parse::{LineInfo, Sample, Scrape, Value};
+use rustix::process::{Pid, Signal, kill_process};
+
+/// Generous: a test that waits this long for anything has failed.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_rtserve");
+
+/// What the startup line says before the address.
+const LISTENING: &str = " listening on http://";
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+/// A command for the binary with none of the caller's `RTSERVE_*` variables (so that a
+/// developer's environment cannot change what a test sees), stdin and stdout closed, stderr
+/// piped.
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("RTSERVE_")) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Kills and reaps the child however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl KillOnDrop {
+    /// Waits at most `timeout` for the child to exit.
+    fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own, line by line, into shared text, and
+/// passes each line on through `lines` too.
+fn drain(
+    pipe: impl Read + Send + 'static,
+    lines: Option<mpsc::Sender<String>>,
+) -> (Arc<Mutex<String>>, JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    let reader = thread::spawn(move || {
+        let mut pipe = BufReader::new(pipe);
+        loop {
+            let mut bytes = Vec::new();
+            match pipe.read_until(b'\n', &mut bytes) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&bytes).into_owned();
+                    sink.lock().unwrap().push_str(&line);
+                    if let Some(lines) = &lines {
+                        let _ = lines.send(line);
+                    }
+                }
+            }
+        }
+    });
+    (text, reader)
+}
+
+/// Waits (bounded) for a pipe reader to reach the end of its pipe.
+fn join_reader(reader: JoinHandle<()>) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "a pipe did not close after its process exited"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    reader.join().expect("pipe reader");
+}
+
+/// A running `rtserve`, killed on drop.
+struct Server {
+    child: KillOnDrop,
+    addr: SocketAddr,
+    /// The startup line, without its newline.
+    startup: String,
+    /// Everything the server has written to stderr so far.
+    stderr: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts `rtserve` with `args`, on `127.0.0.1:0` unless they say `--bind`.
+    #[track_caller]
+    fn start(args: &[&str]) -> Self {
+        let mut all = Vec::new();
+        if !args.contains(&"--bind") {
+            all.extend(["--bind", "127.0.0.1:0"]);
+        }
+        all.extend_from_slice(args);
+        Self::spawn(command(&all))
+    }
+
+    /// Starts `cmd` (made by [`command`]) and waits for its startup line.
+    #[track_caller]
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = KillOnDrop(cmd.spawn().expect("start rtserve"));
+        let (tx, rx) = mpsc::channel();
+        let (stderr, reader) = drain(child.0.stderr.take().expect("piped stderr"), Some(tx));
+        let deadline = Instant::now() + TIMEOUT;
+        let startup = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(LISTENING) => break line.trim_end().to_owned(),
+                Ok(_) => {}
+                Err(e) => {
+                    let status = child.wait_timeout(Duration::from_secs(1));
+                    panic!(
+                        "rtserve printed no startup line ({e}); status {status:?}, stderr:\n{}",
+                        stderr.lock().unwrap()
+                    );
+                }
+            }
+        };
+        let addr = startup
+            .split_once(LISTENING)
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the startup line {startup:?}"));
+        Self {
+            child,
+            addr,
+            startup,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The number of reactors the startup line reports.
+    fn reactors(&self) -> usize {
+        self.startup
+            .split_once("(reactors ")
+            .and_then(|(_, rest)| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no reactor count in {:?}", self.startup))
+    }
+
+    fn signal(&self, signal: Signal) {
+        let raw = i32::try_from(self.child.0.id()).expect("pid fits in i32");
+        kill_process(Pid::from_raw(raw).expect("pid"), signal).expect("send a signal");
+    }
+
+    /// Waits for the process to exit (bounded), then for the rest of its stderr.
+    #[track_caller]
+    fn wait_exit(&mut self) -> ExitStatus {
+        let Some(status) = self.child.wait_timeout(TIMEOUT) else {
+            panic!(
+                "rtserve did not exit within {TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            );
+        };
+        if let Some(reader) = self.reader.take() {
+            join_reader(reader);
+        }
+        status
+    }
+
+    /// What the server has written to stderr so far.
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) for `needle` to appear on stderr.
+    #[track_caller]
+    fn wait_for_stderr(&self, needle: &str) {
+        assert!(
+            wait_until(|| self.stderr().contains(needle)),
+            "{needle:?} never appeared on stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    #[track_caller]
+    fn connect(&self) -> Conn {
+        Conn::new(self.addr)
+    }
+
+    /// Sends one request on a new connection and reads its response.
+    #[track_caller]
+    fn request(&self, bytes: &[u8]) -> Response {
+        let mut conn = self.connect();
+        conn.send(bytes);
+        conn.response()
+    }
+
+    #[track_caller]
+    fn get(&self, target: &str) -> Response {
+        self.request(&get(target))
+    }
+}
+
+/// How a process that was expected to exit by itself ended.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `rtserve` with `args` (and `env`) to its exit, bounded.
+#[track_caller]
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Finished {
+    let mut cmd = command(args);
+    cmd.envs(env.iter().copied()).stdout(Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().expect("start rtserve"));
+    let (stdout, out_reader) = drain(child.0.stdout.take().unwrap(), None);
+    let (stderr, err_reader) = drain(child.0.stderr.take().unwrap(), None);
+    let Some(status) = child.wait_timeout(TIMEOUT) else {
+        panic!(
+            "rtserve {args:?} did not exit within {TIMEOUT:?}; stderr:\n{}",
+            stderr.lock().unwrap()
+        );
+    };
+    join_reader(out_reader);
+    join_reader(err_reader);
+    let stdout = stdout.lock().unwrap().clone();
+    let stderr = stderr.lock().unwrap().clone();
+    Finished {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Polls `check` until it returns true, for at most [`TIMEOUT`]. Returns whether it did.
+fn wait_until(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts that a process exited by itself (not killed by a signal) with a non-zero code.
+#[track_caller]
+fn assert_failed(status: ExitStatus, stderr: &str) {
+    assert!(
+        status.code().is_some_and(|code| code != 0),
+        "expected a non-zero exit code, got {status:?}; stderr:\n{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sockets
+// ---------------------------------------------------------------------------------------------
+
+/// One row of `/proc/net/tcp` (IPv4 only: the tests listen on 127.0.0.1).
+struct TcpRow {
+    local: String,
+    remote: String,
+    state: String,
+    rx_queue: u64,
+}
+
+fn tcp_rows() -> Vec<TcpRow> {
+    let text = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let rx_queue = fields.get(4)?.split_once(':')?.1;
+            Some(TcpRow {
+                local: (*fields.get(1)?).to_owned(),
+                remote: (*fields.get(2)?).to_owned(),
+                state: (*fields.get(3)?).to_owned(),
+                rx_queue: u64::from_str_radix(rx_queue, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// `127.0.0.1:port` as `/proc/net/tcp` writes it.
+fn loopback_hex(port: u16) -> String {
+    format!("0100007F:{port:04X}")
+}
+
+/// Sockets listening on 127.0.0.1:`port`.
+fn listening_on(port: u16) -> usize {
+    let local = loopback_hex(port);
+    tcp_rows()
+        .iter()
+        .filter(|r| r.local == local && r.state == "0A")
+        .count()
+}
+
+/// Waits until the server has read everything `client` sent so far: the receive queue of the
+/// server's end of the connection is empty.
+#[track_caller]
+fn wait_until_read(server: SocketAddr, client: &TcpStream) {
+    let local = loopback_hex(server.port());
+    let remote = loopback_hex(client.local_addr().unwrap().port());
+    let unread = || {
+        tcp_rows()
+            .into_iter()
+            .find(|r| r.local == local && r.remote == remote)
+            .map(|r| r.rx_queue)
+    };
+    assert!(
+        wait_until(|| unread() == Some(0)),
+        "the server did not read the request: {:?} bytes unread",
+        unread()
+    );
+}
+
+/// A request for `target` with a Host header.
+fn get(target: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+}
+
+/// A parsed response.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// A client connection that keeps bytes belonging to the next response.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    #[track_caller]
+    fn new(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    #[track_caller]
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send a request");
+    }
+
+    /// Reads one response to a request that was not HEAD.
+    #[track_caller]
+    fn response(&mut self) -> Response {
+        self.read_response(false)
+    }
+
+    /// Reads one response; `head` says it answers HEAD (no body follows).
+    #[track_caller]
+    fn read_response(&mut self, head: bool) -> Response {
+        let deadline = Instant::now() + TIMEOUT;
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill(deadline);
+        };
+        let text = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        self.buf.drain(..head_end);
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (name, value) = l.split_once(':').expect("a header has a colon");
+                (name.to_owned(), value.trim().to_owned())
+            })
+            .collect();
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head || status == 204 || status == 304 {
+            return response;
+        }
+        if let Some(len) = response.header("content-length") {
+            let len: usize = len.parse().expect("Content-Length is a number");
+            while self.buf.len() < len {
+                self.fill(deadline);
+            }
+            response.body = self.buf.drain(..len).collect();
+        } else {
+            // Close-delimited (rtserve always sends Content-Length; this is for diagnosis).
+            response.body = self.read_to_close().0;
+        }
+        response
+    }
+
+    /// Reads until the server closes the connection (bounded). Returns the bytes that came
+    /// first and whether the close was a reset rather than a clean end.
+    #[track_caller]
+    fn read_to_close(&mut self) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the server kept the connection open"
+            );
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return (std::mem::take(&mut self.buf), false),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                    return (std::mem::take(&mut self.buf), true);
+                }
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Asserts that the server closes the connection cleanly with nothing more to say.
+    #[track_caller]
+    fn expect_eof(&mut self) {
+        let (rest, reset) = self.read_to_close();
+        assert!(
+            rest.is_empty() && !reset,
+            "expected a clean close, got {:?} (reset: {reset})",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    #[track_caller]
+    fn fill(&mut self, deadline: Instant) {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            assert!(Instant::now() < deadline, "timed out reading a response");
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!(
+                    "connection closed early; have {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!(
+                    "read failed: {e}; have {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes and statuses
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_route_and_status() {
+    let server = Server::start(&[]);
+
+    let hello = server.get("/hello");
+    assert_eq!(hello.status, 200, "{hello:?}");
+    assert_eq!(hello.text(), "Hello, world!\n");
+
+    // HEAD: GET's headers, no body. The next response on the connection parses only if no
+    // body bytes came first.
+    let mut conn = server.connect();
+    conn.send(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = conn.read_response(true);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("content-length"), Some("14"), "{head:?}");
+    conn.send(&get("/hello"));
+    let after = conn.response();
+    assert_eq!(
+        (after.status, after.text().as_str()),
+        (200, "Hello, world!\n"),
+        "HEAD must not send a body"
+    );
+
+    let slow = server.get("/slow?ms=20");
+    assert_eq!((slow.status, slow.text().as_str()), (200, "slept 20 ms\n"));
+
+    let bad = server.get("/slow?ms=abc");
+    assert_eq!(bad.status, 400, "{bad:?}");
+
+    let json = br#"{"id":7,"tags":["a","b"],"ok":true}"#;
+    let mut echo = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        json.len()
+    )
+    .into_bytes();
+    echo.extend_from_slice(json);
+    let echoed = server.request(&echo);
+    assert_eq!(echoed.status, 200, "{echoed:?}");
+    assert_eq!(echoed.body, json);
+    assert_eq!(echoed.header("content-type"), Some("application/json"));
+
+    let health = server.get("/healthz");
+    assert_eq!(health.status, 200, "{health:?}");
+
+    let missing = server.get("/no/such/path");
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    let wrong_method =
+        server.request(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(wrong_method.status, 405, "{wrong_method:?}");
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD"));
+
+    // A malformed request: 400, and the connection ends cleanly.
+    let mut conn = server.connect();
+    conn.send(b"garbage\r\n\r\n");
+    let malformed = conn.response();
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    assert!(malformed.closes(), "{malformed:?}");
+    conn.expect_eof();
+}
+
+#[test]
+fn a_missed_deadline_is_answered_503() {
+    let server = Server::start(&["--deadline-ms", "200"]);
+    let start = Instant::now();
+    let reply = server.get("/slow?ms=30000");
+    let took = start.elapsed();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    // The job alone would take 30 s; the deadline is 0.2 s.
+    assert!(
+        took < Duration::from_secs(15),
+        "the 503 took {took:?}: the deadline was not enforced"
+    );
+}
+
+#[test]
+fn max_slow_ms_caps_the_sleep() {
+    let server = Server::start(&["--max-slow-ms", "50"]);
+    let reply = server.get("/slow?ms=5000");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "slept 50 ms\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reactors and environment variables
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn threads_gives_one_listening_socket_each() {
+    let server = Server::start(&["--threads", "3"]);
+    assert_eq!(server.reactors(), 3, "{}", server.startup);
+    // The listeners are bound before the startup line is printed.
+    assert_eq!(listening_on(server.port()), 3, "LISTEN sockets on the port");
+    assert_eq!(server.get("/hello").status, 200);
+}
+
+#[test]
+fn environment_variables_set_flags() {
+    let mut cmd = command(&[]);
+    cmd.env("RTSERVE_THREADS", "3")
+        .env("RTSERVE_BIND", "127.0.0.1:0");
+    let server = Server::spawn(cmd);
+    assert_eq!(server.reactors(), 3, "{}", server.startup);
+    assert_eq!(listening_on(server.port()), 3, "LISTEN sockets on the port");
+    assert_eq!(server.get("/hello").status, 200);
+
+    // A flag beats its variable.
+    let mut cmd = command(&["--bind", "127.0.0.1:0", "--threads", "1"]);
+    cmd.env("RTSERVE_THREADS", "3");
+    let server = Server::spawn(cmd);
+    assert_eq!(server.reactors(), 1, "{}", server.startup);
+
+    // A bad value in a variable is refused like a bad flag.
+    let run = run_to_exit(&["--bind", "127.0.0.1:0"], &[("RTSERVE_THREADS", "0")]);
+    assert_eq!(run.status.code(), Some(2), "stderr:\n{}", run.stderr);
+    assert!(run.stderr.contains("--threads"), "stderr:\n{}", run.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let mut server = Server::start(&[]);
+    let mut conn = server.connect();
+    conn.send(&get("/slow?ms=500"));
+    wait_until_read(server.addr, &conn.stream);
+    server.signal(Signal::TERM);
+
+    let reply = conn.response();
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "slept 500 ms\n"),
+        "{reply:?}"
+    );
+    assert!(
+        reply.closes(),
+        "a response during shutdown says Connection: close: {reply:?}"
+    );
+    conn.expect_eof();
+
+    let status = server.wait_exit();
+    let stderr = server.stderr();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(stderr.contains("shutting down"), "stderr:\n{stderr}");
+    assert!(stderr.contains("stopped"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    let mut server = Server::start(&["--shutdown-timeout-ms", "30000", "--deadline-ms", "30000"]);
+    let mut conn = server.connect();
+    let sent = Instant::now();
+    conn.send(&get("/slow?ms=5000"));
+    wait_until_read(server.addr, &conn.stream);
+    server.signal(Signal::TERM);
+    // Two signals sent back to back may be delivered as one: wait for the first to be seen.
+    server.wait_for_stderr("shutting down");
+    server.signal(Signal::TERM);
+
+    let status = server.wait_exit();
+    let took = sent.elapsed();
+    let stderr = server.stderr();
+    assert_failed(status, &stderr);
+    assert!(
+        took < Duration::from_secs(5),
+        "exited after {took:?}: it waited for the 5 s job"
+    );
+    let (answer, _) = conn.read_to_close();
+    assert!(
+        answer.is_empty(),
+        "the job was not finished, yet got {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(stderr.contains("during shutdown"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn sigquit_exits_at_once() {
+    let mut server = Server::start(&["--shutdown-timeout-ms", "30000", "--deadline-ms", "30000"]);
+    let mut conn = server.connect();
+    let sent = Instant::now();
+    conn.send(&get("/slow?ms=5000"));
+    wait_until_read(server.addr, &conn.stream);
+    server.signal(Signal::QUIT);
+
+    let status = server.wait_exit();
+    let took = sent.elapsed();
+    let stderr = server.stderr();
+    assert_failed(status, &stderr);
+    assert!(
+        took < Duration::from_secs(5),
+        "exited after {took:?}: it waited for the 5 s job"
+    );
+    let (answer, _) = conn.read_to_close();
+    assert!(
+        answer.is_empty(),
+        "the job was not finished, yet got {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(stderr.contains("SIGQUIT"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn drain_grace_reports_draining_while_serving() {
+    // A grace longer than any wait here; a second SIGTERM ends it.
+    let mut server = Server::start(&["--drain-grace-ms", "60000"]);
+    assert_eq!(server.get("/healthz").status, 200);
+    server.signal(Signal::TERM);
+    assert!(
+        wait_until(|| server.get("/healthz").status == 503),
+        "/healthz never said 503 while draining"
+    );
+    let hello = server.get("/hello");
+    assert_eq!(
+        hello.status, 200,
+        "still serving during the grace: {hello:?}"
+    );
+    server.wait_for_stderr("shutting down");
+    server.signal(Signal::TERM);
+    let status = server.wait_exit();
+    assert_failed(status, &server.stderr());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (&["--threads", "0"][..], "--threads"),
+        (&["--workers", "0"], "--workers"),
+        (&["--bind", "nonsense"], "--bind"),
+        (&["--max-body", "1T"], "--max-body"),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let run = run_to_exit(args, &[]);
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{args:?} should exit 2; stderr:\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(flag),
+            "{args:?}: stderr does not name {flag}:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let run = run_to_exit(&["--help"], &[]);
+    assert_eq!(run.status.code(), Some(0), "stderr:\n{}", run.stderr);
+    let help = run.stdout;
+
+    // The help split into one section per option, from its `-x, --name <VALUE>` line to the
+    // next: (the names on that line, the whole section).
+    let mut sections: Vec<(Vec<String>, String)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('-') {
+            let names = trimmed
+                .split_whitespace()
+                .take_while(|word| word.starts_with('-'))
+                .map(|word| word.trim_end_matches([',', '.']).to_owned())
+                .collect();
+            sections.push((names, String::new()));
+        }
+        if let Some((_, text)) = sections.last_mut() {
+            text.push_str(trimmed);
+            text.push(' ');
+        }
+    }
+    let section = |flag: &str| -> &str {
+        sections
+            .iter()
+            .find(|(names, _)| names.iter().any(|name| name == flag))
+            .map(|(_, text)| text.as_str())
+            .unwrap_or_else(|| panic!("--help does not list {flag}:\n{help}"))
+    };
+
+    // Every flag that takes a value has a default, shown.
+    for (flag, default) in [
+        ("--bind", Some("127.0.0.1:8080")),
+        ("--threads", None),
+        ("--workers", Some("16")),
+        ("--queue", Some("1024")),
+        ("--max-connections", Some("10000")),
+        ("--deadline-ms", Some("5000")),
+        ("--header-timeout-ms", Some("10000")),
+        ("--body-timeout-ms", Some("30000")),
+        ("--idle-timeout-ms", Some("60000")),
+        ("--write-timeout-ms", Some("30000")),
+        ("--drain-grace-ms", Some("0")),
+        ("--shutdown-timeout-ms", Some("30000")),
+        ("--max-body", Some("1M")),
+        ("--max-slow-ms", Some("60000")),
+    ] {
+        let text = section(flag);
+        assert!(
+            text.contains("[default: "),
+            "{flag} shows no default: {text:?}"
+        );
+        if let Some(default) = default {
+            assert!(
+                text.contains(&format!("[default: {default}]")),
+                "{flag} should show [default: {default}]: {text:?}"
+            );
+        }
+    }
+    // Flags without a value (or an optional one) are mentioned too.
+    for flag in [
+        "--access-log",
+        "--shared-port",
+        "--verbose",
+        "--quiet",
+        "--help",
+        "--version",
+    ] {
+        section(flag);
+    }
+}
+
+#[test]
+fn version_prints_the_version() {
+    let run = run_to_exit(&["--version"], &[]);
+    assert_eq!(run.status.code(), Some(0), "stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        format!("rtserve {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Port ownership
+// ---------------------------------------------------------------------------------------------
+
+/// Asserts that rtserve on `addr` exits non-zero with one line on stderr naming the address.
+#[track_caller]
+fn assert_refused(addr: SocketAddr, extra: &[&str]) {
+    let bind = addr.to_string();
+    let mut args = vec!["--bind", bind.as_str()];
+    args.extend_from_slice(extra);
+    let run = run_to_exit(&args, &[]);
+    assert_failed(run.status, &run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{}", run.stderr);
+    assert!(
+        lines[0].contains(&bind),
+        "stderr does not name {bind}: {:?}",
+        lines[0]
+    );
+    assert!(
+        lines[0].to_ascii_lowercase().contains("in use"),
+        "stderr does not say the address is in use: {:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn a_port_in_use_is_refused() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    assert_refused(addr, &[]);
+    // Joining on purpose needs the other listeners to have SO_REUSEPORT: a plain one refuses.
+    assert_refused(addr, &["--shared-port"]);
+}
+
+#[test]
+fn a_port_another_rtserve_holds_is_refused() {
+    let first = Server::start(&["--threads", "2"]);
+    assert_refused(first.addr, &[]);
+    assert_eq!(
+        listening_on(first.port()),
+        2,
+        "the first server lost nothing"
+    );
+    assert_eq!(first.get("/hello").status, 200);
+}
+
+#[test]
+fn shared_port_joins_another_rtserve() {
+    let mut first = Server::start(&["--threads", "2"]);
+    let bind = first.addr.to_string();
+    let second = Server::start(&["--bind", &bind, "--shared-port", "--threads", "2"]);
+    assert_eq!(second.addr, first.addr);
+    assert_eq!(listening_on(first.port()), 4, "both servers listen");
+    for _ in 0..8 {
+        assert_eq!(second.get("/hello").status, 200);
+    }
+    // A rolling restart: the first one leaves, the second serves on.
+    first.signal(Signal::TERM);
+    let status = first.wait_exit();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", first.stderr());
+    assert_eq!(listening_on(second.port()), 2);
+    for _ in 0..8 {
+        assert_eq!(second.get("/hello").status, 200);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+/// Scrapes `/metrics`, checking that every line is a comment or a well-formed sample.
+#[track_caller]
+fn scrape(server: &Server) -> Scrape {
+    let reply = server.get("/metrics");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = reply.text();
+    for line in text.lines() {
+        match LineInfo::parse(line) {
+            LineInfo::Doc { .. } | LineInfo::Type { .. } => {}
+            LineInfo::Sample { value, .. } => assert!(
+                value == "+Inf" || value.parse::<f64>().is_ok(),
+                "bad value in {line:?}"
+            ),
+            other => panic!("unexpected line {line:?} ({other:?}) in:\n{text}"),
+        }
+    }
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("/metrics parses")
+}
+
+/// Whether a sample's labels are exactly `labels`.
+fn labelled(sample: &Sample, labels: &[(&str, &str)]) -> bool {
+    sample.labels.len() == labels.len()
+        && labels
+            .iter()
+            .all(|(name, value)| sample.labels.get(name) == Some(*value))
+}
+
+/// The value of a counter or gauge sample.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labelled(s, labels))
+        .map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            ref other => panic!("{metric} is not a single value: {other:?}"),
+        })
+}
+
+/// A counter that may not be shown yet (counts by status appear at their first response).
+fn count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    value(scrape, metric, labels).unwrap_or(0.0)
+}
+
+/// The `+Inf` bucket of a route's latency histogram.
+fn histogram_count(scrape: &Scrape, route: &str) -> f64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "rtserve_request_duration_seconds" && labelled(s, &[("route", route)])
+        })
+        .unwrap_or_else(|| panic!("no latency histogram for {route}"));
+    let Value::Histogram(buckets) = &sample.value else {
+        panic!("not a histogram: {sample:?}");
+    };
+    buckets
+        .iter()
+        .find(|b| b.less_than.is_infinite())
+        .map(|b| b.count)
+        .unwrap_or_else(|| panic!("no +Inf bucket for {route}"))
+}
+
+#[test]
+fn metrics_parse_and_move() {
+    let server = Server::start(&["--threads", "2", "--deadline-ms", "300"]);
+    assert_eq!(server.get("/hello").status, 200);
+    let first = scrape(&server);
+
+    // Responses by route and status.
+    let requests: Vec<&Sample> = first
+        .samples
+        .iter()
+        .filter(|s| s.metric == "rtserve_requests_total")
+        .collect();
+    assert!(!requests.is_empty(), "no rtserve_requests_total samples");
+    for s in &requests {
+        assert!(
+            matches!(s.value, Value::Counter(_)),
+            "rtserve_requests_total is a counter: {s:?}"
+        );
+        assert!(
+            s.labels.len() == 2
+                && s.labels.get("route").is_some()
+                && s.labels.get("status").is_some(),
+            "rtserve_requests_total is labelled by route and status: {s:?}"
+        );
+    }
+    assert!(
+        count(
+            &first,
+            "rtserve_requests_total",
+            &[("route", "/hello"), ("status", "200")]
+        ) >= 1.0
+    );
+
+    // A latency histogram for every route, and one for requests no route claimed.
+    for route in ["/hello", "/slow", "/echo", "/metrics", "/healthz", "other"] {
+        let sample = first
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "rtserve_request_duration_seconds" && labelled(s, &[("route", route)])
+            })
+            .unwrap_or_else(|| panic!("no latency histogram for {route}"));
+        let Value::Histogram(buckets) = &sample.value else {
+            panic!("not a histogram: {sample:?}");
+        };
+        assert!(buckets.len() > 1, "{route}: {buckets:?}");
+        assert!(
+            buckets
+                .windows(2)
+                .all(|w| w[0].less_than < w[1].less_than && w[0].count <= w[1].count),
+            "{route}: buckets must be cumulative: {buckets:?}"
+        );
+        assert!(
+            buckets.last().unwrap().less_than.is_infinite(),
+            "{route}: {buckets:?}"
+        );
+        let total = value(
+            &first,
+            "rtserve_request_duration_seconds_count",
+            &[("route", route)],
+        );
+        assert_eq!(
+            total,
+            Some(histogram_count(&first, route)),
+            "{route}: _count is +Inf"
+        );
+        assert!(
+            value(
+                &first,
+                "rtserve_request_duration_seconds_sum",
+                &[("route", route)]
+            )
+            .is_some(),
+            "{route}: no _sum"
+        );
+    }
+
+    // Open connections, one gauge per reactor.
+    let mut reactors: Vec<&str> = first
+        .samples
+        .iter()
+        .filter(|s| s.metric == "rtserve_open_connections")
+        .map(|s| {
+            assert!(matches!(s.value, Value::Gauge(_)), "a gauge: {s:?}");
+            s.labels.get("reactor").expect("labelled by reactor")
+        })
+        .collect();
+    reactors.sort_unstable();
+    assert_eq!(reactors, ["0", "1"]);
+
+    // The server-wide counters.
+    for name in [
+        "rtserve_shed_total",
+        "rtserve_deadline_missed_total",
+        "rtserve_accept_backoffs_total",
+    ] {
+        let sample = first
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        assert!(matches!(sample.value, Value::Counter(_)), "{sample:?}");
+        assert!(sample.labels.is_empty(), "{sample:?}");
+        assert!(first.docs.contains_key(name), "{name} has no HELP");
+    }
+    assert_eq!(value(&first, "rtserve_shed_total", &[]), Some(0.0));
+    assert_eq!(
+        value(&first, "rtserve_accept_backoffs_total", &[]),
+        Some(0.0)
+    );
+
+    // N requests to /hello move its counter and histogram by N, no more.
+    const N: usize = 7;
+    let hello_200 = [("route", "/hello"), ("status", "200")];
+    let before = count(&first, "rtserve_requests_total", &hello_200);
+    let before_histogram = histogram_count(&first, "/hello");
+    let mut conn = server.connect();
+    for i in 0..N {
+        if i % 2 == 0 {
+            conn.send(&get("/hello"));
+            assert_eq!(conn.response().status, 200);
+        } else {
+            assert_eq!(server.get("/hello").status, 200);
+        }
+    }
+    let target = before + N as f64;
+    let mut last = first;
+    assert!(
+        wait_until(|| {
+            last = scrape(&server);
+            count(&last, "rtserve_requests_total", &hello_200) >= target
+        }),
+        "the /hello counter did not reach {target}"
+    );
+    assert_eq!(count(&last, "rtserve_requests_total", &hello_200), target);
+    assert_eq!(
+        histogram_count(&last, "/hello"),
+        before_histogram + N as f64
+    );
+
+    // A missed deadline is counted, and its 503 filed under its route.
+    let slow_503 = [("route", "/slow"), ("status", "503")];
+    let missed_before = count(&last, "rtserve_deadline_missed_total", &[]);
+    let slow_before = count(&last, "rtserve_requests_total", &slow_503);
+    assert_eq!(server.get("/slow?ms=10000").status, 503);
+    assert!(
+        wait_until(|| {
+            last = scrape(&server);
+            count(&last, "rtserve_deadline_missed_total", &[]) >= missed_before + 1.0
+        }),
+        "rtserve_deadline_missed_total did not move"
+    );
+    assert_eq!(
+        count(&last, "rtserve_deadline_missed_total", &[]),
+        missed_before + 1.0
+    );
+    assert_eq!(
+        count(&last, "rtserve_requests_total", &slow_503),
+        slow_before + 1.0
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access log
+// ---------------------------------------------------------------------------------------------
+
+/// A file path that is removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Self(
+            std::env::temp_dir().join(format!("rtserve-cli-{}-{nanos}-{name}", std::process::id())),
+        )
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The `key=value` fields of an access-log line.
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[test]
+fn access_log_has_one_line_per_response() {
+    let log = TempFile::new("access.log");
+    let path = log.0.to_str().expect("a UTF-8 temp path").to_owned();
+    let server = Server::start(&["--access-log", &path]);
+
+    assert_eq!(server.get("/hello").status, 200);
+    assert_eq!(server.get("/nope").status, 404);
+    assert_eq!(server.get("/slow?ms=abc").status, 400);
+    assert_eq!(server.get("/slow?ms=1").status, 200);
+    let wrong_method =
+        server.request(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(wrong_method.status, 405);
+    let mut conn = server.connect();
+    conn.send(b"garbage\r\n\r\n");
+    assert_eq!(conn.response().status, 400);
+    let mut expected = vec![
+        ("200", "/hello"),
+        ("404", "other"),
+        ("400", "/slow"),
+        ("200", "/slow"),
+        ("405", "/hello"),
+        ("400", "other"),
+    ];
+
+    let read = || std::fs::read_to_string(&log.0).unwrap_or_default();
+    assert!(
+        wait_until(|| read().lines().count() >= expected.len()),
+        "the access log did not get {} lines:\n{}",
+        expected.len(),
+        read()
+    );
+    let text = read();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        expected.len(),
+        "one line per response:\n{text}"
+    );
+    let mut seen = Vec::new();
+    for line in &lines {
+        let status = log_field(line, "status").unwrap_or_else(|| panic!("no status= in {line:?}"));
+        let route = log_field(line, "route").unwrap_or_else(|| panic!("no route= in {line:?}"));
+        let latency =
+            log_field(line, "latency_us").unwrap_or_else(|| panic!("no latency_us= in {line:?}"));
+        assert!(latency.parse::<u64>().is_ok(), "latency_us in {line:?}");
+        seen.push((status, route));
+    }
+    // Reactors log in parallel: compare as multisets.
+    seen.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "access log:\n{text}");
+}
+
+#[test]
+fn access_log_to_stderr() {
+    let server = Server::start(&["--access-log", "-"]);
+    assert_eq!(server.get("/hello").status, 200);
+    server.wait_for_stderr("status=200 route=/hello latency_us=");
+}

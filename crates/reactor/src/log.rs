@@ -22,8 +22,9 @@ pub struct LogRecord<'a> {
     pub route: &'a str,
     /// The status sent, the server's own 400s, 408s, 500s and 503s included.
     pub status: StatusCode,
-    /// From the moment the request's head was received to the moment its response was
-    /// queued for writing; zero for an answer to a request whose head never completed.
+    /// From the start of the reactor turn in which the request's head was parsed to the
+    /// moment its response was queued for writing (so time spent waiting behind other work in
+    /// that turn counts); zero for an answer to a request whose head never completed.
     pub latency: Duration,
 }
 

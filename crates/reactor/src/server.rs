@@ -102,39 +102,30 @@ impl Server {
             reactors.push((reactor, mailbox));
         }
         drop(shared);
-        let mut threads = Vec::with_capacity(reactors.len());
-        let mut mailboxes = Vec::with_capacity(reactors.len());
+        let mut handle = ServerHandle {
+            local_addr,
+            mailboxes: Vec::with_capacity(reactors.len()),
+            threads: Vec::with_capacity(reactors.len()),
+            draining,
+            grace: config.drain_grace,
+            stats,
+        };
         for (id, (reactor, mailbox)) in reactors.into_iter().enumerate() {
             let spawned = thread::Builder::new()
                 .name(format!("rtserve-reactor-{id}"))
                 .spawn(move || reactor.run());
             match spawned {
-                Ok(thread) => threads.push(thread),
+                Ok(thread) => handle.threads.push(thread),
                 Err(e) => {
                     // Stop the reactors already running before reporting.
-                    let handle = ServerHandle {
-                        local_addr,
-                        mailboxes,
-                        threads,
-                        draining,
-                        grace: config.drain_grace,
-                        stats,
-                    };
                     handle.shutdown();
                     let _ = handle.join();
                     return Err(StartError::Io(e));
                 }
             }
-            mailboxes.push(mailbox);
+            handle.mailboxes.push(mailbox);
         }
-        Ok(ServerHandle {
-            local_addr,
-            mailboxes,
-            threads,
-            draining,
-            grace: config.drain_grace,
-            stats,
-        })
+        Ok(handle)
     }
 }
 

@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rtserve_reactor::{Config, Job, JobContext, Reply, Request, Response, Router, StatusCode};
+use rtserve_reactor::{
+    Config, Job, JobContext, Reply, Request, Response, Router, StatusCode, with_deadline,
+};
 use support::{Client, TIMEOUT, TestServer, config};
 
 /// Counts of jobs started and finished, shared with the handler.
@@ -58,6 +60,10 @@ fn routes(counts: Arc<Counts>) -> Router {
             Response::text(StatusCode::OK, format!("fast {id}")).into()
         })
         .get("/slow", slow.clone())
+        .get(
+            "/slow-route",
+            with_deadline(Duration::from_millis(150), slow.clone()),
+        )
         .post("/echo", |req: &Request<'_>| -> Reply {
             Response::new(StatusCode::OK)
                 .with_body(req.body().to_vec())
@@ -405,4 +411,15 @@ fn a_deadline_too_far_to_represent_means_none() {
     )));
     let r = client.response();
     assert_eq!((r.status, r.text().as_str()), (200, "slow far"));
+}
+
+#[test]
+fn a_route_deadline_sits_between_the_default_and_the_job_own() {
+    let (server, _) = server(config()); // default deadline: 5 s
+    let mut client = Client::new(server.connect());
+    client.send(&get("/slow-route?ms=2000&id=r"));
+    assert_eq!(client.response().status, 503);
+    client.send(&get("/slow-route?ms=300&deadline=5000&id=own"));
+    let r = client.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow own"));
 }

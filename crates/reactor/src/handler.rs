@@ -487,6 +487,46 @@ where
     }
 }
 
+/// Gives the jobs `handler` offloads this deadline, unless a job sets its own: a per-route
+/// deadline, between the server's default and a per-request [`Job::with_deadline`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rtserve_reactor::{JobContext, Reply, Request, Response, Router, StatusCode, with_deadline};
+///
+/// let report = |_: &Request<'_>| -> Reply {
+///     Reply::offload(|_: &JobContext| Response::text(StatusCode::OK, "done\n"))
+/// };
+/// let router = Router::new().get("/report", with_deadline(Duration::from_millis(50), report));
+/// # let _ = router;
+/// ```
+pub fn with_deadline(deadline: Duration, handler: impl Handler) -> impl Handler {
+    WithDeadline { deadline, handler }
+}
+
+struct WithDeadline<H> {
+    deadline: Duration,
+    handler: H,
+}
+
+impl<H: Handler> Handler for WithDeadline<H> {
+    fn handle(&self, req: &Request<'_>) -> Reply {
+        match self.handler.handle(req) {
+            Reply::Offload(mut job) => {
+                job.deadline = job.deadline.or(Some(self.deadline));
+                Reply::Offload(job)
+            }
+            reply => reply,
+        }
+    }
+
+    fn routes(&self) -> Vec<String> {
+        self.handler.routes()
+    }
+}
+
 /// Routes requests by exact path, then method, to handlers.
 ///
 /// An unknown path gets 404; a known path with another method gets 405 with `Allow`. HEAD is

@@ -64,6 +64,7 @@ mod token;
 pub use config::{Config, ConfigError};
 pub use handler::{
     Body, Handler, HeaderValue, Job, JobContext, Reply, Request, Response, Router, StaticHeaders,
+    with_deadline,
 };
 pub use log::{LogRecord, RequestLog};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};

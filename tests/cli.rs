@@ -6,9 +6,11 @@
 //! wait is bounded by [`TIMEOUT`] (CI is a busy 2-core machine: a test that waits that long
 //! has failed; no test asserts a tight duration).
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader, ErrorKind, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::{BufRead, BufReader, Read},
+    net::{SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -18,9 +20,7 @@ use std::{
 
 use prometheus_parse::{LineInfo, Sample, Scrape, Value};
 use rustix::process::{Pid, Signal, kill_process};
-
-/// Generous: a test that waits this long for anything has failed.
-const TIMEOUT: Duration = Duration::from_secs(20);
+use support::{Client, Reply1, TIMEOUT, get, listening_on, wait_until, wait_until_read_at};
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_rtserve");
@@ -222,20 +222,20 @@ impl Server {
     }
 
     #[track_caller]
-    fn connect(&self) -> Conn {
-        Conn::new(self.addr)
+    fn connect(&self) -> Client {
+        Client::new(support::connect(self.addr))
     }
 
     /// Sends one request on a new connection and reads its response.
     #[track_caller]
-    fn request(&self, bytes: &[u8]) -> Response {
+    fn request(&self, bytes: &[u8]) -> Reply1 {
         let mut conn = self.connect();
         conn.send(bytes);
         conn.response()
     }
 
     #[track_caller]
-    fn get(&self, target: &str) -> Response {
+    fn get(&self, target: &str) -> Reply1 {
         self.request(&get(target))
     }
 }
@@ -272,20 +272,6 @@ fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Finished {
     }
 }
 
-/// Polls `check` until it returns true, for at most [`TIMEOUT`]. Returns whether it did.
-fn wait_until(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Asserts that a process exited by itself (not killed by a signal) with a non-zero code.
 #[track_caller]
 fn assert_failed(status: ExitStatus, stderr: &str) {
@@ -293,237 +279,6 @@ fn assert_failed(status: ExitStatus, stderr: &str) {
         status.code().is_some_and(|code| code != 0),
         "expected a non-zero exit code, got {status:?}; stderr:\n{stderr}"
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sockets
-// ---------------------------------------------------------------------------------------------
-
-/// One row of `/proc/net/tcp` (IPv4 only: the tests listen on 127.0.0.1).
-struct TcpRow {
-    local: String,
-    remote: String,
-    state: String,
-    rx_queue: u64,
-}
-
-fn tcp_rows() -> Vec<TcpRow> {
-    let text = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let rx_queue = fields.get(4)?.split_once(':')?.1;
-            Some(TcpRow {
-                local: (*fields.get(1)?).to_owned(),
-                remote: (*fields.get(2)?).to_owned(),
-                state: (*fields.get(3)?).to_owned(),
-                rx_queue: u64::from_str_radix(rx_queue, 16).ok()?,
-            })
-        })
-        .collect()
-}
-
-/// `127.0.0.1:port` as `/proc/net/tcp` writes it.
-fn loopback_hex(port: u16) -> String {
-    format!("0100007F:{port:04X}")
-}
-
-/// Sockets listening on 127.0.0.1:`port`.
-fn listening_on(port: u16) -> usize {
-    let local = loopback_hex(port);
-    tcp_rows()
-        .iter()
-        .filter(|r| r.local == local && r.state == "0A")
-        .count()
-}
-
-/// Waits until the server has read everything `client` sent so far: the receive queue of the
-/// server's end of the connection is empty.
-#[track_caller]
-fn wait_until_read(server: SocketAddr, client: &TcpStream) {
-    let local = loopback_hex(server.port());
-    let remote = loopback_hex(client.local_addr().unwrap().port());
-    let unread = || {
-        tcp_rows()
-            .into_iter()
-            .find(|r| r.local == local && r.remote == remote)
-            .map(|r| r.rx_queue)
-    };
-    assert!(
-        wait_until(|| unread() == Some(0)),
-        "the server did not read the request: {:?} bytes unread",
-        unread()
-    );
-}
-
-/// A request for `target` with a Host header.
-fn get(target: &str) -> Vec<u8> {
-    format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
-}
-
-/// A parsed response.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
-    }
-}
-
-/// A client connection that keeps bytes belonging to the next response.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    #[track_caller]
-    fn new(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    #[track_caller]
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send a request");
-    }
-
-    /// Reads one response to a request that was not HEAD.
-    #[track_caller]
-    fn response(&mut self) -> Response {
-        self.read_response(false)
-    }
-
-    /// Reads one response; `head` says it answers HEAD (no body follows).
-    #[track_caller]
-    fn read_response(&mut self, head: bool) -> Response {
-        let deadline = Instant::now() + TIMEOUT;
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill(deadline);
-        };
-        let text = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        self.buf.drain(..head_end);
-        let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers = lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (name, value) = l.split_once(':').expect("a header has a colon");
-                (name.to_owned(), value.trim().to_owned())
-            })
-            .collect();
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if head || status == 204 || status == 304 {
-            return response;
-        }
-        if let Some(len) = response.header("content-length") {
-            let len: usize = len.parse().expect("Content-Length is a number");
-            while self.buf.len() < len {
-                self.fill(deadline);
-            }
-            response.body = self.buf.drain(..len).collect();
-        } else {
-            // Close-delimited (rtserve always sends Content-Length; this is for diagnosis).
-            response.body = self.read_to_close().0;
-        }
-        response
-    }
-
-    /// Reads until the server closes the connection (bounded). Returns the bytes that came
-    /// first and whether the close was a reset rather than a clean end.
-    #[track_caller]
-    fn read_to_close(&mut self) -> (Vec<u8>, bool) {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "the server kept the connection open"
-            );
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return (std::mem::take(&mut self.buf), false),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => {
-                    return (std::mem::take(&mut self.buf), true);
-                }
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
-    }
-
-    /// Asserts that the server closes the connection cleanly with nothing more to say.
-    #[track_caller]
-    fn expect_eof(&mut self) {
-        let (rest, reset) = self.read_to_close();
-        assert!(
-            rest.is_empty() && !reset,
-            "expected a clean close, got {:?} (reset: {reset})",
-            String::from_utf8_lossy(&rest)
-        );
-    }
-
-    #[track_caller]
-    fn fill(&mut self, deadline: Instant) {
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            assert!(Instant::now() < deadline, "timed out reading a response");
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!(
-                    "connection closed early; have {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!(
-                    "read failed: {e}; have {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -660,7 +415,7 @@ fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     let mut server = Server::start(&[]);
     let mut conn = server.connect();
     conn.send(&get("/slow?ms=500"));
-    wait_until_read(server.addr, &conn.stream);
+    wait_until_read_at(server.addr, &conn.stream);
     server.signal(Signal::TERM);
 
     let reply = conn.response();
@@ -688,7 +443,7 @@ fn a_second_sigterm_exits_at_once() {
     let mut conn = server.connect();
     let sent = Instant::now();
     conn.send(&get("/slow?ms=5000"));
-    wait_until_read(server.addr, &conn.stream);
+    wait_until_read_at(server.addr, &conn.stream);
     server.signal(Signal::TERM);
     // Two signals sent back to back may be delivered as one: wait for the first to be seen.
     server.wait_for_stderr("shutting down");
@@ -702,7 +457,7 @@ fn a_second_sigterm_exits_at_once() {
         took < Duration::from_secs(5),
         "exited after {took:?}: it waited for the 5 s job"
     );
-    let (answer, _) = conn.read_to_close();
+    let (answer, _) = conn.read_to_close_or_reset();
     assert!(
         answer.is_empty(),
         "the job was not finished, yet got {:?}",
@@ -717,7 +472,7 @@ fn sigquit_exits_at_once() {
     let mut conn = server.connect();
     let sent = Instant::now();
     conn.send(&get("/slow?ms=5000"));
-    wait_until_read(server.addr, &conn.stream);
+    wait_until_read_at(server.addr, &conn.stream);
     server.signal(Signal::QUIT);
 
     let status = server.wait_exit();
@@ -728,7 +483,7 @@ fn sigquit_exits_at_once() {
         took < Duration::from_secs(5),
         "exited after {took:?}: it waited for the 5 s job"
     );
-    let (answer, _) = conn.read_to_close();
+    let (answer, _) = conn.read_to_close_or_reset();
     assert!(
         answer.is_empty(),
         "the job was not finished, yet got {:?}",

@@ -15,6 +15,15 @@ use rtserve_reactor::{
 /// Generous: CI is a busy 2-core machine. A test that waits this long has failed.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A client socket connected to `addr`, with read/write timeouts of [`TIMEOUT`].
+#[track_caller]
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
 /// A config for tests: loopback, port 0, two reactors.
 pub fn config() -> Config {
     let mut config = Config::default();
@@ -49,10 +58,7 @@ impl TestServer {
     /// A connected client with read/write timeouts.
     #[track_caller]
     pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-        stream
+        connect(self.addr)
     }
 
     /// The server's statistics.
@@ -158,6 +164,12 @@ impl Reply1 {
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Whether the response says `Connection: close`.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -273,6 +285,25 @@ impl Client {
         std::mem::take(&mut self.buf)
     }
 
+    /// Waits until the server closes the connection, cleanly or with a reset; returns the
+    /// bytes that came first and whether the close was a reset.
+    #[track_caller]
+    pub fn read_to_close_or_reset(&mut self) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        let reset = loop {
+            match self.read_some(deadline) {
+                Ok(true) => {}
+                Ok(false) => break false,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+                Err(e) => panic!(
+                    "read failed: {e}; have {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+            }
+        };
+        (std::mem::take(&mut self.buf), reset)
+    }
+
     /// Waits for the server to close the connection without sending anything more.
     #[track_caller]
     pub fn expect_eof(&mut self) {
@@ -322,20 +353,30 @@ impl Client {
 
     #[track_caller]
     fn fill_or_eof(&mut self, deadline: Instant) -> bool {
+        match self.read_some(deadline) {
+            Ok(more) => more,
+            Err(e) => panic!(
+                "read failed: {e}; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            ),
+        }
+    }
+
+    /// Reads once into the buffer (retrying interruptions): `Ok(false)` at the end of the
+    /// stream. Panics at `deadline`.
+    #[track_caller]
+    fn read_some(&mut self, deadline: Instant) -> std::io::Result<bool> {
         let mut chunk = [0u8; 64 * 1024];
         loop {
             assert!(Instant::now() < deadline, "timed out reading a response");
             match self.stream.read(&mut chunk) {
-                Ok(0) => return false,
+                Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
-                    return true;
+                    return Ok(true);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!(
-                    "read failed: {e}; have {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
+                Err(e) => return Err(e),
             }
         }
     }

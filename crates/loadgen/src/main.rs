@@ -1,0 +1,151 @@
+//! `rtserve-load`: command-line front end of `rtserve-loadgen`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rtserve_loadgen::{LoadConfig, LoadError, Target};
+
+/// Open-loop HTTP/1.1 latency load generator.
+///
+/// Sends requests at a fixed rate whether or not earlier ones were answered, and measures each
+/// latency from the request's scheduled send time (coordinated omission corrected, like wrk2).
+/// Prints a Markdown table of p50…p99.99 and max, corrected and uncorrected, with errors by kind
+/// and responses by status.
+#[derive(Debug, Parser)]
+#[command(name = "rtserve-load", version)]
+struct Args {
+    /// Target URL `http://HOST[:PORT][/PATH]`; HOST is an IPv4 address, localhost or `[IPv6]`.
+    url: String,
+    /// Target rate in requests per second, over all connections.
+    #[arg(short, long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Connections; the rate is spread evenly over them.
+    #[arg(short, long, default_value_t = 10)]
+    connections: usize,
+    /// Measured duration, e.g. 10s, 500ms, 2m.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Warm-up before the measured duration; its results are discarded.
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Generator threads, each with its own poll loop and share of the connections.
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
+    /// Pin generator threads to these CPUs, round-robin (e.g. 2,3).
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// Open a new connection for every request (sends `Connection: close`).
+    #[arg(long)]
+    new_conn: bool,
+    /// Requests in flight per connection (HTTP/1.1 pipelining); 1 disables pipelining.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Request method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// Send this file's contents as the request body (with Content-Length).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// Per-request timeout in milliseconds, counted from the send; also the connect timeout.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// Print the report as JSON instead of Markdown (latencies in microseconds).
+    #[arg(long)]
+    json: bool,
+    /// Also write the corrected latency distribution to PATH in HdrHistogram .hgrm format.
+    #[arg(long, value_name = "PATH")]
+    hgrm: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rtserve-load: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let target: Target = args.url.parse().map_err(|e: LoadError| e.to_string())?;
+    let mut config = LoadConfig::new(target);
+    config.rate = args.rate;
+    config.connections = args.connections;
+    config.duration = args.duration;
+    config.warmup = args.warmup;
+    config.threads = args.threads;
+    config.cpus = args.cpus;
+    config.new_connection_per_request = args.new_conn;
+    config.pipeline = args.pipeline;
+    config.method = args.method.to_ascii_uppercase();
+    config.timeout = Duration::from_millis(args.timeout_ms);
+    config.progress = !args.quiet;
+    if let Some(path) = &args.body_file {
+        config.body =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    }
+    let report = rtserve_loadgen::run(&config).map_err(|e| e.to_string())?;
+    if let Some(path) = &args.hgrm {
+        std::fs::write(path, report.to_hgrm())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_markdown());
+    }
+    Ok(())
+}
+
+/// `10s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,390 @@
+//! Results of a run: [`Report`] with its histograms and counters, and its three renderings
+//! (Markdown, JSON, `.hgrm`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Highest latency recorded, in microseconds (one hour); larger values saturate here.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// A latency histogram in microseconds, 3 significant digits (0.1% value precision).
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts (low ≥ 1, high ≥ 2·low, sigfig ≤ 5).
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant histogram bounds are valid")
+}
+
+/// Failed requests by cause. Each scheduled request ends in exactly one place: a response, one
+/// of these, or [`Report::unsent`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorCounts {
+    /// The connection this request needed could not be established.
+    pub connect: u64,
+    /// The connection was reset or closed before the response was complete.
+    pub closed: u64,
+    /// No complete response within the timeout after sending.
+    pub timeout: u64,
+    /// The response could not be parsed.
+    pub malformed: u64,
+}
+
+impl ErrorCounts {
+    /// All errors together.
+    pub fn total(&self) -> u64 {
+        self.connect + self.closed + self.timeout + self.malformed
+    }
+
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.connect += other.connect;
+        self.closed += other.closed;
+        self.timeout += other.timeout;
+        self.malformed += other.malformed;
+    }
+}
+
+/// The outcome of a run, merged over all generator threads. Only requests scheduled after the
+/// warm-up count.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Report {
+    /// The requested rate, requests per second.
+    pub target_rate: f64,
+    /// The measured duration (excluding warm-up).
+    pub duration: Duration,
+    /// Connections used.
+    pub connections: usize,
+    /// Generator threads used.
+    pub threads: usize,
+    /// Latency from each request's *scheduled* send time to the last byte of its response, µs
+    /// (coordinated omission corrected).
+    pub corrected: Histogram<u64>,
+    /// Latency from each request's *actual* send to the last byte of its response, µs.
+    pub uncorrected: Histogram<u64>,
+    /// How late the generator issued each request relative to its schedule, µs: a measure of
+    /// the generator's own precision. A request issued on a busy connection then waits; that
+    /// wait is in `corrected`, not here, and the request is counted in `queued`.
+    pub schedule_lag: Histogram<u64>,
+    /// Requests scheduled in the measured window.
+    pub scheduled: u64,
+    /// Of those, requests written to a socket.
+    pub sent: u64,
+    /// Requests that got a complete response (any status).
+    pub completed: u64,
+    /// Scheduled requests never sent by the end of the run.
+    pub unsent: u64,
+    /// Requests that found their connection busy at their scheduled time and waited.
+    pub queued: u64,
+    /// Failed requests by cause.
+    pub errors: ErrorCounts,
+    /// Responses by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// CPU time (user + system) used by the generator threads.
+    pub cpu: Duration,
+    /// The busiest generator thread's CPU use as a fraction of the run's wall time. Below
+    /// 1 ms between sends a thread spins towards the next send time, so at high rates this is
+    /// near 1.0 by design; see [`max_thread_busy`](Self::max_thread_busy) for headroom.
+    pub max_thread_utilization: f64,
+    /// The busiest generator thread's event loop: the fraction of wall time it spent working
+    /// (sending, reading, parsing) rather than waiting or spinning with nothing to do. Near
+    /// 1.0 the generator, not the server, is the bottleneck.
+    pub max_thread_busy: f64,
+}
+
+impl Report {
+    /// Responses per second achieved over the measured duration: responses to requests
+    /// scheduled in the measured window, divided by its length. Under overload this can be
+    /// below the server's momentary throughput, which also serves the warm-up's backlog.
+    pub fn achieved_rate(&self) -> f64 {
+        self.completed as f64 / self.duration.as_secs_f64()
+    }
+
+    /// Responses with a `2xx` status.
+    pub fn status_2xx(&self) -> u64 {
+        self.statuses.range(200..300).map(|(_, n)| n).sum()
+    }
+
+    /// Responses with status `503` (overload shedding), counted apart from other non-`2xx`.
+    pub fn status_503(&self) -> u64 {
+        self.statuses.get(&503).copied().unwrap_or(0)
+    }
+
+    /// Responses with any other non-`2xx` status.
+    pub fn status_other(&self) -> u64 {
+        self.completed - self.status_2xx() - self.status_503()
+    }
+
+    /// A Markdown report: a summary line, the latency table and the counters.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "target {:.0} req/s, achieved {:.1} req/s over {:.1} s ({} connections, {} threads)\n",
+            self.target_rate,
+            self.achieved_rate(),
+            self.duration.as_secs_f64(),
+            self.connections,
+            self.threads,
+        );
+        out.push_str("| latency (ms) | p50 | p90 | p99 | p99.9 | p99.99 | max |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        for (name, h) in [
+            ("corrected (from schedule)", &self.corrected),
+            ("uncorrected (from send)", &self.uncorrected),
+            ("schedule lag", &self.schedule_lag),
+        ] {
+            let _ = write!(out, "| {name} |");
+            for q in QUANTILES {
+                let _ = write!(out, " {} |", millis(quantile(h, q)));
+            }
+            let _ = writeln!(out, " {} |", millis(h.max()));
+        }
+        let _ = writeln!(
+            out,
+            "\n| requests | scheduled | sent | completed | unsent | queued | 2xx | 503 | other status |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+             | count | {} | {} | {} | {} | {} | {} | {} | {} |",
+            self.scheduled,
+            self.sent,
+            self.completed,
+            self.unsent,
+            self.queued,
+            self.status_2xx(),
+            self.status_503(),
+            self.status_other(),
+        );
+        let e = &self.errors;
+        let _ = writeln!(
+            out,
+            "\n| errors | connect | reset/closed | timeout | malformed |\n\
+             |---|---:|---:|---:|---:|\n\
+             | count | {} | {} | {} | {} |",
+            e.connect, e.closed, e.timeout, e.malformed
+        );
+        let _ = writeln!(
+            out,
+            "\ngenerator: {:.2} s CPU; busiest thread {:.0}% of a core (spinning included), \
+             its event loop {:.0}% busy{}",
+            self.cpu.as_secs_f64(),
+            self.max_thread_utilization * 100.0,
+            self.max_thread_busy * 100.0,
+            if self.max_thread_busy > 0.8 {
+                " (the generator may be the bottleneck: add --threads)"
+            } else {
+                ""
+            }
+        );
+        out
+    }
+
+    /// The report as one JSON object (latencies in microseconds).
+    pub fn to_json(&self) -> String {
+        let histogram = |h: &Histogram<u64>| {
+            let mut s = String::from("{");
+            for (q, name) in QUANTILES
+                .iter()
+                .zip(["p50", "p90", "p99", "p99_9", "p99_99"])
+            {
+                let _ = write!(s, "\"{name}\":{},", quantile(h, *q));
+            }
+            let _ = write!(
+                s,
+                "\"max\":{},\"mean\":{:.1},\"count\":{}}}",
+                h.max(),
+                h.mean(),
+                h.len()
+            );
+            s
+        };
+        let statuses = self
+            .statuses
+            .iter()
+            .map(|(code, n)| format!("\"{code}\":{n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let e = &self.errors;
+        format!(
+            "{{\"target_rate\":{:.3},\"achieved_rate\":{:.3},\"duration_s\":{:.3},\
+             \"connections\":{},\"threads\":{},\
+             \"latency_us\":{{\"corrected\":{},\"uncorrected\":{},\"schedule_lag\":{}}},\
+             \"requests\":{{\"scheduled\":{},\"sent\":{},\"completed\":{},\"unsent\":{},\"queued\":{}}},\
+             \"status\":{{\"2xx\":{},\"503\":{},\"other\":{},\"by_code\":{{{statuses}}}}},\
+             \"errors\":{{\"connect\":{},\"closed\":{},\"timeout\":{},\"malformed\":{},\"total\":{}}},\
+             \"cpu_s\":{:.3},\"max_thread_utilization\":{:.3},\"max_thread_busy\":{:.3}}}",
+            self.target_rate,
+            self.achieved_rate(),
+            self.duration.as_secs_f64(),
+            self.connections,
+            self.threads,
+            histogram(&self.corrected),
+            histogram(&self.uncorrected),
+            histogram(&self.schedule_lag),
+            self.scheduled,
+            self.sent,
+            self.completed,
+            self.unsent,
+            self.queued,
+            self.status_2xx(),
+            self.status_503(),
+            self.status_other(),
+            e.connect,
+            e.closed,
+            e.timeout,
+            e.malformed,
+            e.total(),
+            self.cpu.as_secs_f64(),
+            self.max_thread_utilization,
+            self.max_thread_busy,
+        )
+    }
+
+    /// The corrected histogram's percentile distribution in HdrHistogram's `.hgrm` text format
+    /// (values in milliseconds, 5 ticks per half-distance), as `HistogramLogProcessor` and the
+    /// online plotter read it.
+    pub fn to_hgrm(&self) -> String {
+        hgrm(&self.corrected)
+    }
+}
+
+/// The quantiles in every table, in order.
+const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 0.9999];
+
+fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+fn millis(micros: u64) -> String {
+    format!("{:.3}", micros as f64 / 1000.0)
+}
+
+/// Render `h` (µs) the way HdrHistogram's `outputPercentileDistribution(out, 5, 1000.0)` does.
+pub(crate) fn hgrm(h: &Histogram<u64>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    let mut total = 0u64;
+    for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let value = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+        let q = v.quantile_iterated_to();
+        if q < 1.0 {
+            let _ = writeln!(
+                out,
+                "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                1.0 / (1.0 - q)
+            );
+        } else {
+            let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}");
+        }
+    }
+    let (mean, stdev, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (
+            h.mean() / 1000.0,
+            h.stdev() / 1000.0,
+            h.max() as f64 / 1000.0,
+        )
+    };
+    let _ = writeln!(
+        out,
+        "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]"
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {max:12.3}, Total count    = {:12}]",
+        h.len()
+    );
+    // HdrHistogram's sub-bucket count: 2 × 10^sigfig rounded up to a power of two.
+    let sub_buckets = (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two();
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {sub_buckets:12}]",
+        h.buckets()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let mut corrected = new_histogram();
+        for v in 1..=1000 {
+            corrected.record(v * 100).unwrap();
+        }
+        Report {
+            target_rate: 100.0,
+            duration: Duration::from_secs(10),
+            connections: 4,
+            threads: 1,
+            uncorrected: corrected.clone(),
+            schedule_lag: new_histogram(),
+            corrected,
+            scheduled: 1003,
+            sent: 1002,
+            completed: 1000,
+            unsent: 1,
+            queued: 0,
+            errors: ErrorCounts {
+                timeout: 2,
+                ..ErrorCounts::default()
+            },
+            statuses: BTreeMap::from([(200, 990), (404, 4), (503, 6)]),
+            cpu: Duration::from_millis(250),
+            max_thread_utilization: 0.025,
+            max_thread_busy: 0.01,
+        }
+    }
+
+    #[test]
+    fn counts_and_rates() {
+        let r = report();
+        assert_eq!(
+            (r.status_2xx(), r.status_503(), r.status_other()),
+            (990, 6, 4)
+        );
+        assert!((r.achieved_rate() - 100.0).abs() < 1e-9);
+        assert_eq!(r.scheduled, r.completed + r.errors.total() + r.unsent);
+    }
+
+    #[test]
+    fn renderings() {
+        let r = report();
+        let md = r.to_markdown();
+        assert!(
+            md.contains("| corrected (from schedule) | 50.015 |"),
+            "{md}"
+        );
+        let json = r.to_json();
+        assert!(json.contains("\"p50\":50015"), "{json}");
+        assert!(
+            json.contains("\"by_code\":{\"200\":990,\"404\":4,\"503\":6}"),
+            "{json}"
+        );
+        assert_eq!(json.matches('{').count(), json.matches('}').count());
+        let hgrm = r.to_hgrm();
+        let mut lines = hgrm.lines();
+        assert!(lines.next().unwrap().contains("1/(1-Percentile)"));
+        let rows: Vec<Vec<&str>> = hgrm
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains("Value"))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let last = rows.last().unwrap();
+        assert_eq!(last[1], "1.000000000000");
+        assert_eq!(last[2], "1000");
+        assert!(hgrm.contains("Total count    =         1000"), "{hgrm}");
+        assert!(hgrm.contains("SubBuckets     =         2048"), "{hgrm}");
+    }
+}

@@ -1,0 +1,704 @@
+//! One generator thread: its own `mio::Poll`, its share of the connections, and the open-loop
+//! schedule for them.
+//!
+//! # Theory of operation
+//!
+//! Request `g` (counting over all connections and threads) is scheduled at `start + g / rate`,
+//! and goes to connection `g mod connections`; so every connection sends at `rate /
+//! connections` and their sends interleave evenly. A thread keeps a min-heap of each of its
+//! connections' next scheduled time. When a time comes the request joins its connection's
+//! queue; it is written as soon as the connection is open and has fewer than `pipeline`
+//! requests in flight. Latency counts from the scheduled time (corrected) and from the write
+//! (uncorrected) to the last byte of the response.
+//!
+//! `mio` timeouts are whole milliseconds, so the loop polls with the time to the next send
+//! rounded *down*, then polls with a zero timeout (spins) until the send time: sends are late
+//! by microseconds, not by a millisecond. The lateness is recorded as the schedule lag.
+//!
+//! Every scheduled request ends in exactly one place: a response, an error count, or `unsent`
+//! (still queued when the measured window closes). After the window the thread stops sending
+//! and waits up to the timeout for requests in flight.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::LoadConfig;
+use crate::report::{ErrorCounts, new_histogram};
+use crate::response::{Completed, Progress, ResponseParser};
+
+/// How often in-flight requests and connects are checked against the timeout. The timeout is
+/// thus enforced to within this much.
+const TIMEOUT_CHECK: Duration = Duration::from_millis(5);
+
+/// Bits of a `Token` holding the connection index; the rest hold its generation, so an event
+/// for a closed socket is not mistaken for one on its replacement.
+const INDEX_BITS: u32 = 24;
+
+/// Largest number of connections one thread may own (fits in [`INDEX_BITS`]).
+pub(crate) const MAX_CONNECTIONS_PER_THREAD: usize = 1 << INDEX_BITS;
+
+/// Counters the main thread reads for the progress line.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub(crate) completed: AtomicU64,
+    pub(crate) errors: AtomicU64,
+}
+
+/// What one thread is asked to do.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) config: Arc<LoadConfig>,
+    pub(crate) request: Arc<[u8]>,
+    /// Global indices of this thread's connections.
+    pub(crate) connections: Vec<usize>,
+    /// Time zero of the schedule, shared by all threads.
+    pub(crate) start: Instant,
+    pub(crate) live: Arc<Live>,
+}
+
+/// One thread's results, merged by the caller.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) corrected: Histogram<u64>,
+    pub(crate) uncorrected: Histogram<u64>,
+    pub(crate) schedule_lag: Histogram<u64>,
+    pub(crate) scheduled: u64,
+    pub(crate) sent: u64,
+    pub(crate) completed: u64,
+    pub(crate) unsent: u64,
+    pub(crate) queued: u64,
+    pub(crate) errors: ErrorCounts,
+    pub(crate) statuses: BTreeMap<u16, u64>,
+    pub(crate) cpu: Duration,
+    pub(crate) wall: Duration,
+    /// Time the event loop spent waiting (in `poll` or spinning towards a send time) with
+    /// nothing to do.
+    pub(crate) idle: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Connect,
+    Closed,
+    Timeout,
+    Malformed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnState {
+    /// No socket; one is opened when a request is due.
+    Idle,
+    /// Non-blocking connect in progress since the instant given.
+    Connecting(Instant),
+    /// Connected.
+    Open,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Scheduled time, ns after `start`.
+    scheduled: u64,
+    sent: Instant,
+}
+
+#[derive(Debug)]
+struct Conn {
+    /// Global connection index (its schedule slot).
+    global: u64,
+    /// Index of this connection's next request not yet due.
+    next: u64,
+    /// Index of its oldest request due but not yet written: requests `unsent..next` are
+    /// queued. Two counters instead of a queue, so an overloaded target costs no memory.
+    unsent: u64,
+    in_flight: VecDeque<InFlight>,
+    socket: Option<TcpStream>,
+    state: ConnState,
+    generation: usize,
+    /// Requests written on the current socket.
+    written: u64,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    write_pos: usize,
+    parser: ResponseParser,
+}
+
+impl Conn {
+    /// Whether requests are queued, due but not yet written.
+    fn has_due(&self) -> bool {
+        self.unsent < self.next
+    }
+}
+
+/// Run one thread's share of the load to completion.
+pub(crate) fn run(plan: &Plan) -> io::Result<Outcome> {
+    let mut worker = Worker::new(plan)?;
+    let cpu_before = thread_cpu_time();
+    worker.run()?;
+    let cpu = thread_cpu_time().saturating_sub(cpu_before);
+    let wall = plan.start.elapsed();
+    let stats = worker.stats;
+    Ok(Outcome { cpu, wall, ..stats })
+}
+
+struct Worker<'p> {
+    plan: &'p Plan,
+    poll: Poll,
+    conns: Vec<Conn>,
+    /// (scheduled ns, connection index) of each connection's next request.
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    stats: Outcome,
+    scratch: Box<[u8]>,
+    warmup_ns: u64,
+    end_ns: u64,
+    draining: bool,
+    head_request: bool,
+}
+
+impl<'p> Worker<'p> {
+    fn new(plan: &'p Plan) -> io::Result<Self> {
+        let config = &plan.config;
+        let conns = plan
+            .connections
+            .iter()
+            .map(|&global| Conn {
+                global: global as u64,
+                next: 0,
+                unsent: 0,
+                in_flight: VecDeque::new(),
+                socket: None,
+                state: ConnState::Idle,
+                generation: 0,
+                written: 0,
+                read_buf: Vec::with_capacity(16 * 1024),
+                write_buf: Vec::with_capacity(plan.request.len() * config.pipeline),
+                write_pos: 0,
+                parser: ResponseParser::new(),
+            })
+            .collect();
+        let warmup_ns = duration_ns(config.warmup);
+        Ok(Self {
+            plan,
+            poll: Poll::new()?,
+            conns,
+            heap: BinaryHeap::new(),
+            stats: Outcome {
+                corrected: new_histogram(),
+                uncorrected: new_histogram(),
+                schedule_lag: new_histogram(),
+                scheduled: 0,
+                sent: 0,
+                completed: 0,
+                unsent: 0,
+                queued: 0,
+                errors: ErrorCounts::default(),
+                statuses: BTreeMap::new(),
+                cpu: Duration::ZERO,
+                wall: Duration::ZERO,
+                idle: Duration::ZERO,
+            },
+            scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            warmup_ns,
+            end_ns: warmup_ns.saturating_add(duration_ns(config.duration)),
+            draining: false,
+            head_request: config.method == "HEAD",
+        })
+    }
+
+    /// Scheduled time (ns after start) of connection `conn`'s request number `k`.
+    fn schedule(&self, conn: usize, k: u64) -> u64 {
+        let config = &self.plan.config;
+        let global = k * config.connections as u64 + self.conns[conn].global;
+        (global as f64 * 1e9 / config.rate) as u64
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        for i in 0..self.conns.len() {
+            let first = self.schedule(i, 0);
+            if first < self.end_ns {
+                self.heap.push(Reverse((first, i)));
+            }
+            if !self.plan.config.new_connection_per_request {
+                // Keep-alive connections open before the schedule starts.
+                self.connect(i, Instant::now());
+            }
+        }
+        let start = self.plan.start;
+        let end = start + Duration::from_nanos(self.end_ns);
+        let drain_deadline = end + self.plan.config.timeout;
+        let mut events = Events::with_capacity(1024);
+        let mut next_check = Instant::now();
+        // Set when an iteration found nothing to do: its whole length, from the instant held
+        // here, was idle (blocked in poll or spinning).
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if let Some(since) = idle_since.take() {
+                self.stats.idle += now.saturating_duration_since(since);
+            }
+            let dispatched = self.dispatch_due(now);
+            if now >= next_check {
+                self.check_timeouts(now);
+                next_check = now + TIMEOUT_CHECK;
+            }
+            if now >= end && !self.draining {
+                self.draining = true;
+                self.heap.clear();
+                for i in 0..self.conns.len() {
+                    while let Some(scheduled) = self.pop_due(i) {
+                        if scheduled >= self.warmup_ns {
+                            self.stats.unsent += 1;
+                        }
+                    }
+                }
+            }
+            if self.draining {
+                let busy = self.conns.iter().any(|c| !c.in_flight.is_empty());
+                if !busy || now >= drain_deadline {
+                    break;
+                }
+            }
+
+            // Sends need precision: poll for the whole milliseconds to the next one, rounded
+            // down, and spin the rest (zero timeouts). The timeout sweep does not: round up.
+            let mut send_at = (!self.draining).then_some(end);
+            if let Some(Reverse((scheduled, _))) = self.heap.peek() {
+                let at = start + Duration::from_nanos(*scheduled);
+                send_at = Some(send_at.map_or(at, |end| end.min(at)));
+            }
+            let check_in = next_check.saturating_duration_since(now);
+            let mut wait = Duration::from_millis(check_in.as_micros().div_ceil(1000) as u64);
+            if let Some(at) = send_at {
+                let send_in = at.saturating_duration_since(now);
+                wait = wait.min(Duration::from_millis(send_in.as_millis() as u64));
+            }
+            match self.poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in &events {
+                let token = event.token().0;
+                let index = token & (MAX_CONNECTIONS_PER_THREAD - 1);
+                if self
+                    .conns
+                    .get(index)
+                    .is_none_or(|c| c.generation != token >> INDEX_BITS)
+                {
+                    continue; // An event for a socket already closed.
+                }
+                self.on_event(
+                    index,
+                    event.is_readable() || event.is_read_closed() || event.is_error(),
+                );
+            }
+            if events.is_empty() && !dispatched {
+                idle_since = Some(now);
+            }
+        }
+        // Anything still in flight has outlived the timeout.
+        let now = Instant::now();
+        for i in 0..self.conns.len() {
+            self.close(i, ErrorKind::Timeout, ErrorKind::Timeout, now);
+        }
+        Ok(())
+    }
+
+    /// Move every request whose time has come to its connection's queue and send what can be.
+    /// Returns whether there was any.
+    fn dispatch_due(&mut self, now: Instant) -> bool {
+        let start = self.plan.start;
+        let mut any = false;
+        while let Some(&Reverse((scheduled, i))) = self.heap.peek() {
+            let at = start + Duration::from_nanos(scheduled);
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            any = true;
+            let depth = self.pipeline_depth();
+            let conn = &mut self.conns[i];
+            let measured = scheduled >= self.warmup_ns;
+            if measured {
+                self.stats.scheduled += 1;
+                self.stats
+                    .schedule_lag
+                    .saturating_record(micros(now.saturating_duration_since(at)));
+                let busy = conn.has_due()
+                    || conn.in_flight.len() >= depth
+                    || matches!(conn.state, ConnState::Connecting(_));
+                if busy {
+                    self.stats.queued += 1;
+                }
+            }
+            conn.next += 1;
+            let next = self.schedule(i, self.conns[i].next);
+            if next < self.end_ns {
+                self.heap.push(Reverse((next, i)));
+            }
+            self.pump(i, now);
+        }
+        any
+    }
+
+    /// Take the oldest queued request of connection `i`: its scheduled time.
+    fn pop_due(&mut self, i: usize) -> Option<u64> {
+        let conn = &mut self.conns[i];
+        if !conn.has_due() {
+            return None;
+        }
+        let k = conn.unsent;
+        conn.unsent += 1;
+        Some(self.schedule(i, k))
+    }
+
+    fn pipeline_depth(&self) -> usize {
+        if self.plan.config.new_connection_per_request {
+            1
+        } else {
+            self.plan.config.pipeline
+        }
+    }
+
+    /// Open a connection or write due requests, whichever the connection can do now.
+    fn pump(&mut self, i: usize, now: Instant) {
+        loop {
+            match self.conns[i].state {
+                ConnState::Connecting(_) => return,
+                ConnState::Idle => {
+                    if !self.conns[i].has_due() || self.draining {
+                        return;
+                    }
+                    if self.connect(i, now) {
+                        return;
+                    }
+                    // Refused at once: that costs the request at the head of the queue.
+                    self.fail_connect(i);
+                }
+                ConnState::Open => break,
+            }
+        }
+        let depth = self.pipeline_depth();
+        let one_per_conn = self.plan.config.new_connection_per_request;
+        let mut wrote = false;
+        loop {
+            let conn = &self.conns[i];
+            if conn.in_flight.len() >= depth || (one_per_conn && conn.written > 0) {
+                break;
+            }
+            let Some(scheduled) = self.pop_due(i) else {
+                break;
+            };
+            let conn = &mut self.conns[i];
+            conn.write_buf.extend_from_slice(&self.plan.request);
+            conn.in_flight.push_back(InFlight {
+                scheduled,
+                sent: now,
+            });
+            conn.written += 1;
+            if scheduled >= self.warmup_ns {
+                self.stats.sent += 1;
+            }
+            wrote = true;
+        }
+        if wrote {
+            self.flush(i, now);
+        }
+    }
+
+    /// Start a non-blocking connect; false if it failed at once.
+    fn connect(&mut self, i: usize, now: Instant) -> bool {
+        let Ok(mut socket) = TcpStream::connect(self.plan.config.target.addr) else {
+            return false;
+        };
+        let conn = &mut self.conns[i];
+        conn.generation = conn.generation.wrapping_add(1) & (usize::MAX >> INDEX_BITS);
+        let token = Token(conn.generation << INDEX_BITS | i);
+        if self
+            .poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            return false;
+        }
+        conn.socket = Some(socket);
+        conn.state = ConnState::Connecting(now);
+        conn.written = 0;
+        true
+    }
+
+    /// A connect failed: charge it to the request waiting for it, if any.
+    fn fail_connect(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        if let Some(socket) = conn.socket.as_mut() {
+            let _ = self.poll.registry().deregister(socket);
+        }
+        conn.socket = None;
+        conn.state = ConnState::Idle;
+        if let Some(scheduled) = self.pop_due(i) {
+            self.count_error(scheduled, ErrorKind::Connect);
+        }
+    }
+
+    fn on_event(&mut self, i: usize, readable: bool) {
+        let now = Instant::now();
+        if let ConnState::Connecting(_) = self.conns[i].state {
+            let Some(socket) = self.conns[i].socket.as_ref() else {
+                return;
+            };
+            match socket.take_error() {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => {
+                    self.fail_connect(i);
+                    self.pump(i, now);
+                    return;
+                }
+            }
+            match socket.peer_addr() {
+                Ok(_) => {
+                    let _ = socket.set_nodelay(true);
+                    self.conns[i].state = ConnState::Open;
+                }
+                // Still connecting: a spurious event.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(_) => {
+                    self.fail_connect(i);
+                    self.pump(i, now);
+                    return;
+                }
+            }
+            self.pump(i, now);
+        }
+        if self.conns[i].state != ConnState::Open {
+            return;
+        }
+        self.flush(i, now);
+        if readable && self.conns[i].state == ConnState::Open {
+            self.read(i);
+        }
+    }
+
+    /// Write buffered request bytes until done or `WouldBlock`.
+    fn flush(&mut self, i: usize, now: Instant) {
+        let conn = &mut self.conns[i];
+        let Some(socket) = conn.socket.as_mut() else {
+            return;
+        };
+        while conn.write_pos < conn.write_buf.len() {
+            match socket.write(&conn.write_buf[conn.write_pos..]) {
+                Ok(0) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed, now),
+                Ok(n) => conn.write_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed, now),
+            }
+        }
+        conn.write_buf.clear();
+        conn.write_pos = 0;
+    }
+
+    /// Read until `WouldBlock` and account every complete response.
+    fn read(&mut self, i: usize) {
+        loop {
+            let conn = &mut self.conns[i];
+            let Some(socket) = conn.socket.as_mut() else {
+                return;
+            };
+            let eof = match socket.read(&mut self.scratch) {
+                Ok(0) => true,
+                Ok(n) => {
+                    conn.read_buf.extend_from_slice(&self.scratch[..n]);
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Reset: account what did arrive, then close.
+                Err(_) => true,
+            };
+            // Parse after every read, so the buffer holds at most one partial head plus one
+            // read's worth of bytes, however large the bodies.
+            let now = Instant::now();
+            if !self.parse_buffered(i, now) {
+                return;
+            }
+            if eof {
+                // A truncated response (`Err`) is counted with the rest below, as closed.
+                if let Ok(Some(done)) = self.conns[i].parser.recv_eof()
+                    && !self.complete(i, done, now)
+                {
+                    return;
+                }
+                // Requests still in flight get no answer on this connection.
+                return self.close(i, ErrorKind::Closed, ErrorKind::Closed, now);
+            }
+        }
+    }
+
+    /// Account every complete response in the read buffer; false if the connection was
+    /// closed as a result.
+    fn parse_buffered(&mut self, i: usize, now: Instant) -> bool {
+        let mut used = 0;
+        loop {
+            let conn = &mut self.conns[i];
+            if used == conn.read_buf.len() && conn.parser.is_idle() {
+                break;
+            }
+            match conn.parser.recv(&conn.read_buf[used..], self.head_request) {
+                Ok((n, Progress::NeedMore)) => {
+                    used += n;
+                    break;
+                }
+                Ok((n, Progress::Complete(done))) => {
+                    used += n;
+                    if !self.complete(i, done, now) {
+                        return false;
+                    }
+                }
+                Err(_) => {
+                    self.close(i, ErrorKind::Malformed, ErrorKind::Closed, now);
+                    return false;
+                }
+            }
+        }
+        self.conns[i].read_buf.drain(..used);
+        true
+    }
+
+    /// Account one response; false if the connection was closed as a result.
+    fn complete(&mut self, i: usize, done: Completed, now: Instant) -> bool {
+        let Some(request) = self.conns[i].in_flight.pop_front() else {
+            // A response nobody asked for.
+            self.close(i, ErrorKind::Malformed, ErrorKind::Closed, now);
+            return false;
+        };
+        self.plan.live.completed.fetch_add(1, Ordering::Relaxed);
+        if request.scheduled >= self.warmup_ns {
+            let scheduled_at = self.plan.start + Duration::from_nanos(request.scheduled);
+            self.stats.completed += 1;
+            self.stats
+                .corrected
+                .saturating_record(micros(now.saturating_duration_since(scheduled_at)));
+            self.stats
+                .uncorrected
+                .saturating_record(micros(now.saturating_duration_since(request.sent)));
+            *self.stats.statuses.entry(done.status).or_insert(0) += 1;
+        }
+        let reuse = !done.close && !self.plan.config.new_connection_per_request;
+        if !reuse {
+            // Requests pipelined behind a closing response are lost.
+            self.close(i, ErrorKind::Closed, ErrorKind::Closed, now);
+            return false;
+        }
+        self.pump(i, now);
+        true
+    }
+
+    /// Drop the connection: the oldest request in flight counts as `first`, the rest as
+    /// `rest`. Due requests stay queued for a new connection.
+    fn close(&mut self, i: usize, first: ErrorKind, rest: ErrorKind, now: Instant) {
+        let conn = &mut self.conns[i];
+        if let Some(socket) = conn.socket.as_mut() {
+            let _ = self.poll.registry().deregister(socket);
+        }
+        conn.socket = None;
+        conn.state = ConnState::Idle;
+        conn.parser.reset();
+        conn.read_buf.clear();
+        conn.write_buf.clear();
+        conn.write_pos = 0;
+        let lost: Vec<u64> = conn.in_flight.drain(..).map(|r| r.scheduled).collect();
+        for (n, scheduled) in lost.into_iter().enumerate() {
+            self.count_error(scheduled, if n == 0 { first } else { rest });
+        }
+        self.pump(i, now);
+    }
+
+    fn count_error(&mut self, scheduled: u64, kind: ErrorKind) {
+        self.plan.live.errors.fetch_add(1, Ordering::Relaxed);
+        if scheduled < self.warmup_ns {
+            return;
+        }
+        let errors = &mut self.stats.errors;
+        match kind {
+            ErrorKind::Connect => errors.connect += 1,
+            ErrorKind::Closed => errors.closed += 1,
+            ErrorKind::Timeout => errors.timeout += 1,
+            ErrorKind::Malformed => errors.malformed += 1,
+        }
+    }
+
+    fn check_timeouts(&mut self, now: Instant) {
+        let timeout = self.plan.config.timeout;
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            match conn.state {
+                ConnState::Connecting(since) if now >= since + timeout => {
+                    self.fail_connect(i);
+                    self.pump(i, now);
+                }
+                ConnState::Open
+                    if conn
+                        .in_flight
+                        .front()
+                        .is_some_and(|r| now >= r.sent + timeout) =>
+                {
+                    self.close(i, ErrorKind::Timeout, ErrorKind::Timeout, now);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat`; zero where
+/// that is unavailable.
+fn thread_cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may contain spaces) start at field 3, `state`;
+    // utime and stime are fields 14 and 15 (proc(5)).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields
+        .by_ref()
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_readable() {
+        let before = thread_cpu_time();
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(thread_cpu_time() >= before);
+    }
+}

@@ -1,0 +1,312 @@
+//! The load generator measured against a scripted loopback server (`support`): known delays
+//! must show up in the percentiles, a stall must show up only in the corrected histogram, and
+//! failures must be counted. Margins are wide: CI is a busy 2-core machine.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rtserve_loadgen::{LoadConfig, LoadError, Report, run};
+use support::{Behavior, Server};
+
+fn config(url: &str, rate: f64, connections: usize, duration_ms: u64) -> LoadConfig {
+    let mut config = LoadConfig::new(url.parse().expect("test URL"));
+    config.rate = rate;
+    config.connections = connections;
+    config.duration = Duration::from_millis(duration_ms);
+    config.warmup = Duration::from_millis(200);
+    config.timeout = Duration::from_secs(2);
+    config
+}
+
+/// Every scheduled request is a response, an error or unsent: none vanish.
+#[track_caller]
+fn assert_accounted(report: &Report) {
+    assert_eq!(
+        report.scheduled,
+        report.completed + report.errors.total() + report.unsent,
+        "requests unaccounted for:\n{}",
+        report.to_markdown()
+    );
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+#[test]
+fn fixed_delay_shows_in_the_median() {
+    let server = Server::start(Behavior {
+        delay: Duration::from_millis(50),
+        ..Behavior::default()
+    });
+    // 8 connections × (1 / 50 ms) = 160 req/s capacity; 40 req/s is well under it.
+    let report = run(&config(&server.url("/hello"), 40.0, 8, 2000)).expect("run");
+    let p50 = ms(report.corrected.value_at_quantile(0.5));
+    assert!(
+        (50.0..80.0).contains(&p50),
+        "p50 {p50} ms\n{}",
+        report.to_markdown()
+    );
+    assert_eq!(report.errors.total(), 0, "{}", report.to_markdown());
+    assert_eq!(report.unsent, 0);
+    // 2 s at 40 req/s: 80 scheduled in the measured window.
+    assert!(
+        (78..=82).contains(&report.scheduled),
+        "{}",
+        report.scheduled
+    );
+    assert_eq!(report.status_2xx(), report.completed);
+    // The server saw warm-up and measured requests alike.
+    let served = server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(served >= report.completed, "{served}");
+    assert_accounted(&report);
+}
+
+#[test]
+fn a_stall_shows_in_corrected_latency_only() {
+    // The run starts (first connection) at ≈0; warm-up ends at 0.2 s; the stall is 1.2–1.5 s.
+    let server = Server::start(Behavior {
+        stall: Some((Duration::from_millis(1200), Duration::from_millis(300))),
+        ..Behavior::default()
+    });
+    let mut config = config(&server.url("/"), 200.0, 4, 3000);
+    config.timeout = Duration::from_secs(3);
+    let report = run(&config).expect("run");
+    let corrected = ms(report.corrected.value_at_quantile(0.99));
+    let uncorrected = ms(report.uncorrected.value_at_quantile(0.99));
+    assert!(
+        corrected >= 150.0,
+        "corrected p99 {corrected} ms\n{}",
+        report.to_markdown()
+    );
+    assert!(
+        uncorrected < 100.0,
+        "uncorrected p99 {uncorrected} ms\n{}",
+        report.to_markdown()
+    );
+    // Requests scheduled during the stall waited on their busy connections.
+    assert!(report.queued > 0, "{}", report.to_markdown());
+    assert_eq!(report.errors.total(), 0, "{}", report.to_markdown());
+    assert_accounted(&report);
+}
+
+#[test]
+fn a_server_gone_mid_run_is_counted_not_hidden() {
+    let server = Server::start(Behavior {
+        gone_after: Some(Duration::from_millis(1000)),
+        ..Behavior::default()
+    });
+    let mut config = config(&server.url("/"), 100.0, 4, 2000);
+    config.timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let report = run(&config).expect("run");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(report.completed > 20, "{}", report.to_markdown());
+    // About half the run was against a dead port: many failures, each counted.
+    assert!(report.errors.total() >= 40, "{}", report.to_markdown());
+    assert!(report.errors.connect > 0, "{}", report.to_markdown());
+    assert_accounted(&report);
+}
+
+#[test]
+fn refused_connection_is_an_error_before_the_run() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }; // Dropped: nothing listens there now.
+    let config = config(&format!("http://127.0.0.1:{port}/"), 10.0, 1, 100);
+    let err = run(&config).expect_err("nothing listens");
+    assert!(matches!(err, LoadError::Connect(..)), "{err}");
+}
+
+#[test]
+fn statuses_framings_and_modes() {
+    let server = Server::start(Behavior::default());
+    for (path, pipeline, new_conn) in [
+        ("/503", 1, false),
+        ("/404", 1, false),
+        ("/chunked", 4, false),
+        ("/", 8, false),
+        ("/", 1, true),
+        ("/close", 1, false),
+    ] {
+        let mut config = config(&server.url(path), 400.0, 4, 500);
+        config.pipeline = pipeline;
+        config.new_connection_per_request = new_conn;
+        let report = run(&config).expect("run");
+        let what = format!(
+            "{path} pipeline {pipeline} new_conn {new_conn}\n{}",
+            report.to_markdown()
+        );
+        assert_eq!(report.errors.total(), 0, "{what}");
+        assert_eq!(report.completed, report.scheduled, "{what}");
+        assert!(report.completed >= 190, "{what}");
+        match path {
+            "/503" => assert_eq!(report.status_503(), report.completed, "{what}"),
+            "/404" => assert_eq!(report.status_other(), report.completed, "{what}"),
+            _ => assert_eq!(report.status_2xx(), report.completed, "{what}"),
+        }
+        assert_accounted(&report);
+    }
+}
+
+#[test]
+fn large_bodies() {
+    let server = Server::start(Behavior::default());
+    let report = run(&config(&server.url("/big"), 50.0, 2, 500)).expect("run");
+    assert_eq!(
+        report.status_2xx(),
+        report.scheduled,
+        "{}",
+        report.to_markdown()
+    );
+    assert_accounted(&report);
+}
+
+#[test]
+fn slow_responses_are_timeouts() {
+    let server = Server::start(Behavior {
+        delay: Duration::from_millis(400),
+        ..Behavior::default()
+    });
+    let mut config = config(&server.url("/"), 20.0, 4, 1000);
+    config.timeout = Duration::from_millis(100);
+    let report = run(&config).expect("run");
+    assert_eq!(report.completed, 0, "{}", report.to_markdown());
+    assert!(report.errors.timeout >= 15, "{}", report.to_markdown());
+    assert_accounted(&report);
+}
+
+#[test]
+fn post_with_a_body_and_malformed_responses() {
+    let server = Server::start(Behavior::default());
+    let mut post = config(&server.url("/"), 200.0, 2, 500);
+    post.method = "POST".to_owned();
+    post.body = vec![b'x'; 3000];
+    let report = run(&post).expect("run");
+    assert_eq!(
+        report.status_2xx(),
+        report.scheduled,
+        "{}",
+        report.to_markdown()
+    );
+
+    let report = run(&config(&server.url("/garbage"), 100.0, 2, 500)).expect("run");
+    assert!(report.errors.malformed >= 40, "{}", report.to_markdown());
+    assert_eq!(report.completed, 0);
+    assert_accounted(&report);
+}
+
+#[test]
+fn threads_and_pinning() {
+    let server = Server::start(Behavior::default());
+    let mut config = config(&server.url("/"), 1000.0, 8, 1000);
+    config.threads = 2;
+    // Pin to CPUs this process may use (CI may restrict them): two if there are two.
+    let allowed = rustix::thread::sched_getaffinity(None).expect("affinity");
+    config.cpus = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| allowed.is_set(cpu))
+        .take(2)
+        .collect();
+    let report = run(&config).expect("run");
+    assert_eq!(report.errors.total(), 0, "{}", report.to_markdown());
+    assert!(
+        (990..=1010).contains(&report.completed),
+        "{}",
+        report.to_markdown()
+    );
+    // The generator's precision: most sends within 2 ms of schedule even on a busy machine.
+    let lag = ms(report.schedule_lag.value_at_quantile(0.5));
+    assert!(lag < 2.0, "median schedule lag {lag} ms");
+    assert!(report.cpu > Duration::ZERO);
+}
+
+#[test]
+fn reports_render() {
+    let server = Server::start(Behavior::default());
+    let report = run(&config(&server.url("/"), 100.0, 2, 300)).expect("run");
+    assert!(
+        report
+            .to_markdown()
+            .contains("| corrected (from schedule) |")
+    );
+    assert!(report.to_json().starts_with("{\"target_rate\":100.000,"));
+    assert!(report.to_hgrm().contains("#[Max     ="));
+}
+
+/// The binary: one clear line and a non-zero exit on bad input; a report on success.
+#[test]
+fn command_line() {
+    let bin = env!("CARGO_BIN_EXE_rtserve-load");
+    let out = Command::new(bin)
+        .args(["ftp://x/", "--quiet"])
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("rtserve-load: bad URL"), "{stderr}");
+
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let out = Command::new(bin)
+        .args([&format!("http://127.0.0.1:{port}/"), "--quiet"])
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+
+    let help = Command::new(bin).arg("--help").output().expect("spawn");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--rate",
+        "--connections",
+        "--duration",
+        "--warmup",
+        "--threads",
+        "--cpus",
+        "--new-conn",
+        "--pipeline",
+        "--method",
+        "--body-file",
+        "--timeout-ms",
+        "--json",
+        "--hgrm",
+        "--quiet",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+
+    let server = Server::start(Behavior::default());
+    let hgrm = std::env::temp_dir().join(format!("rtserve-load-test-{}.hgrm", std::process::id()));
+    let out = Command::new(bin)
+        .args([
+            &server.url("/"),
+            "--rate",
+            "200",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "100ms",
+        ])
+        .args(["--quiet", "--json", "--hgrm"])
+        .arg(&hgrm)
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"errors\":{\"connect\":0"), "{stdout}");
+    let written = std::fs::read_to_string(&hgrm).expect("hgrm written");
+    let _ = std::fs::remove_file(&hgrm);
+    assert!(written.contains("Total count"), "{written}");
+}

@@ -1,0 +1,440 @@
+//! Latency benchmarks: `cargo bench --bench latency [-- --quick] [--scenario NAME] [--peer URL]`.
+//!
+//! Runs `rtserve` as a process of its own (pinned to the first CPU this process may use, with
+//! the load generator on the others, where there are two or more) and drives it with the
+//! open-loop generator of `rtserve-loadgen`: latency counts from each request's scheduled send
+//! time, so a stall shows in the tail instead of slowing the generator down. Prints a
+//! Markdown table and writes it, the `.hgrm` percentile distributions and an SVG plot under
+//! `target/bench/`. It reports; it asserts nothing about the numbers.
+
+mod plot;
+mod server;
+
+use std::{
+    fmt::Write as _,
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    time::Duration,
+};
+
+use rtserve_loadgen::{LoadConfig, Report, Target};
+
+use crate::{
+    plot::Curve,
+    server::{ServerProcess, allowed_cpus},
+};
+
+const SCENARIOS: [&str; 5] = [
+    "keep-alive",
+    "new-connection",
+    "isolation",
+    "overload",
+    "scaling",
+];
+
+struct Options {
+    quick: bool,
+    scenario: Option<String>,
+    peer: Option<String>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        quick: false,
+        scenario: None,
+        peer: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--scenario" => options.scenario = args.next(),
+            "--peer" => options.peer = args.next(),
+            // Passed by `cargo bench`; filters are not used here.
+            "--bench" => {}
+            other if other.starts_with("--") => {
+                eprintln!("unknown flag {other}; known: --quick, --scenario NAME, --peer URL");
+                std::process::exit(2);
+            }
+            _ => {}
+        }
+    }
+    if let Some(name) = &options.scenario
+        && !SCENARIOS.contains(&name.as_str())
+    {
+        eprintln!("unknown scenario {name}; known: {}", SCENARIOS.join(", "));
+        std::process::exit(2);
+    }
+    options
+}
+
+/// One measured run, for the table and the plot.
+struct Row {
+    scenario: String,
+    server: String,
+    report: Report,
+    server_cpu: Option<Duration>,
+    note: String,
+}
+
+/// Where the runs go, and how long each is.
+struct Bench {
+    quick: bool,
+    server_cpus: Option<String>,
+    load_cpus: Vec<usize>,
+    rows: Vec<Row>,
+    lines: Vec<(String, f64)>,
+}
+
+impl Bench {
+    fn duration(&self) -> Duration {
+        if self.quick {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        }
+    }
+
+    fn load(&self, target: Target, rate: f64, connections: usize) -> LoadConfig {
+        let mut config = LoadConfig::new(target);
+        config.rate = rate;
+        config.connections = connections;
+        config.duration = self.duration();
+        config.warmup = self.duration() / 5;
+        config.threads = self.load_cpus.len().clamp(1, 4);
+        config.cpus = self.load_cpus.clone();
+        config.progress = false;
+        config
+    }
+
+    /// Runs one load against `server` (measuring its CPU) and records it.
+    fn run(
+        &mut self,
+        scenario: &str,
+        label: &str,
+        server: Option<&ServerProcess>,
+        config: &LoadConfig,
+        note: String,
+    ) -> Option<f64> {
+        let before = server.map(ServerProcess::cpu);
+        let report = match rtserve_loadgen::run(config) {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("{scenario} {label}: {e}");
+                return None;
+            }
+        };
+        let server_cpu = server.zip(before).map(|(s, b)| s.cpu().saturating_sub(b));
+        let achieved = report.achieved_rate();
+        eprintln!(
+            "{scenario:>14} {label:<28} {:>9.0} req/s  p99 {:>8} µs",
+            achieved,
+            report.corrected.value_at_quantile(0.99)
+        );
+        self.rows.push(Row {
+            scenario: scenario.to_owned(),
+            server: label.to_owned(),
+            report,
+            server_cpu,
+            note,
+        });
+        Some(achieved)
+    }
+}
+
+fn main() {
+    let options = options();
+    let wanted = |name: &str| options.scenario.as_deref().is_none_or(|s| s == name);
+    let cpus = allowed_cpus();
+    let (server_cpus, load_cpus) = match cpus.split_first() {
+        Some((first, rest)) if !rest.is_empty() => (Some(first.to_string()), rest.to_vec()),
+        _ => (None, Vec::new()),
+    };
+    let mut bench = Bench {
+        quick: options.quick,
+        server_cpus,
+        load_cpus,
+        rows: Vec::new(),
+        lines: Vec::new(),
+    };
+    eprintln!(
+        "rtserve latency benchmarks ({}): server on CPU {}, load generator on {:?}",
+        if bench.quick { "quick" } else { "full" },
+        bench.server_cpus.as_deref().unwrap_or("any"),
+        bench.load_cpus
+    );
+    let peer = options.peer.as_deref().map(|url| {
+        Target::parse(url).unwrap_or_else(|e| {
+            eprintln!("--peer {url}: {e}");
+            std::process::exit(2);
+        })
+    });
+
+    if wanted("keep-alive") || wanted("new-connection") || wanted("isolation") {
+        let server = ServerProcess::start(&["--threads", "1"], bench.server_cpus.as_deref());
+        let hello = Target::new(server.addr, "/hello");
+        // Saturation first: offer far more than one core can answer.
+        let saturation = bench
+            .run(
+                "saturation",
+                "rtserve",
+                Some(&server),
+                &bench.load(hello.clone(), 500_000.0, 64),
+                "offered 500k req/s".to_owned(),
+            )
+            .unwrap_or(10_000.0);
+        if wanted("keep-alive") {
+            for share in [0.10, 0.25, 0.50, 0.75, 0.90] {
+                let rate = (saturation * share).round();
+                let load = bench.load(hello.clone(), rate, 50);
+                let note = format!("{:.0} % of saturation", share * 100.0);
+                bench.run("keep-alive", "rtserve", Some(&server), &load, note.clone());
+                if let Some(peer) = &peer {
+                    let load = bench.load(peer.clone(), rate, 50);
+                    bench.run("keep-alive", "peer", None, &load, note);
+                }
+            }
+        }
+        if wanted("new-connection") {
+            let rate = if bench.quick { 1_000.0 } else { 5_000.0 };
+            let mut load = bench.load(hello.clone(), rate, 50);
+            load.new_connection_per_request = true;
+            bench.run(
+                "new-connection",
+                "rtserve",
+                Some(&server),
+                &load,
+                String::new(),
+            );
+            if let Some(peer) = &peer {
+                load.target = peer.clone();
+                bench.run("new-connection", "peer", None, &load, String::new());
+            }
+        }
+        if wanted("isolation") {
+            let rate = (saturation * 0.25).round();
+            let load = bench.load(hello, rate, 50);
+            bench.run(
+                "isolation",
+                "rtserve",
+                Some(&server),
+                &load,
+                "baseline".to_owned(),
+            );
+            // Every worker busy for longer than the run.
+            let hold = bench.duration() * 2;
+            let busy: Vec<_> = (0..16)
+                .map(|_| {
+                    let addr = server.addr;
+                    std::thread::spawn(move || slow_request(addr, hold))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(200));
+            bench.run(
+                "isolation",
+                "rtserve",
+                Some(&server),
+                &load,
+                "16 /slow jobs outstanding".to_owned(),
+            );
+            for b in busy {
+                let _ = b.join();
+            }
+        }
+    }
+
+    if wanted("overload") {
+        // 4 workers, 2 ms jobs: a capacity of about 2000 req/s. 5 ms deadline.
+        let server = ServerProcess::start(
+            &["--threads", "1", "--workers", "4", "--deadline-ms", "5"],
+            bench.server_cpus.as_deref(),
+        );
+        let slow = Target::new(server.addr, "/slow?ms=2");
+        for factor in [1.0, 1.5, 2.0] {
+            let load = bench.load(slow.clone(), 2000.0 * factor, 64);
+            bench.run(
+                "overload",
+                "rtserve",
+                Some(&server),
+                &load,
+                format!("{factor}× capacity, 5 ms deadline"),
+            );
+        }
+        bench.lines.push(("deadline + 1 ms".to_owned(), 6_000.0));
+    }
+
+    if wanted("scaling") {
+        let most = cpus.len().max(1);
+        for reactors in 1..=most {
+            // Unpinned: on a small machine the generator and the server share the cores, so
+            // this is indicative only.
+            let server = ServerProcess::start(&["--threads", &reactors.to_string()], None);
+            let hello = Target::new(server.addr, "/hello");
+            let mut load = bench.load(hello, if bench.quick { 10_000.0 } else { 40_000.0 }, 64);
+            load.cpus = Vec::new();
+            bench.run(
+                "scaling",
+                &format!("rtserve, {reactors} reactor(s)"),
+                Some(&server),
+                &load,
+                "generator unpinned: indicative only".to_owned(),
+            );
+        }
+    }
+
+    report(&bench, peer.is_some());
+}
+
+/// Holds one /slow request open for `hold`.
+fn slow_request(addr: std::net::SocketAddr, hold: Duration) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(hold + Duration::from_secs(10)));
+    let request = format!(
+        "GET /slow?ms={} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+        hold.as_millis()
+    );
+    let _ = s.write_all(request.as_bytes());
+    let _ = s.read_to_end(&mut Vec::new());
+}
+
+fn us(v: u64) -> String {
+    if v >= 10_000 {
+        format!("{:.1} ms", v as f64 / 1000.0)
+    } else {
+        format!("{v} µs")
+    }
+}
+
+/// Prints the table and writes the table, `.hgrm` files and the plot under `target/bench/`.
+fn report(bench: &Bench, with_peer: bool) {
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| scenario | server | note | target req/s | achieved req/s | p50 | p90 | p99 | p99.9 | p99.99 | max | 503 | errors | unsent | server CPU per request |"
+    );
+    let _ = writeln!(
+        table,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for row in &bench.rows {
+        let r = &row.report;
+        let h = &r.corrected;
+        let cpu = row
+            .server_cpu
+            .filter(|_| r.completed > 0)
+            .map(|c| format!("{:.1} µs", c.as_secs_f64() * 1e6 / r.completed as f64))
+            .unwrap_or_else(|| "—".to_owned());
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.scenario,
+            row.server,
+            row.note,
+            r.target_rate,
+            r.achieved_rate(),
+            us(h.value_at_quantile(0.5)),
+            us(h.value_at_quantile(0.9)),
+            us(h.value_at_quantile(0.99)),
+            us(h.value_at_quantile(0.999)),
+            us(h.value_at_quantile(0.9999)),
+            us(h.max()),
+            r.status_503(),
+            r.errors.total(),
+            r.unsent,
+            cpu
+        );
+    }
+    let overload: Vec<&Row> = bench
+        .rows
+        .iter()
+        .filter(|r| r.scenario == "overload")
+        .collect();
+    if !overload.is_empty() {
+        let _ = writeln!(
+            table,
+            "\n| overload | answered within deadline + 1 ms | 503 share | lost |\n|---|---|---|---|"
+        );
+        for row in overload {
+            let r = &row.report;
+            let total = r.corrected.len().max(1);
+            let within = r.corrected.count_between(0, 6_000);
+            let _ = writeln!(
+                table,
+                "| {} | {:.2} % | {:.2} % | {} |",
+                row.note,
+                100.0 * within as f64 / total as f64,
+                100.0 * r.status_503() as f64 / total as f64,
+                r.unsent + r.errors.total()
+            );
+        }
+    }
+    if with_peer {
+        let _ = writeln!(
+            table,
+            "\n| scenario | note | p50 ratio | p99 ratio | p99.9 ratio | max ratio | throughput ratio |\n|---|---|---|---|---|---|---|"
+        );
+        for pair in bench.rows.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if a.server == "rtserve" && b.server == "peer" && a.scenario == b.scenario {
+                let q = |r: &Report, p: f64| r.corrected.value_at_quantile(p).max(1) as f64;
+                let _ = writeln!(
+                    table,
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    a.scenario,
+                    a.note,
+                    q(&a.report, 0.5) / q(&b.report, 0.5),
+                    q(&a.report, 0.99) / q(&b.report, 0.99),
+                    q(&a.report, 0.999) / q(&b.report, 0.999),
+                    a.report.corrected.max().max(1) as f64 / b.report.corrected.max().max(1) as f64,
+                    a.report.achieved_rate() / b.report.achieved_rate().max(1.0),
+                );
+            }
+        }
+    }
+    println!("{table}");
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    if std::fs::create_dir_all(&dir).is_err() {
+        eprintln!("cannot create {}", dir.display());
+        return;
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let _ = std::fs::write(
+        dir.join("latency.md"),
+        format!("Produced by `{command}`.\n\n{table}"),
+    );
+    let mut curves = Vec::new();
+    for (i, row) in bench.rows.iter().enumerate() {
+        let name = format!(
+            "{:02}-{}-{}",
+            i,
+            row.scenario,
+            row.server.replace([' ', ','], "")
+        );
+        let _ = std::fs::write(dir.join(format!("{name}.hgrm")), row.report.to_hgrm());
+        if row.scenario == "saturation" {
+            continue;
+        }
+        let points = plot::percentiles()
+            .into_iter()
+            .map(|p| (p, row.report.corrected.value_at_quantile(p / 100.0) as f64))
+            .collect();
+        curves.push(Curve {
+            name: format!("{} {} {}", row.scenario, row.server, row.note),
+            points,
+        });
+    }
+    let svg = plot::svg(
+        "rtserve latency by percentile (open loop)",
+        &curves,
+        &bench.lines,
+    );
+    let _ = std::fs::write(dir.join("latency.svg"), svg);
+    eprintln!(
+        "wrote {}/latency.md, latency.svg and .hgrm files",
+        dir.display()
+    );
+}

@@ -1,0 +1,126 @@
+//! The server under test, as a process of its own: started (pinned where cores allow),
+//! measured (CPU time from /proc), and stopped.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// A running `rtserve`.
+pub(crate) struct ServerProcess {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `rtserve` with `args` (after `--bind 127.0.0.1:0`), on `cpus` if given.
+    pub(crate) fn start(args: &[&str], cpus: Option<&str>) -> Self {
+        let bin = env!("CARGO_BIN_EXE_rtserve");
+        let mut command = match cpus {
+            Some(cpus) if have("taskset") => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus, bin]);
+                c
+            }
+            _ => Command::new(bin),
+        };
+        command
+            .args(["--bind", "127.0.0.1:0", "-q"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start rtserve");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            let n = lines.read_line(&mut line).expect("read rtserve's stderr");
+            assert!(n > 0, "rtserve exited before listening");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().expect("address");
+                break addr.parse().expect("socket address");
+            }
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        Self { child, addr }
+    }
+
+    /// CPU time the server has used (user + system).
+    pub(crate) fn cpu(&self) -> Duration {
+        cpu_of(self.child.id())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time used by process `pid`, from /proc/PID/stat (utime + stime, in USER_HZ ticks).
+pub(crate) fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The CPUs this process may run on, from /proc/self/status.
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(list) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+    else {
+        return Vec::new();
+    };
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    cpus.extend(a..=b);
+                }
+            }
+            None => cpus.extend(part.parse::<usize>().ok()),
+        }
+    }
+    cpus
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}

@@ -245,9 +245,19 @@ fn main() {
     }
 
     if wanted("overload") {
-        // 4 workers, 2 ms jobs: a capacity of about 2000 req/s. 5 ms deadline.
+        // 4 workers, 2 ms jobs: a capacity of about 2000 req/s. 5 ms deadline, and a queue no
+        // deeper than the workers can clear within it (4 workers × 5 ms / 2 ms ≈ 8).
         let server = ServerProcess::start(
-            &["--threads", "1", "--workers", "4", "--deadline-ms", "5"],
+            &[
+                "--threads",
+                "1",
+                "--workers",
+                "4",
+                "--queue",
+                "8",
+                "--deadline-ms",
+                "5",
+            ],
             bench.server_cpus.as_deref(),
         );
         let slow = Target::new(server.addr, "/slow?ms=2");

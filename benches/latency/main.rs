@@ -22,7 +22,7 @@ use rtserve_loadgen::{LoadConfig, Report, Target};
 
 use crate::{
     plot::Curve,
-    server::{ServerProcess, allowed_cpus},
+    server::{ServerProcess, allowed_cpus, cpu_of},
 };
 
 const SCENARIOS: [&str; 5] = [
@@ -37,6 +37,7 @@ struct Options {
     quick: bool,
     scenario: Option<String>,
     peer: Option<String>,
+    peer_pid: Option<u32>,
 }
 
 fn options() -> Options {
@@ -44,6 +45,7 @@ fn options() -> Options {
         quick: false,
         scenario: None,
         peer: None,
+        peer_pid: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -51,10 +53,14 @@ fn options() -> Options {
             "--quick" => options.quick = true,
             "--scenario" => options.scenario = args.next(),
             "--peer" => options.peer = args.next(),
+            // The peer's worker process, to measure its CPU time too.
+            "--peer-pid" => options.peer_pid = args.next().and_then(|p| p.parse().ok()),
             // Passed by `cargo bench`; filters are not used here.
             "--bench" => {}
             other if other.starts_with("--") => {
-                eprintln!("unknown flag {other}; known: --quick, --scenario NAME, --peer URL");
+                eprintln!(
+                    "unknown flag {other}; known: --quick, --scenario NAME, --peer URL, --peer-pid PID"
+                );
                 std::process::exit(2);
             }
             _ => {}
@@ -117,7 +123,25 @@ impl Bench {
         config: &LoadConfig,
         note: String,
     ) -> Option<f64> {
-        let before = server.map(ServerProcess::cpu);
+        self.run_measuring(
+            scenario,
+            label,
+            server.map(ServerProcess::pid),
+            config,
+            note,
+        )
+    }
+
+    /// Like `run`, measuring the CPU time of process `pid` if given.
+    fn run_measuring(
+        &mut self,
+        scenario: &str,
+        label: &str,
+        pid: Option<u32>,
+        config: &LoadConfig,
+        note: String,
+    ) -> Option<f64> {
+        let before = pid.map(cpu_of);
         let report = match rtserve_loadgen::run(config) {
             Ok(report) => report,
             Err(e) => {
@@ -125,7 +149,7 @@ impl Bench {
                 return None;
             }
         };
-        let server_cpu = server.zip(before).map(|(s, b)| s.cpu().saturating_sub(b));
+        let server_cpu = pid.zip(before).map(|(p, b)| cpu_of(p).saturating_sub(b));
         let achieved = report.achieved_rate();
         eprintln!(
             "{scenario:>14} {label:<28} {:>9.0} req/s  p99 {:>8} µs",
@@ -174,25 +198,49 @@ fn main() {
     if wanted("keep-alive") || wanted("new-connection") || wanted("isolation") {
         let server = ServerProcess::start(&["--threads", "1"], bench.server_cpus.as_deref());
         let hello = Target::new(server.addr, "/hello");
-        // Saturation first: offer far more than one core can answer.
-        let saturation = bench
-            .run(
-                "saturation",
-                "rtserve",
-                Some(&server),
-                &bench.load(hello.clone(), 500_000.0, 64),
-                "offered 500k req/s".to_owned(),
-            )
-            .unwrap_or(10_000.0);
+        // Saturation first: the highest rate, stepping up by half, that is still served
+        // (open-loop) without falling behind: an overloaded open-loop run would only measure
+        // the generator's backlog.
+        let mut saturation = 0.0;
+        let mut rate = 5_000.0;
+        while rate <= 400_000.0 {
+            let mut load = bench.load(hello.clone(), rate, 64);
+            load.duration = bench.duration() / 4;
+            load.warmup = Duration::from_millis(100);
+            let Ok(report) = rtserve_loadgen::run(&load) else {
+                break;
+            };
+            eprintln!(
+                "{:>14} {rate:>9.0} req/s offered, {:>9.0} served, p99 {} µs",
+                "saturation?",
+                report.achieved_rate(),
+                report.corrected.value_at_quantile(0.99)
+            );
+            if report.achieved_rate() < 0.95 * rate || report.unsent * 50 > report.scheduled {
+                break;
+            }
+            saturation = report.achieved_rate();
+            rate *= 1.5;
+        }
+        if saturation == 0.0 {
+            saturation = 5_000.0;
+        }
+        eprintln!("saturation: {saturation:.0} req/s");
         if wanted("keep-alive") {
-            for share in [0.10, 0.25, 0.50, 0.75, 0.90] {
-                let rate = (saturation * share).round();
+            let shares = [0.10, 0.25, 0.50, 0.75, 0.90].map(|share| {
+                (
+                    (saturation * share).round(),
+                    format!("{:.0} % of saturation", share * 100.0),
+                )
+            });
+            // Fixed rates too, for comparing servers at the same load.
+            let fixed = [20_000.0, 50_000.0].map(|rate| (rate, "fixed rate".to_owned()));
+            for (rate, note) in shares.into_iter().chain(fixed) {
                 let load = bench.load(hello.clone(), rate, 50);
-                let note = format!("{:.0} % of saturation", share * 100.0);
                 bench.run("keep-alive", "rtserve", Some(&server), &load, note.clone());
                 if let Some(peer) = &peer {
                     let load = bench.load(peer.clone(), rate, 50);
-                    bench.run("keep-alive", "peer", None, &load, note);
+                    bench.run_measuring("keep-alive", "peer", options.peer_pid, &load, note);
                 }
             }
         }
@@ -209,7 +257,8 @@ fn main() {
             );
             if let Some(peer) = &peer {
                 load.target = peer.clone();
-                bench.run("new-connection", "peer", None, &load, String::new());
+                let pid = options.peer_pid;
+                bench.run_measuring("new-connection", "peer", pid, &load, String::new());
             }
         }
         if wanted("isolation") {

@@ -36,8 +36,9 @@ fn slow(req: &Request<'_>, max: Duration) -> Reply {
     };
     let sleep = Duration::from_millis(ms).min(max);
     Reply::offload(move |ctx: &JobContext| {
-        // Sleep in short steps, so that a request past its deadline stops taking a worker.
-        let step = Duration::from_millis(5);
+        // Sleep in steps, so that a request past its deadline (or whose client left) stops
+        // taking a worker soon; steps of 50 ms keep idle wake-ups rare.
+        let step = Duration::from_millis(50).min(ctx.remaining().max(Duration::from_millis(1)));
         let mut left = sleep;
         while !left.is_zero() && !ctx.is_cancelled() {
             let now = step.min(left);

@@ -482,7 +482,10 @@ fn report(bench: &Bench, with_peer: bool) {
             .map(|p| (p, row.report.corrected.value_at_quantile(p / 100.0) as f64))
             .collect();
         curves.push(Curve {
-            name: format!("{} {} {}", row.scenario, row.server, row.note),
+            name: format!(
+                "{} {} {:.0}/s {}",
+                row.scenario, row.server, row.report.target_rate, row.note
+            ),
             points,
         });
     }

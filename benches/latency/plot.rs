@@ -10,10 +10,10 @@ pub(crate) struct Curve {
     pub(crate) points: Vec<(f64, f64)>,
 }
 
-const W: f64 = 900.0;
+const W: f64 = 1200.0;
 const H: f64 = 520.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 240.0;
+const RIGHT: f64 = 420.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 60.0;
 const COLORS: [&str; 10] = [
@@ -105,8 +105,19 @@ pub(crate) fn svg(title: &str, curves: &[Curve], lines: &[(String, f64)]) -> Str
             escape(label)
         );
     }
+    let mut pair = 0;
     for (i, curve) in curves.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        // A peer's curve takes the colour of the rtserve curve before it.
+        if !curve.name.contains("peer") {
+            pair += 1;
+        }
+        let color = COLORS[(pair + COLORS.len() - 1) % COLORS.len()];
+        // The peer's curves are dashed, so that each pair reads as one colour, two styles.
+        let dash = if curve.name.contains("peer") {
+            r#" stroke-dasharray="7 4""#
+        } else {
+            ""
+        };
         let points: Vec<String> = curve
             .points
             .iter()
@@ -115,14 +126,14 @@ pub(crate) fn svg(title: &str, curves: &[Curve], lines: &[(String, f64)]) -> Str
             .collect();
         let _ = writeln!(
             s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
             points.join(" ")
         );
         let ly = TOP + 16.0 * i as f64 + 8.0;
         let lx = W - RIGHT + 12.0;
         let _ = writeln!(
             s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"{dash}/><text x="{}" y="{}">{}</text>"#,
             lx + 18.0,
             lx + 24.0,
             ly + 4.0,

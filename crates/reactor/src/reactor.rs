@@ -364,27 +364,23 @@ impl Reactor {
         let Some(io) = conn.io.as_deref_mut() else {
             return;
         };
-        while let Some(Slot {
-            state: SlotState::Ready(_) | SlotState::Continue,
-            ..
-        }) = io.pending.front()
-        {
-            if let Some(Slot {
-                state: SlotState::Continue,
-                ..
-            }) = io.pending.front()
-            {
-                io.pending.pop_front();
-                send_continue(&mut self.out);
-                continue;
-            }
+        loop {
+            let slot = match io.pending.front().map(|slot| &slot.state) {
+                Some(SlotState::Continue) => {
+                    io.pending.pop_front();
+                    send_continue(&mut self.out);
+                    continue;
+                }
+                Some(SlotState::Ready(_)) => io.pending.pop_front(),
+                Some(SlotState::Waiting { .. }) | None => None,
+            };
             let Some(Slot {
                 ctx,
                 route,
                 received,
                 state: SlotState::Ready(response),
                 ..
-            }) = io.pending.pop_front()
+            }) = slot
             else {
                 break;
             };

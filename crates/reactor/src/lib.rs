@@ -18,11 +18,19 @@
 //! reactor: the handler's [`Reply::Ready`] response is encoded straight into the reactor's
 //! output buffer, and a pipelined batch goes out in one write.
 //!
+//! Blocking work goes to one bounded worker pool shared by all reactors
+//! ([`Reply::Offload`]): a full queue is answered 503 at once, and every request has a
+//! deadline (see [`Config::deadline`], [`with_deadline`], [`Job::with_deadline`]) past which
+//! it is answered 503 and its job's result dropped. A job's response comes back to its reactor
+//! through that reactor's `Waker` and goes out in request order, even when pipelined.
+//!
 //! Readiness is edge-triggered (see the `mio` rules: drain to `WouldBlock`, expect spurious
 //! events). A per-turn request budget keeps one busy client from starving the others; output
 //! over [`Config::max_buffered_output`] pauses reading that connection until the client
-//! catches up. Timers (head, body, idle, write stall) live in a per-reactor heap that never
-//! scans all connections.
+//! catches up. Timers (head, body, idle, write stall, deadlines) live in a per-reactor heap
+//! that never scans all connections. Statistics are kept per reactor without locks and merged
+//! when read ([`ServerHandle::stats`]); an optional request log ([`RequestLog`]) runs on a
+//! thread of its own.
 //!
 //! At start the server raises the process's soft limit on open files to its hard limit, so
 //! that the connection limit is the one configured.

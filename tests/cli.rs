@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use prometheus_parse::{LineInfo, Sample, Scrape, Value};
+use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 use rustix::process::{Pid, Signal, kill_process};
 use support::{Client, Reply1, TIMEOUT, get, listening_on, wait_until, wait_until_read_at};
 
@@ -739,8 +739,9 @@ fn count(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
     value(scrape, metric, labels).unwrap_or(0.0)
 }
 
-/// The `+Inf` bucket of a route's latency histogram.
-fn histogram_count(scrape: &Scrape, route: &str) -> f64 {
+/// A route's latency histogram buckets.
+#[track_caller]
+fn histogram<'a>(scrape: &'a Scrape, route: &str) -> &'a [HistogramCount] {
     let sample = scrape
         .samples
         .iter()
@@ -752,6 +753,11 @@ fn histogram_count(scrape: &Scrape, route: &str) -> f64 {
         panic!("not a histogram: {sample:?}");
     };
     buckets
+}
+
+/// The `+Inf` bucket of a route's latency histogram.
+fn histogram_count(scrape: &Scrape, route: &str) -> f64 {
+    histogram(scrape, route)
         .iter()
         .find(|b| b.less_than.is_infinite())
         .map(|b| b.count)
@@ -793,16 +799,7 @@ fn metrics_parse_and_move() {
 
     // A latency histogram for every route, and one for requests no route claimed.
     for route in ["/hello", "/slow", "/echo", "/metrics", "/healthz", "other"] {
-        let sample = first
-            .samples
-            .iter()
-            .find(|s| {
-                s.metric == "rtserve_request_duration_seconds" && labelled(s, &[("route", route)])
-            })
-            .unwrap_or_else(|| panic!("no latency histogram for {route}"));
-        let Value::Histogram(buckets) = &sample.value else {
-            panic!("not a histogram: {sample:?}");
-        };
+        let buckets = histogram(&first, route);
         assert!(buckets.len() > 1, "{route}: {buckets:?}");
         assert!(
             buckets

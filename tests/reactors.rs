@@ -254,14 +254,7 @@ fn shutdown_closes_idle_connections_and_stops_listening() {
     assert_eq!(r.header("connection"), Some("close"));
     busy.expect_eof();
 
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(handle.join());
-    });
-    let joined = rx
-        .recv_timeout(TIMEOUT)
-        .expect("the server stopped in time");
-    joined.expect("the reactors exited cleanly");
+    support::join_within_timeout(handle);
     let refused = TcpStream::connect_timeout(&addr, TIMEOUT);
     assert!(refused.is_err(), "still accepting after shutdown");
 }
@@ -296,12 +289,5 @@ fn shutdown_serves_connections_already_in_the_accept_queue() {
         client.expect_eof();
     }
     drop(blocker);
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(handle.join());
-    });
-    let joined = rx
-        .recv_timeout(TIMEOUT)
-        .expect("the server stopped in time");
-    joined.expect("the reactors exited cleanly");
+    support::join_within_timeout(handle);
 }

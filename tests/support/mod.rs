@@ -74,17 +74,24 @@ impl TestServer {
     fn stop_inner(&mut self) {
         if let Some(handle) = self.handle.take() {
             handle.shutdown();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(handle.join());
-            });
-            let joined = rx.recv_timeout(TIMEOUT);
-            assert!(
-                matches!(joined, Ok(Ok(()))),
-                "server did not stop cleanly: {joined:?}"
-            );
+            join_within_timeout(handle);
         }
     }
+}
+
+/// Joins a server that was told to shut down, failing the test if it takes longer than
+/// [`TIMEOUT`] or a reactor ended with an error.
+#[track_caller]
+pub fn join_within_timeout(handle: ServerHandle) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(handle.join());
+    });
+    let joined = rx.recv_timeout(TIMEOUT);
+    assert!(
+        matches!(joined, Ok(Ok(()))),
+        "server did not stop cleanly: {joined:?}"
+    );
 }
 
 impl Drop for TestServer {

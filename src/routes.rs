@@ -169,3 +169,89 @@ fn escape(value: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+    };
+
+    use prometheus_parse::{Sample, Scrape, Value};
+    use rtserve_reactor::{Config, Server};
+
+    use super::*;
+
+    /// Sends one request and reads its whole answer (it closes the connection).
+    fn get_and_close(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("sets a timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("sends");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("reads");
+        answer
+    }
+
+    /// The route's samples of `metric`, with their values.
+    fn samples<'a>(scrape: &'a Scrape, metric: &str, route: &str) -> Vec<&'a Sample> {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && s.labels.get("route") == Some(route))
+            .collect()
+    }
+
+    #[test]
+    fn a_status_above_599_keeps_metrics_valid() {
+        let mut config = Config::default();
+        config.addr = "127.0.0.1:0".parse().expect("an address");
+        config.reactors = 1;
+        let router = Router::new().get("/odd", |_: &Request<'_>| -> Reply {
+            Response::new(StatusCode::from_u16(600).expect("600 is a status")).into()
+        });
+        let server = Server::start(config, router).expect("starts");
+        for path in ["/odd", "/odd"] {
+            let answer = get_and_close(server.local_addr(), path);
+            assert!(answer.starts_with("HTTP/1.1 600 "), "{answer}");
+        }
+        let text = render(&server.stats());
+        server.shutdown();
+        server.join().expect("joins");
+
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+        let requests = samples(&scrape, "rtserve_requests_total", "/odd");
+        let counted: f64 = requests
+            .iter()
+            .map(|s| match s.value {
+                Value::Counter(v) => v,
+                ref other => panic!("not a counter: {other:?}"),
+            })
+            .sum();
+        assert_eq!(counted, 2.0, "{text}");
+        assert_eq!(requests[0].labels.get("status"), Some("600"), "{text}");
+
+        let histogram = samples(&scrape, "rtserve_request_duration_seconds", "/odd");
+        let Value::Histogram(buckets) = &histogram[0].value else {
+            panic!("not a histogram: {:?}", histogram[0]);
+        };
+        // Cumulative, ending in +Inf, which is the count: what Prometheus accepts.
+        assert!(
+            buckets.windows(2).all(|w| w[0].count <= w[1].count),
+            "{buckets:?}"
+        );
+        let last = buckets.last().expect("buckets");
+        assert!(last.less_than.is_infinite(), "{buckets:?}");
+        assert_eq!(last.count, 2.0, "{buckets:?}");
+        let count = samples(&scrape, "rtserve_request_duration_seconds_count", "/odd");
+        assert!(
+            matches!(count[..], [s] if matches!(s.value, Value::Untyped(2.0) | Value::Counter(2.0))),
+            "{count:?}"
+        );
+    }
+}

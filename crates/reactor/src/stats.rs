@@ -21,8 +21,13 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
-/// Status codes are counted per code from 100 to 599.
-const STATUSES: usize = 500;
+/// Status codes are counted per code, over the whole range a [`StatusCode`] may take (100 to
+/// 999): a response whose status had no counter would be missing from the request counts while
+/// the latency histogram has it, and Prometheus rejects a histogram whose `_count` is below its
+/// buckets.
+///
+/// [`StatusCode`]: rtserve_protocol::StatusCode
+const STATUSES: usize = 900;
 
 /// One writer's counter.
 #[derive(Debug, Default)]
@@ -121,9 +126,10 @@ impl ReactorStats {
     /// Records a response: its route (clamped to "unrouted"), status and latency.
     pub(crate) fn response(&self, route: usize, status: u16, latency: Duration) {
         let cells = &self.routes[route.min(self.routes.len() - 1)];
-        if let Some(counter) = cells.by_status.get(usize::from(status).wrapping_sub(100)) {
-            counter.add(1);
-        }
+        // A `StatusCode` is 100..=999, so every status has its counter; anything else (not
+        // reachable through the public API) is filed with the last one rather than lost.
+        let index = usize::from(status).saturating_sub(100).min(STATUSES - 1);
+        cells.by_status[index].add(1);
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         cells.latency_sum_us.add(us);
         if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us <= b) {
@@ -295,5 +301,21 @@ mod tests {
         assert_eq!(hello.latency_sum_us, 90 + 300 + 20_000);
         assert_eq!(stats.routes[1].name, "other");
         assert_eq!(stats.routes[1].by_status, [(404, 1)]);
+    }
+
+    #[test]
+    fn every_status_a_handler_may_send_is_counted_with_its_latency() {
+        let a = ReactorStats::new(1);
+        for status in [100, 599, 600, 799, 999] {
+            a.response(0, status, Duration::from_micros(50));
+        }
+        let stats = merge(&[Arc::new(a)], &["/x".to_owned()]);
+        let x = &stats.routes[0];
+        assert_eq!(
+            x.by_status,
+            [(100, 1), (599, 1), (600, 1), (799, 1), (999, 1)]
+        );
+        // The histogram's count is the request count: every response is in a bucket.
+        assert_eq!(x.requests(), x.buckets.iter().sum::<u64>());
     }
 }

@@ -12,7 +12,7 @@ use std::{
     io::{self, LineWriter, Write},
     path::Path,
     process::ExitCode,
-    sync::{Mutex, mpsc},
+    sync::{Arc, Mutex, atomic::AtomicBool, mpsc},
     thread,
     time::{Duration, SystemTime},
 };
@@ -21,6 +21,7 @@ use clap::Parser;
 use rtserve_reactor::{LogRecord, RequestLog, Server};
 use signal_hook::{
     consts::{SIGINT, SIGQUIT, SIGTERM},
+    flag,
     iterator::Signals,
 };
 
@@ -46,8 +47,9 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<ExitCode, String> {
     // Signals first, so that one arriving while the server starts is not lost.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGQUIT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals =
+        install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let notices = Notices::start();
     let mut config = args.config();
     if let Some(path) = &args.access_log {
         config.request_log = Some(access_log(path)?);
@@ -58,40 +60,101 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         routes::router(Duration::from_millis(args.max_slow_ms)),
     )
     .map_err(|e| e.to_string())?;
-    eprintln!(
+    notices.line(format!(
         "rtserve {} listening on http://{} (reactors {reactors}, workers {workers})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
-    );
+    ));
 
-    match signals.forever().next() {
-        Some(SIGQUIT) | None => {
-            log::warn!("SIGQUIT: exiting now");
-            return Ok(ExitCode::FAILURE);
-        }
-        Some(signal) => log::info!("signal {signal}: shutting down (a second one exits now)"),
-    }
+    let signal = signals.forever().next();
+    // Shutdown begins before anything is written: a write can block on a full pipe.
     server.shutdown();
-    let (done, joined) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(server.join());
-    });
-    loop {
-        match joined.recv_timeout(Duration::from_millis(20)) {
-            Ok(Ok(())) => {
-                log::info!("stopped");
-                return Ok(ExitCode::SUCCESS);
-            }
-            Ok(Err(e)) => return Err(format!("a reactor failed: {e}")),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("the shutdown thread died".to_owned());
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+    notices.say(
+        log::Level::Info,
+        format!(
+            "signal {}: shutting down (a second one exits now)",
+            signal.unwrap_or_default()
+        ),
+    );
+    let result = match server.join() {
+        Ok(()) => {
+            notices.say(log::Level::Info, "stopped".to_owned());
+            Ok(ExitCode::SUCCESS)
         }
-        if let Some(signal) = signals.pending().next() {
-            log::warn!("signal {signal} during shutdown: exiting now");
-            return Ok(ExitCode::FAILURE);
-        }
+        Err(e) => Err(format!("a reactor failed: {e}")),
+    };
+    notices.finish();
+    result
+}
+
+/// Installs the signal handlers. SIGQUIT, and SIGINT or SIGTERM once one of them has been
+/// received, exit with status 1 from the handler itself: no lock, no thread and no write stands
+/// between the signal and the exit, so a stalled stderr cannot keep the process alive. The
+/// first SIGINT or SIGTERM is returned by the iterator, for a graceful shutdown.
+fn install_signals() -> io::Result<Signals> {
+    let terminating = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Order matters: the exit is checked before the flag is set, so the first signal only
+        // arms it.
+        flag::register_conditional_shutdown(signal, 1, Arc::clone(&terminating))?;
+        flag::register(signal, Arc::clone(&terminating))?;
+    }
+    flag::register_conditional_shutdown(SIGQUIT, 1, Arc::new(AtomicBool::new(true)))?;
+    Signals::new([SIGINT, SIGTERM])
+}
+
+/// What the main thread has to say.
+enum Notice {
+    /// A line for stderr as it is (the startup line).
+    Line(String),
+    /// A log record.
+    Log(log::Level, String),
+}
+
+/// How long the process waits, at exit, for its last notices to reach stderr.
+const NOTICE_FLUSH: Duration = Duration::from_millis(500);
+
+/// The main thread's log lines, written by a thread of their own: a stderr pipe whose reader
+/// has stalled blocks every writer, and the thread that handles signals and shutdown must not
+/// be one of them.
+struct Notices {
+    sender: mpsc::Sender<Notice>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Notices {
+    fn start() -> Self {
+        let (sender, notices) = mpsc::channel::<Notice>();
+        let (finished, done) = mpsc::channel();
+        // If the thread cannot start, the notices are lost, not the server.
+        let _ = thread::Builder::new()
+            .name("rtserve-notices".to_owned())
+            .spawn(move || {
+                for notice in notices {
+                    match notice {
+                        Notice::Line(line) => eprintln!("{line}"),
+                        Notice::Log(level, line) => log::log!(level, "{line}"),
+                    }
+                }
+                let _ = finished.send(());
+            });
+        Self { sender, done }
+    }
+
+    /// Queues a log record; never waits.
+    fn say(&self, level: log::Level, line: String) {
+        let _ = self.sender.send(Notice::Log(level, line));
+    }
+
+    /// Queues a line for stderr as it is, whatever the log level; never waits.
+    fn line(&self, line: String) {
+        let _ = self.sender.send(Notice::Line(line));
+    }
+
+    /// Waits a bounded time for the queued lines to be written.
+    fn finish(self) {
+        drop(self.sender);
+        let _ = self.done.recv_timeout(NOTICE_FLUSH);
     }
 }
 

@@ -68,6 +68,11 @@ pub(crate) struct Args {
     #[arg(long, env = "RTSERVE_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
     pub(crate) shutdown_timeout_ms: u64,
 
+    /// On shutdown, time a connection with no request in hand (new, or idle keep-alive) still
+    /// waits for one, to answer it with Connection: close, before it is closed.
+    #[arg(long, env = "RTSERVE_SHUTDOWN_IDLE_MS", default_value_t = 250)]
+    pub(crate) shutdown_idle_ms: u64,
+
     /// Largest request body, in bytes (suffixes K, M, G for KiB, MiB, GiB).
     #[arg(long, env = "RTSERVE_MAX_BODY", default_value = "1M", value_parser = parse_size)]
     pub(crate) max_body: u64,
@@ -111,6 +116,7 @@ impl Args {
         config.write_timeout = ms(self.write_timeout_ms);
         config.drain_grace = ms(self.drain_grace_ms);
         config.shutdown_timeout = ms(self.shutdown_timeout_ms);
+        config.shutdown_idle_wait = ms(self.shutdown_idle_ms);
         config.limits.max_body = self.max_body;
         config.shared_port = self.shared_port;
         config

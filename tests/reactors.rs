@@ -259,6 +259,71 @@ fn shutdown_closes_idle_connections_and_stops_listening() {
     assert!(refused.is_err(), "still accepting after shutdown");
 }
 
+/// Shuts a one-reactor server down while `client` holds a connection with no request in
+/// hand, sends a request 20 ms later, and checks that it is answered and told the connection
+/// closes (rather than read and dropped).
+#[track_caller]
+fn request_after_shutdown_is_answered(handle: rtserve_reactor::ServerHandle, client: &mut Client) {
+    handle.shutdown();
+    thread::sleep(Duration::from_millis(20));
+    client.send(&get("/path?after-shutdown"));
+    let r = client.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "/path?after-shutdown"));
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    client.expect_eof();
+    support::join_within_timeout(handle);
+}
+
+#[test]
+fn shutdown_answers_the_first_request_of_a_fresh_connection() {
+    let mut c = config();
+    c.reactors = 1;
+    let handle = Server::start(c, routes()).expect("server starts");
+    let mut fresh = Client::new(support::connect(handle.local_addr()));
+    // Accepted, not just queued, before shutdown begins.
+    assert!(support::wait_until(
+        || handle.stats().open_connections == [1]
+    ));
+    request_after_shutdown_is_answered(handle, &mut fresh);
+}
+
+#[test]
+fn shutdown_answers_the_next_request_of_an_idle_keep_alive_connection() {
+    let mut c = config();
+    c.reactors = 1;
+    let handle = Server::start(c, routes()).expect("server starts");
+    let mut idle = Client::new(support::connect(handle.local_addr()));
+    idle.send(&get("/hello"));
+    let first = idle.response();
+    assert_eq!((first.status, first.header("connection")), (200, None));
+    request_after_shutdown_is_answered(handle, &mut idle);
+}
+
+#[test]
+fn during_the_drain_grace_responses_say_the_connection_closes() {
+    let mut c = config();
+    // Longer than this test needs to send two requests, busy machine included.
+    c.drain_grace = Duration::from_secs(3);
+    let handle = Server::start(c, routes()).expect("server starts");
+    let addr = handle.local_addr();
+    let mut keep_alive = Client::new(support::connect(addr));
+    keep_alive.send(&get("/hello"));
+    assert_eq!(keep_alive.response().header("connection"), None);
+    handle.shutdown();
+    // Still serving, on the connection it had and on new ones, but each answer moves the
+    // client off.
+    keep_alive.send(&get("/path?draining"));
+    let r = keep_alive.response();
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    keep_alive.expect_eof();
+    let mut new = Client::new(support::connect(addr));
+    new.send(&get("/path?new"));
+    let r = new.response();
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    new.expect_eof();
+    support::join_within_timeout(handle);
+}
+
 #[test]
 fn shutdown_serves_connections_already_in_the_accept_queue() {
     let mut c = config();

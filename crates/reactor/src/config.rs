@@ -88,6 +88,12 @@ pub struct Config {
     /// How long `shutdown` then lets requests in flight finish before closing what remains.
     /// Default 30 s.
     pub shutdown_timeout: Duration,
+    /// When shutdown proper begins, how long a connection with no request in hand (one just
+    /// accepted, or an idle keep-alive one) still waits for a request before it is closed.
+    /// A request that arrives in that time is answered with `Connection: close`; a connection
+    /// closed after it was closed before any byte of a request was read, so the client knows
+    /// the request was not seen. Default 250 ms (bounded by `shutdown_timeout`).
+    pub shutdown_idle_wait: Duration,
     /// A hook that sees every response (status, route, latency) on a logger thread of its
     /// own. Default: none.
     pub request_log: Option<RequestLog>,
@@ -115,6 +121,7 @@ impl Default for Config {
             deadline: Duration::from_secs(5),
             drain_grace: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_idle_wait: Duration::from_millis(250),
             request_log: None,
         }
     }
@@ -187,6 +194,7 @@ impl Config {
         for (timeout, name) in [
             (self.shutdown_timeout, "shutdown_timeout"),
             (self.drain_grace, "drain_grace"),
+            (self.shutdown_idle_wait, "shutdown_idle_wait"),
         ] {
             check(
                 timeout <= Duration::from_secs(365 * 86_400),

@@ -307,11 +307,7 @@ impl Reactor {
         while let Ok(message) = self.mailbox.try_recv() {
             match message {
                 Message::Completion(completion) => self.complete(completion),
-                Message::Shutdown { grace } => {
-                    if self.drain_at.is_none() && self.shutdown_deadline.is_none() {
-                        self.drain_at = Some(self.now + grace);
-                    }
-                }
+                Message::Shutdown { grace } => self.begin_drain(grace),
             }
         }
         let mut touched = mem::take(&mut self.touched);
@@ -384,8 +380,13 @@ impl Reactor {
             else {
                 break;
             };
-            // Shutting down: the last response owed says the connection closes.
-            let ctx = if conn.close_after && io.pending.is_empty() {
+            // Shutting down: the last response owed says the connection closes, unless input
+            // is waiting behind it (it is read and answered first).
+            let ctx = if conn.close_after
+                && io.pending.is_empty()
+                && conn.inbuf.is_empty()
+                && !conn.paused
+            {
                 ctx.with_close()
             } else {
                 ctx
@@ -424,8 +425,31 @@ impl Reactor {
         }
     }
 
+    /// Starts the drain grace: the server goes on serving, but every response from now on says
+    /// that its connection closes, so that keep-alive clients move to another server first.
+    fn begin_drain(&mut self, grace: Duration) {
+        if self.is_draining() {
+            return;
+        }
+        self.drain_at = Some(self.now + grace);
+        for (_, conn) in &mut self.conns {
+            conn.close_after = true;
+        }
+    }
+
+    /// Whether a shutdown has begun (the drain grace included).
+    fn is_draining(&self) -> bool {
+        self.drain_at.is_some() || self.shutdown_deadline.is_some()
+    }
+
     /// Stops accepting (after taking what already waits in the accept queue, which closing the
-    /// listener would reset), closes idle connections and lets the others finish.
+    /// listener would reset) and lets connections finish what they have in hand.
+    ///
+    /// A connection with no request in hand (just accepted, or idle between keep-alive
+    /// requests) is not closed at once: a request may be on the wire, and closing under it
+    /// would lose it once read. It gets `shutdown_idle_wait` for one to arrive, which is
+    /// answered with `Connection: close`; then it is closed before reading anything more, so
+    /// a request sent after that was never read and the client can tell it was not served.
     fn begin_shutdown(&mut self) {
         if self.shutdown_deadline.is_some() {
             return;
@@ -437,39 +461,12 @@ impl Reactor {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
-        for id in ids {
-            let Some(conn) = self.conn_mut(id) else {
-                continue;
-            };
+        let at = self.now + self.config.shutdown_idle_wait;
+        for (_, conn) in &mut self.conns {
             conn.close_after = true;
-            if conn.pending() > 0
-                && conn.head_len == 0
-                && let Some(io) = conn.io.as_deref_mut()
-            {
-                // Answer what is owed, then close; no new requests.
-                io.proto.close();
-                conn.inbuf.clear();
-                continue;
-            }
-            if conn.phase != Phase::Open || !conn.is_idle() {
-                continue;
-            }
-            // A request may be waiting unread (on a connection just taken from the accept
-            // queue, or a keep-alive one): read it, to answer it with `Connection: close`.
-            self.read(id);
-            if let Some(conn) = self
-                .conns
-                .get_mut(id.index as usize)
-                .filter(|c| c.id.generation == id.generation)
-                && conn.phase == Phase::Open
-                && conn.is_idle()
-            {
-                // Truly idle: half-close and linger rather than reset.
-                let io = conn.io.get_or_insert_with(|| self.io_pool.take());
-                io.proto.close();
-                conn.phase = Phase::Closing;
-                let _ = self.flush(id);
+            if conn.phase == Phase::Open && conn.is_idle() {
+                self.timers
+                    .set_earliest(&mut conn.timers, conn.id, TimerKind::Idle, at);
             }
         }
     }
@@ -527,14 +524,19 @@ impl Reactor {
                 continue;
             }
             self.stats.connection_opened();
+            let draining = self.drain_at.is_some() || self.shutdown_deadline.is_some();
             let conn = entry.insert(Connection::new(stream, id));
-            conn.close_after = self.shutdown_deadline.is_some();
-            self.timers.set(
-                &mut conn.timers,
-                id,
-                TimerKind::HeadRead,
-                self.now + self.config.header_timeout,
-            );
+            conn.close_after = draining;
+            if self.shutdown_deadline.is_some() {
+                // Taken from the queue at shutdown: a short wait for its request (see
+                // `begin_shutdown`).
+                let at = self.now + self.config.shutdown_idle_wait;
+                self.timers.set(&mut conn.timers, id, TimerKind::Idle, at);
+            } else {
+                let at = self.now + self.config.header_timeout;
+                self.timers
+                    .set(&mut conn.timers, id, TimerKind::HeadRead, at);
+            }
             // Bytes may already be waiting; the registration's first event will report them.
         }
     }
@@ -630,7 +632,10 @@ impl Reactor {
             let mut flow = if conn.unconsumed().is_empty() {
                 Flow::Continue
             } else {
-                process(conn, &[], &mut turn)
+                // Whether more input waits in the socket matters only to a connection that
+                // closes after its last request (shutting down): look, without reading.
+                let drained = conn.close_after && socket_is_drained(&conn.stream);
+                process(conn, &[], drained, &mut turn)
             };
             while flow == Flow::Continue {
                 match conn.stream.read(scratch) {
@@ -641,7 +646,8 @@ impl Reactor {
                     }
                     Ok(n) => {
                         progress = true;
-                        flow = process(conn, &scratch[..n], &mut turn);
+                        let drained = n < scratch.len() && !conn.peer_hup;
+                        flow = process(conn, &scratch[..n], drained, &mut turn);
                         // A short read took all the socket held (see the module docs),
                         // unless the peer's FIN came with it: no edge will come for that.
                         if n < scratch.len() && flow == Flow::Continue && !conn.peer_hup {
@@ -683,6 +689,7 @@ impl Reactor {
     fn arm_read_timers(&mut self, id: ConnId, progress: bool) {
         let now = self.now;
         let config = &self.config;
+        let shutting_down = self.shutdown_deadline.is_some();
         let Some(conn) = self.conns.get_mut(id.index as usize) else {
             return;
         };
@@ -711,7 +718,7 @@ impl Reactor {
             conn.timers.clear(head);
             conn.timers.clear(body);
             if conn.is_idle() {
-                timers.set(&mut conn.timers, id, idle, now + config.idle_timeout);
+                arm_idle(timers, conn, now, config, shutting_down);
             }
         }
     }
@@ -770,19 +777,18 @@ impl Reactor {
                 io.outbuf = Vec::new();
             }
             conn.timers.clear(TimerKind::WriteStall);
-            // Shutting down: a connection between requests is done once its output is out.
-            if conn.close_after && conn.phase == Phase::Open && conn.is_idle() {
-                if let Some(io) = conn.io.as_deref_mut() {
-                    io.proto.close();
-                }
-                conn.phase = Phase::Closing;
-            }
             if conn.phase == Phase::Closing && conn.pending() == 0 {
                 return self.end(id);
             }
             if conn.phase == Phase::Open && conn.requests > 0 && conn.is_idle() {
-                let at = self.now + self.config.idle_timeout;
-                self.timers.set(&mut conn.timers, id, TimerKind::Idle, at);
+                let shutting_down = self.shutdown_deadline.is_some();
+                arm_idle(
+                    &mut self.timers,
+                    conn,
+                    self.now,
+                    &self.config,
+                    shutting_down,
+                );
             }
         } else if written > 0 || !conn.timers.is_set(TimerKind::WriteStall) {
             // Time the stall from the last progress.
@@ -1042,18 +1048,26 @@ enum HeadAt {
 /// Parses `new` (after any unconsumed input kept from earlier) and answers every complete
 /// request, until the input runs out, the budget is spent, output backs up, or the connection
 /// stops taking requests. Keeps what must outlive this read in `conn.inbuf`.
-fn process(conn: &mut Connection, new: &[u8], turn: &mut Turn<'_>) -> Flow {
+///
+/// `drained`: the socket had nothing more when `new` was read (a short read).
+fn process(conn: &mut Connection, new: &[u8], drained: bool, turn: &mut Turn<'_>) -> Flow {
     // The `Io` is taken out while it is worked on, so that it and the rest of the connection
     // can be borrowed apart.
     let Some(mut io) = conn.io.take() else {
         return Flow::Stop;
     };
-    let flow = process_in(conn, &mut io, new, turn);
+    let flow = process_in(conn, &mut io, new, drained, turn);
     conn.io = Some(io);
     flow
 }
 
-fn process_in(conn: &mut Connection, io: &mut Io, new: &[u8], turn: &mut Turn<'_>) -> Flow {
+fn process_in(
+    conn: &mut Connection,
+    io: &mut Io,
+    new: &[u8],
+    drained: bool,
+    turn: &mut Turn<'_>,
+) -> Flow {
     let mut buf = mem::take(&mut conn.inbuf);
     // With nothing unconsumed, parse the new bytes where they lie: no copy.
     let direct = buf.len() == conn.head_len;
@@ -1122,6 +1136,9 @@ fn process_in(conn: &mut Connection, io: &mut Io, new: &[u8], turn: &mut Turn<'_
                 };
                 pos += n;
                 let received = io.received;
+                // Input may follow this request: in this read, or in the socket when the
+                // read filled the buffer.
+                let last = pos == data.len() && drained;
                 let reply = run_handler(&io.proto, head_bytes, body, received, turn);
                 head = HeadAt::None;
                 turn.budget -= 1;
@@ -1131,7 +1148,7 @@ fn process_in(conn: &mut Connection, io: &mut Io, new: &[u8], turn: &mut Turn<'_
                 } else {
                     io.body.clear();
                 }
-                if !answer(conn, io, reply, turn) {
+                if !answer(conn, io, reply, last, turn) {
                     io.proto.close();
                     conn.phase = Phase::Closing;
                     io.cancel_pending();
@@ -1228,8 +1245,15 @@ fn run_handler(
 }
 
 /// Sends a reply's response, or hands its job to the pool; returns whether the connection
-/// stays open.
-fn answer(conn: &mut Connection, io: &mut Io, reply: Reply, turn: &mut Turn<'_>) -> bool {
+/// stays open. `last`: no more input was read or is known to be waiting, so that a server
+/// shutting down can close after this response without dropping a request already read.
+fn answer(
+    conn: &mut Connection,
+    io: &mut Io,
+    reply: Reply,
+    last: bool,
+    turn: &mut Turn<'_>,
+) -> bool {
     let ctx = io.proto.head().response_context();
     let route = turn.route.get();
     let response = match reply {
@@ -1240,7 +1264,7 @@ fn answer(conn: &mut Connection, io: &mut Io, reply: Reply, turn: &mut Turn<'_>)
         },
     };
     if io.pending.is_empty() {
-        let ctx = if conn.close_after {
+        let ctx = if conn.close_after && last {
             ctx.with_close()
         } else {
             ctx
@@ -1311,6 +1335,24 @@ fn offload(
     turn.timers
         .set_earliest(&mut conn.timers, conn.id, TimerKind::Deadline, deadline);
     None
+}
+
+/// Arms the idle timer of a connection between requests: the idle timeout, or, once shutdown
+/// has begun, the short wait for a request (never moved later by a spurious wake-up).
+fn arm_idle(
+    timers: &mut TimerQueue,
+    conn: &mut Connection,
+    now: Instant,
+    config: &Config,
+    shutting_down: bool,
+) {
+    if shutting_down {
+        let at = now + config.shutdown_idle_wait;
+        timers.set_earliest(&mut conn.timers, conn.id, TimerKind::Idle, at);
+    } else {
+        let at = now + config.idle_timeout;
+        timers.set(&mut conn.timers, conn.id, TimerKind::Idle, at);
+    }
 }
 
 /// `received + after`, at most a year on (a deadline of `Duration::MAX` means "none").
@@ -1463,6 +1505,14 @@ fn write_all(mut stream: &mio::net::TcpStream, mut data: &[u8]) -> io::Result<us
         }
     }
     Ok(written)
+}
+
+/// Whether a socket has no input waiting (a peek, which reads nothing).
+fn socket_is_drained(stream: &mio::net::TcpStream) -> bool {
+    match stream.peek(&mut [0]) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    }
 }
 
 /// Accept errors about one connection (it went away first), not about the process.

@@ -165,10 +165,14 @@ impl ServerHandle {
     /// Starts a graceful shutdown and returns at once; [`join`](Self::join) waits for it.
     ///
     /// The server first reports "draining" ([`Request::is_draining`](crate::Request::is_draining),
-    /// for a health check) while it goes on serving for `Config::drain_grace`. Then each
-    /// reactor takes the connections already waiting in its accept queue (closing the listener
-    /// would reset them), stops accepting, closes idle keep-alive connections, answers the
-    /// requests in flight with `Connection: close`, and exits when its last connection has
+    /// for a health check) while it goes on serving for `Config::drain_grace`, every response
+    /// saying `Connection: close` so that keep-alive clients move elsewhere. Then each reactor
+    /// takes the connections already waiting in its accept queue (closing the listener would
+    /// reset them) and stops accepting. Requests in flight, and every request already read,
+    /// are answered, the last on each connection with `Connection: close`. A connection with
+    /// no request in hand (new, or idle keep-alive) gets `Config::shutdown_idle_wait` for one
+    /// to arrive, which is answered the same way; then it is closed without reading more, so
+    /// no request is ever read and dropped. Each reactor exits when its last connection has
     /// closed or `Config::shutdown_timeout` has passed. Calling it again changes nothing.
     pub fn shutdown(&self) {
         if self.draining.swap(true, Ordering::Relaxed) {

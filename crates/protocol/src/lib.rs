@@ -51,6 +51,7 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod buffer;
 mod conn;
 mod date;
 mod decode;
@@ -61,6 +62,7 @@ mod head;
 mod limits;
 mod status;
 
+pub use buffer::{Input, InputBuffer};
 pub use conn::{Event, ServerConn};
 pub use date::HttpDate;
 pub use encode::{

@@ -1,4 +1,6 @@
-//! One connection's state on its reactor.
+//! One connection's state on its reactor: the socket side ([`Connection`]: phase, reading,
+//! the peer, timers) and the HTTP side ([`Session`]: kept input, the request count, and, while
+//! a request is in hand, an [`Exchange`]).
 
 use std::{
     collections::VecDeque,
@@ -10,32 +12,20 @@ use std::{
 };
 
 use mio::net::TcpStream;
-use rtserve_protocol::{Limits, ResponseContext, ServerConn};
+use rtserve_protocol::{InputBuffer, Limits, RecvError, ResponseContext, ServerConn};
 
 use crate::{Response, timer::TimerTable, token::ConnId};
 
-/// A response owed to the client, in request order.
+/// A connection: its socket, timers and states, and its [`Session`].
 #[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) seq: u64,
-    pub(crate) ctx: ResponseContext,
-    /// For statistics: the route, and when the request's head was received.
-    pub(crate) route: usize,
-    pub(crate) received: Instant,
-    pub(crate) state: SlotState,
-}
-
-#[derive(Debug)]
-pub(crate) enum SlotState {
-    /// On the worker pool; the flag tells the job its answer is no longer wanted.
-    Waiting {
-        cancelled: Arc<AtomicBool>,
-        deadline: Instant,
-    },
-    /// Ready, but behind one that is not.
-    Ready(Response),
-    /// A `100 Continue` for a request whose body is awaited, behind responses still owed.
-    Continue,
+pub(crate) struct Connection {
+    pub(crate) stream: TcpStream,
+    pub(crate) id: ConnId,
+    pub(crate) timers: TimerTable,
+    pub(crate) phase: Phase,
+    pub(crate) reading: Reading,
+    pub(crate) peer: Peer,
+    pub(crate) session: Session,
 }
 
 /// Where a connection is in its life.
@@ -45,124 +35,182 @@ pub(crate) enum Phase {
     Open,
     /// No more requests: once the output is written, half-close and linger.
     Closing,
-    /// Half-closed: reading and discarding the peer's input until it closes or time is up.
-    Lingering,
+    /// Half-closed: reading and discarding the peer's input until it closes, time is up, or
+    /// too much was discarded.
+    Lingering { discarded: usize },
 }
 
-/// A connection: its socket, timers and flags, and, while it has work in hand, its [`Io`].
+/// Whether the reactor reads the connection's input when it can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// When its socket says so.
+    Ready,
+    /// On the reactor's still-ready list: cut off by the per-turn budget, or drained below
+    /// the output limit after a pause. No new edge will come for input already buffered, so
+    /// it is served before the reactor sleeps.
+    Queued,
+    /// Not until its output drains below the limit (backpressure).
+    Paused,
+}
+
+/// What the client has done with its side of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// Still sending.
+    Open,
+    /// The poll reported its FIN, which may not have been read yet: read up to it, not just
+    /// to a short read.
+    HungUp,
+    /// Its FIN was read: it will send nothing more.
+    Closed,
+}
+
+/// The HTTP side of a connection: no socket, so that it can be worked on (and tested) apart.
 ///
-/// Memory per idle connection is kept small. Input is read into the reactor's scratch buffer
-/// and parsed there; only bytes that must outlive the read (a partial request, or the head of a
-/// request whose body is still arriving) are copied into `inbuf`. Output likewise goes through
-/// the reactor's buffer. Everything else a request needs (protocol state, body, unsent output,
-/// responses owed) is in an [`Io`] that the connection takes from its reactor's pool when bytes
-/// arrive and gives back once it is idle again.
-#[derive(Debug)]
-pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
-    pub(crate) id: ConnId,
-    /// Present while the connection has work in hand.
-    pub(crate) io: Option<Box<Io>>,
-    /// The current request's head (its first `head_len` bytes, while its body arrives), then
-    /// input not yet consumed.
-    pub(crate) inbuf: Vec<u8>,
-    pub(crate) head_len: usize,
-    pub(crate) timers: TimerTable,
+/// Memory per idle connection is kept small. Input is parsed where it was read; only bytes
+/// that must outlive the read are kept in `input`. Everything else a request needs is in an
+/// [`Exchange`] taken from the reactor's pool when bytes arrive and given back once the
+/// connection is idle again.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    pub(crate) input: InputBuffer,
     /// Requests answered.
     pub(crate) requests: u32,
     /// `requests` when the head timer was set: a new head gets a new timer.
     pub(crate) head_timed: u32,
-    pub(crate) phase: Phase,
-    /// On the reactor's still-ready list.
-    pub(crate) still_ready: bool,
-    /// Reading stopped until the output drains below the limit.
-    pub(crate) paused: bool,
-    /// The peer closed its side (read returned 0).
-    pub(crate) peer_closed: bool,
-    /// The poll reported the peer's FIN (it may not have been read yet).
-    pub(crate) peer_hup: bool,
-    /// Close after the request in progress (the server is shutting down).
+    /// The server is shutting down: the last response owed says the connection closes.
     pub(crate) close_after: bool,
+    /// Present while the connection has work in hand.
+    pub(crate) exchange: Option<Box<Exchange>>,
 }
 
-/// What a connection needs while it reads, answers or writes; pooled per reactor.
+/// What a connection holds while it reads, answers or writes a request; pooled per reactor.
 #[derive(Debug)]
-pub(crate) struct Io {
+pub(crate) struct Exchange {
     pub(crate) proto: ServerConn,
-    /// The current request's body.
+    /// The current request's body, when it arrived in more than one read.
     pub(crate) body: Vec<u8>,
-    /// Output the socket has not taken yet, from `written` on.
-    pub(crate) outbuf: Vec<u8>,
-    pub(crate) written: usize,
-    /// Bytes written in all, to tell a stalled client from a slow one.
-    pub(crate) sent: u64,
-    /// Bytes discarded while lingering.
-    pub(crate) lingered: usize,
+    pub(crate) output: Output,
     /// Responses owed while one of them waits for the worker pool, in request order.
-    pub(crate) pending: VecDeque<Slot>,
-    /// Sequence number of the next offloaded or queued response.
+    pub(crate) owed: VecDeque<Owed>,
+    /// Sequence number of the next owed response.
     pub(crate) next_seq: u64,
     /// When the current request's head was fully received.
     pub(crate) received: Instant,
 }
 
-impl Io {
+/// Output the socket has not taken yet.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    /// Unsent from `written` on.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) written: usize,
+    /// Bytes written in all, to tell a stalled client from a slow one.
+    pub(crate) sent: u64,
+}
+
+/// A response owed to the client, in request order.
+#[derive(Debug)]
+pub(crate) struct Owed {
+    pub(crate) seq: u64,
+    pub(crate) ctx: ResponseContext,
+    /// For statistics: the route, and when the request's head was received.
+    pub(crate) route: usize,
+    pub(crate) received: Instant,
+    pub(crate) state: OwedState,
+}
+
+#[derive(Debug)]
+pub(crate) enum OwedState {
+    /// On the worker pool; the flag tells the job its answer is no longer wanted.
+    Job {
+        cancelled: Arc<AtomicBool>,
+        deadline: Instant,
+    },
+    /// Ready, but behind one that is not.
+    Ready(Response),
+    /// The answer to a request that could not be parsed; the connection closes after it.
+    Refusal(RecvError),
+    /// A `100 Continue` for a request whose body is awaited.
+    Continue,
+}
+
+impl Output {
+    /// Bytes waiting for the socket.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len() - self.written
+    }
+}
+
+impl Exchange {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
             proto: ServerConn::new(limits),
             body: Vec::new(),
-            outbuf: Vec::new(),
-            written: 0,
-            sent: 0,
-            lingered: 0,
-            pending: VecDeque::new(),
+            output: Output::default(),
+            owed: VecDeque::new(),
             next_seq: 0,
             received: Instant::now(),
         }
     }
 
+    /// Queues an owed response behind the others; returns its sequence number.
+    pub(crate) fn owe(
+        &mut self,
+        ctx: ResponseContext,
+        route: usize,
+        received: Instant,
+        state: OwedState,
+    ) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.owed.push_back(Owed {
+            seq,
+            ctx,
+            route,
+            received,
+            state,
+        });
+        seq
+    }
+
     /// Tells every job still waiting for this connection that its answer is not wanted, and
     /// drops what was owed.
-    pub(crate) fn cancel_pending(&mut self) {
-        for slot in self.pending.drain(..) {
-            if let SlotState::Waiting { cancelled, .. } = slot.state {
+    pub(crate) fn cancel_owed(&mut self) {
+        for owed in self.owed.drain(..) {
+            if let OwedState::Job { cancelled, .. } = owed.state {
                 cancelled.store(true, Ordering::Relaxed);
             }
         }
     }
 
-    /// Output bytes waiting for the socket.
-    pub(crate) fn pending_output(&self) -> usize {
-        self.outbuf.len() - self.written
-    }
-
     /// Nothing in hand: it can serve another connection.
     fn is_idle(&self) -> bool {
-        self.pending_output() == 0
-            && self.pending.is_empty()
+        self.output.pending() == 0
+            && self.owed.is_empty()
             && self.body.is_empty()
             && self.proto.is_between_requests()
     }
 }
 
-/// A reactor's spare [`Io`]s. It keeps what was given back for reuse, and trims itself: once
-/// a second it frees half of those that were not needed during that second.
+/// A reactor's spare [`Exchange`]s. It keeps what was given back for reuse, and trims itself:
+/// once a second it frees half of those that were not needed during that second.
 #[derive(Debug)]
-pub(crate) struct IoPool {
+pub(crate) struct ExchangePool {
     limits: Limits,
-    // Boxed on purpose: an `Io` moves between the pool and its connections as a pointer.
+    // Boxed on purpose: an `Exchange` moves between the pool and its connections as a pointer.
     #[allow(clippy::vec_box)]
-    free: Vec<Box<Io>>,
+    free: Vec<Box<Exchange>>,
     /// The fewest spares held since the last trim.
     low: usize,
 }
 
-/// Most spare `Io`s a reactor keeps.
+/// Most spare exchanges a reactor keeps.
 const MAX_SPARE: usize = 4096;
-/// A buffer of a pooled `Io` larger than this is freed rather than kept.
+/// A buffer of a pooled exchange larger than this is freed rather than kept.
 const KEEP_IN_POOL: usize = 4 * 1024;
 
-impl IoPool {
+impl ExchangePool {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
             limits,
@@ -171,28 +219,35 @@ impl IoPool {
         }
     }
 
-    pub(crate) fn take(&mut self) -> Box<Io> {
-        let io = self
+    pub(crate) fn take(&mut self) -> Box<Exchange> {
+        let exchange = self
             .free
             .pop()
-            .unwrap_or_else(|| Box::new(Io::new(self.limits)));
+            .unwrap_or_else(|| Box::new(Exchange::new(self.limits)));
         self.low = self.low.min(self.free.len());
-        io
+        exchange
     }
 
-    pub(crate) fn give(&mut self, mut io: Box<Io>) {
+    /// Takes back an exchange; one given up in the middle of a request gets a fresh protocol
+    /// state.
+    pub(crate) fn give(&mut self, mut exchange: Box<Exchange>) {
+        exchange.cancel_owed();
         if self.free.len() >= MAX_SPARE {
             return;
         }
-        if io.body.capacity() > KEEP_IN_POOL {
-            io.body = Vec::new();
+        if !exchange.proto.is_between_requests() {
+            exchange.proto = ServerConn::new(self.limits);
         }
-        if io.outbuf.capacity() > KEEP_IN_POOL {
-            io.outbuf = Vec::new();
+        exchange.body.clear();
+        if exchange.body.capacity() > KEEP_IN_POOL {
+            exchange.body = Vec::new();
         }
-        io.written = 0;
-        io.lingered = 0;
-        self.free.push(io);
+        exchange.output.buf.clear();
+        if exchange.output.buf.capacity() > KEEP_IN_POOL {
+            exchange.output.buf = Vec::new();
+        }
+        exchange.output.written = 0;
+        self.free.push(exchange);
     }
 
     /// Frees half of the spares unused since the last call.
@@ -203,56 +258,45 @@ impl IoPool {
     }
 }
 
+impl Session {
+    /// Output bytes waiting for the socket.
+    pub(crate) fn pending_output(&self) -> usize {
+        self.exchange.as_ref().map_or(0, |e| e.output.pending())
+    }
+
+    /// Responses owed.
+    pub(crate) fn owed(&self) -> usize {
+        self.exchange.as_ref().map_or(0, |e| e.owed.len())
+    }
+
+    /// Between requests with nothing buffered or owed.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.input.is_empty() && self.pending_output() == 0 && self.owed() == 0
+    }
+}
+
 impl Connection {
     pub(crate) fn new(stream: TcpStream, id: ConnId) -> Self {
         Self {
             stream,
             id,
-            io: None,
-            inbuf: Vec::new(),
-            head_len: 0,
             timers: TimerTable::default(),
-            requests: 0,
-            head_timed: 0,
             phase: Phase::Open,
-            still_ready: false,
-            paused: false,
-            peer_closed: false,
-            peer_hup: false,
-            close_after: false,
+            reading: Reading::Ready,
+            peer: Peer::Open,
+            session: Session::default(),
         }
     }
 
-    /// Output bytes waiting for the socket.
-    pub(crate) fn pending_output(&self) -> usize {
-        self.io.as_ref().map_or(0, |io| io.pending_output())
-    }
-
-    /// Responses owed.
-    pub(crate) fn pending(&self) -> usize {
-        self.io.as_ref().map_or(0, |io| io.pending.len())
-    }
-
-    /// Input bytes received but not yet consumed.
-    pub(crate) fn unconsumed(&self) -> &[u8] {
-        &self.inbuf[self.head_len..]
-    }
-
-    /// Between requests with nothing buffered or owed.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.inbuf.is_empty() && self.pending_output() == 0 && self.pending() == 0
-    }
-
-    /// Gives the connection's `Io` back to the pool if it is open and has nothing in hand.
-    pub(crate) fn recycle(&mut self, pool: &mut IoPool) {
+    /// Gives the connection's exchange back to the pool if it is open and has nothing in hand.
+    pub(crate) fn recycle(&mut self, pool: &mut ExchangePool) {
         if self.phase == Phase::Open
-            && !self.paused
-            && self.inbuf.is_empty()
-            && self.head_len == 0
-            && self.io.as_ref().is_some_and(|io| io.is_idle())
-            && let Some(io) = self.io.take()
+            && self.reading != Reading::Paused
+            && self.session.input.is_empty()
+            && self.session.exchange.as_ref().is_some_and(|e| e.is_idle())
+            && let Some(exchange) = self.session.exchange.take()
         {
-            pool.give(io);
+            pool.give(exchange);
         }
     }
 }

@@ -58,10 +58,11 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
-mod conn;
+mod connection;
 mod handler;
 mod listener;
 mod log;
+mod mailbox;
 mod pool;
 mod reactor;
 mod server;

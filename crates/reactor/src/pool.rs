@@ -20,8 +20,7 @@ use std::{
 use crate::{
     JobContext, Response, StatusCode,
     handler::Job,
-    reactor::{Completion, Message},
-    server::Mailbox,
+    mailbox::{Completion, Mailbox, Message},
     token::ConnId,
 };
 

@@ -6,21 +6,20 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc,
     },
     thread,
 };
 
-use mio::{Poll, Waker};
+use mio::Poll;
 
 use crate::{
     Config, ConfigError, Handler, Stats,
     handler::ServerView,
     listener,
+    mailbox::{Mailbox, Message},
     pool::WorkerPool,
-    reactor::{Message, Reactor, Shared},
+    reactor::{Reactor, Shared},
     stats::StatsRegistry,
-    token::WAKER,
 };
 
 /// Starts servers.
@@ -87,9 +86,7 @@ impl Server {
         let mut reactors = Vec::with_capacity(listeners.len());
         for (id, listener) in listeners.into_iter().enumerate() {
             let poll = Poll::new().map_err(StartError::Io)?;
-            let waker = Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?;
-            let (sender, receiver) = mpsc::channel();
-            let mailbox = Arc::new(Mailbox { sender, waker });
+            let (mailbox, receiver) = Mailbox::new(poll.registry()).map_err(StartError::Io)?;
             let reactor = Reactor::new(
                 id,
                 poll,
@@ -126,22 +123,6 @@ impl Server {
             handle.mailboxes.push(mailbox);
         }
         Ok(handle)
-    }
-}
-
-/// A way into one reactor from other threads: a queue, and the reactor's one `Waker`.
-#[derive(Debug)]
-pub(crate) struct Mailbox {
-    sender: mpsc::Sender<Message>,
-    waker: Waker,
-}
-
-impl Mailbox {
-    pub(crate) fn send(&self, message: Message) {
-        // A reactor that has exited has dropped its receiver; there is nobody to tell.
-        if self.sender.send(message).is_ok() {
-            let _ = self.waker.wake();
-        }
     }
 }
 

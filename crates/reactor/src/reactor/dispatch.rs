@@ -1,0 +1,701 @@
+//! Requests to responses: parse, run the handler, then answer now, hand the job to the worker
+//! pool, or refuse; and the responses owed, sent in request order.
+//!
+//! A [`Dispatcher`] works on a connection's [`Session`] and the bytes just read, and appends
+//! what to send to its `out` buffer. It holds no socket and reads no clock of its own (the
+//! reactor ticks [`Clock`]), so it can be driven in a test with bytes in and bytes out.
+
+use std::{
+    cell::Cell,
+    ops::Range,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::SyncSender,
+    },
+    time::{Duration, Instant},
+};
+
+use rtserve_protocol::{
+    Event, ResponseContext, StatusCode, send_continue, send_error, send_response,
+};
+
+use super::clock::Clock;
+use crate::{
+    Config, Handler, JobContext, Reply, Request, Response,
+    connection::{Exchange, ExchangePool, OwedState, Session},
+    handler::{Job, ServerView},
+    log::LogEntry,
+    mailbox::{Completion, Mailbox},
+    pool::{Task, WorkerPool},
+    stats::ReactorStats,
+    token::ConnId,
+};
+
+/// A body buffer larger than this is freed after its request rather than kept.
+const KEEP_BODY: usize = 4 * 1024;
+
+/// Why processing a connection's input stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Everything given was consumed: read more.
+    Continue,
+    /// The per-turn request budget is spent: resume before sleeping.
+    Budget,
+    /// Output or owed responses are over their limit: resume when they drain.
+    Paused,
+    /// No more requests on this connection: it closes once its answers are out.
+    Stop,
+}
+
+/// What processing produced besides output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) struct Processed {
+    pub(crate) flow: Flow,
+    /// The earliest deadline of the jobs handed to the pool, for the connection's timer.
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// Everything one reactor needs to turn requests into responses.
+pub(crate) struct Dispatcher {
+    reactor: usize,
+    handler: Arc<dyn Handler>,
+    config: Arc<Config>,
+    pool: WorkerPool,
+    /// This reactor's own mailbox, for jobs to answer through.
+    reply_to: Arc<Mailbox>,
+    view: Arc<ServerView>,
+    /// This reactor's statistics (it is their only writer).
+    stats: Arc<ReactorStats>,
+    log: Option<SyncSender<LogEntry>>,
+    /// Where the handler files the request it is answering (see `Request::set_route`).
+    route: Cell<usize>,
+    pub(crate) clock: Clock,
+    /// Output of this turn for the connection being served, written by the reactor.
+    pub(crate) out: Vec<u8>,
+    /// Spare exchanges, for connections that have work in hand.
+    pub(crate) exchanges: ExchangePool,
+}
+
+/// What a [`Dispatcher`] shares with the other reactors of its server.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) pool: WorkerPool,
+    pub(crate) view: Arc<ServerView>,
+    pub(crate) log: Option<SyncSender<LogEntry>>,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(reactor: usize, shared: Shared, reply_to: Arc<Mailbox>) -> Self {
+        let Shared {
+            handler,
+            config,
+            pool,
+            view,
+            log,
+        } = shared;
+        let stats = Arc::clone(&view.stats.reactors[reactor]);
+        Self {
+            reactor,
+            handler,
+            exchanges: ExchangePool::new(config.limits),
+            config,
+            pool,
+            reply_to,
+            route: Cell::new(stats.other_route()),
+            view,
+            stats,
+            log,
+            clock: Clock::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Parses `new` (after any input kept from earlier) and answers every complete request,
+    /// until the input runs out, `budget` requests were answered, output backs up, or the
+    /// connection stops taking requests. Keeps in the session what must outlive this read.
+    ///
+    /// `drained`: nothing more waited in the socket when `new` was read, so a server shutting
+    /// down may close after the last request here without dropping one already read.
+    pub(crate) fn process(
+        &mut self,
+        id: ConnId,
+        session: &mut Session,
+        new: &[u8],
+        drained: bool,
+        budget: &mut usize,
+    ) -> Processed {
+        let close_after = session.close_after;
+        let exchange = session
+            .exchange
+            .get_or_insert_with(|| self.exchanges.take());
+        let mut input = session.input.begin(new);
+        // A body that arrives in one piece is handed to the handler where it lies; pieces are
+        // gathered in `exchange.body` only when there is more than one.
+        let mut body_at: Option<Range<usize>> = None;
+        let mut deadline = None;
+        let flow = loop {
+            if *budget == 0 {
+                break Flow::Budget;
+            }
+            if self.out.len() + exchange.output.pending() > self.config.max_buffered_output
+                || exchange.owed.len() >= self.config.max_pending_responses
+            {
+                break Flow::Paused;
+            }
+            let pos = input.position();
+            match exchange.proto.recv(input.rest()) {
+                Ok((n, Event::Head)) => {
+                    input.head_starts();
+                    input.consume(n);
+                    exchange.received = self.clock.now;
+                    if exchange.proto.head().expects_continue() {
+                        if exchange.owed.is_empty() {
+                            send_continue(&mut self.out);
+                        } else {
+                            // In line behind the responses still owed.
+                            let route = self.stats.other_route();
+                            let ctx = ResponseContext::for_error();
+                            let now = self.clock.now;
+                            exchange.owe(ctx, route, now, OwedState::Continue);
+                        }
+                    }
+                }
+                Ok((n, Event::Body(range))) => {
+                    let range = pos + range.start..pos + range.end;
+                    if exchange.body.is_empty() && body_at.is_none() {
+                        body_at = Some(range);
+                    } else {
+                        if let Some(first) = body_at.take() {
+                            exchange.body.extend_from_slice(&input.data()[first]);
+                        }
+                        exchange.body.extend_from_slice(&input.data()[range]);
+                    }
+                    input.consume(n);
+                }
+                Ok((n, Event::End)) => {
+                    input.consume(n);
+                    // Input may follow this request: in this read, or in the socket when the
+                    // read filled the buffer.
+                    let last = input.rest().is_empty() && drained;
+                    let body = match body_at.take() {
+                        Some(range) => &input.data()[range],
+                        None => &exchange.body[..],
+                    };
+                    let reply = self.run_handler(exchange, input.head(), body);
+                    input.request_ends();
+                    *budget -= 1;
+                    session.requests += 1;
+                    if exchange.body.capacity() > KEEP_BODY {
+                        exchange.body = Vec::new();
+                    } else {
+                        exchange.body.clear();
+                    }
+                    let close = close_after && last;
+                    match self.answer(id, exchange, reply, close) {
+                        Answered::Open => {}
+                        Answered::Job(at) => {
+                            deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
+                        }
+                        Answered::Closing => {
+                            exchange.proto.close();
+                            exchange.cancel_owed();
+                            break Flow::Stop;
+                        }
+                    }
+                }
+                Ok((n, Event::NeedMore)) => {
+                    input.consume(n);
+                    break Flow::Continue;
+                }
+                Ok((_, Event::Closed)) => break Flow::Stop,
+                Err(e) => {
+                    self.refuse(exchange, e);
+                    break Flow::Stop;
+                }
+            }
+        };
+        if let Some(first) = body_at {
+            // The body goes on in a later read: gather it.
+            exchange.body.extend_from_slice(&input.data()[first]);
+        }
+        if flow == Flow::Stop {
+            input.discard();
+        } else {
+            input.finish(exchange.proto.head().len());
+        }
+        Processed { flow, deadline }
+    }
+
+    /// Runs the handler on a complete request; a panic becomes a 500.
+    fn run_handler(&self, exchange: &Exchange, head: &[u8], body: &[u8]) -> Reply {
+        let received = exchange.received;
+        let deadline = deadline_after(received, self.config.deadline);
+        self.route.set(self.stats.other_route());
+        let req = Request::new(
+            exchange.proto.request(head),
+            body,
+            self.reactor,
+            (received, deadline),
+            &self.view,
+            &self.route,
+        );
+        let handler = &self.handler;
+        // The panic was reported by the panic hook; this request alone fails.
+        catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
+            .unwrap_or_else(|_| Reply::Ready(internal_error()))
+    }
+
+    /// Sends a reply's response, or hands its job to the pool. `close`: the response is the
+    /// last this connection will get (the server is shutting down).
+    fn answer(
+        &mut self,
+        id: ConnId,
+        exchange: &mut Exchange,
+        reply: Reply,
+        close: bool,
+    ) -> Answered {
+        let ctx = exchange.proto.head().response_context();
+        let ctx = if close { ctx.with_close() } else { ctx };
+        let route = self.route.get();
+        let response = match reply {
+            Reply::Ready(response) => response,
+            Reply::Offload(job) => match self.offload(id, exchange, ctx, job, route) {
+                Ok(deadline) => return Answered::Job(deadline),
+                Err(refused) => refused,
+            },
+        };
+        if !exchange.owed.is_empty() {
+            // Behind a response that is not ready: wait in line.
+            let received = exchange.received;
+            exchange.owe(ctx, route, received, OwedState::Ready(response));
+            return Answered::Open;
+        }
+        let (keep_alive, status) = self.encode(ctx, &response);
+        // The clock is from the start of the turn, so this counts the time the request waited
+        // behind others in this turn as well as its handler (one vDSO clock read per inline
+        // response, no system call).
+        self.record(route, status, exchange.received.elapsed());
+        if keep_alive {
+            Answered::Open
+        } else {
+            Answered::Closing
+        }
+    }
+
+    /// Queues a job for the pool and returns its deadline; or the response to send instead
+    /// when it cannot run.
+    fn offload(
+        &mut self,
+        id: ConnId,
+        exchange: &mut Exchange,
+        ctx: ResponseContext,
+        job: Job,
+        route: usize,
+    ) -> Result<Instant, Response> {
+        let received = exchange.received;
+        let deadline = deadline_after(received, job.deadline.unwrap_or(self.config.deadline));
+        if deadline <= self.clock.now {
+            self.stats.deadline_missed();
+            return Err(deadline_missed());
+        }
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let task = Task {
+            job,
+            ctx: JobContext {
+                deadline,
+                cancelled: Arc::clone(&cancelled),
+            },
+            reply_to: Arc::clone(&self.reply_to),
+            conn: id,
+            // `owe` gives the next sequence number to the slot below.
+            seq: exchange.next_seq,
+        };
+        if self.pool.try_submit(task).is_err() {
+            // The queue is full: shed now rather than queue past the deadline.
+            self.stats.shed();
+            return Err(overloaded());
+        }
+        let state = OwedState::Job {
+            cancelled,
+            deadline,
+        };
+        exchange.owe(ctx, route, received, state);
+        Ok(deadline)
+    }
+
+    /// Answers a request that could not be parsed, in its place in line: now if nothing is
+    /// owed before it, else after what is owed. The connection closes after it.
+    fn refuse(&mut self, exchange: &mut Exchange, error: rtserve_protocol::RecvError) {
+        if exchange.owed.is_empty() {
+            send_error(error, &self.clock.date, &mut self.out);
+            self.record(self.stats.other_route(), error.status(), Duration::ZERO);
+        } else {
+            let (route, now) = (self.stats.other_route(), self.clock.now);
+            let ctx = ResponseContext::for_error();
+            exchange.owe(ctx, route, now, OwedState::Refusal(error));
+        }
+    }
+
+    /// The client took too long to send its request: 408, in its place in line, then close
+    /// (RFC 9110 §15.5.9).
+    pub(crate) fn time_out(&mut self, session: &mut Session) {
+        let exchange = session
+            .exchange
+            .get_or_insert_with(|| self.exchanges.take());
+        exchange.proto.close();
+        let response = Response::text(StatusCode::REQUEST_TIMEOUT, "request timeout\n");
+        let ctx = ResponseContext::for_error();
+        let route = self.stats.other_route();
+        if exchange.owed.is_empty() {
+            let (_, status) = self.encode(ctx, &response);
+            self.record(route, status, Duration::ZERO);
+        } else {
+            let now = self.clock.now;
+            exchange.owe(ctx, route, now, OwedState::Ready(response));
+        }
+    }
+
+    /// The peer closed its side: a request cut short is answered (the client may still be
+    /// reading: it half-closed), and no more are taken.
+    pub(crate) fn recv_eof(&mut self, session: &mut Session) {
+        let Some(exchange) = session.exchange.as_deref_mut() else {
+            return;
+        };
+        if let Err(e) = exchange.proto.recv_eof(session.input.unconsumed()) {
+            self.refuse(exchange, e);
+        }
+    }
+
+    /// Puts a job's response in its place; returns whether it was wanted (a late one, whose
+    /// place was answered 503 at the deadline, or whose connection is gone, is dropped).
+    pub(crate) fn complete(&mut self, session: &mut Session, completion: Completion) -> bool {
+        let Some(owed) = session
+            .exchange
+            .as_deref_mut()
+            .and_then(|e| e.owed.iter_mut().find(|o| o.seq == completion.seq))
+        else {
+            return false;
+        };
+        let OwedState::Job { deadline, .. } = owed.state else {
+            return false;
+        };
+        // Finished, but after its deadline: the timer has not popped yet (poll timeouts are
+        // whole milliseconds), and the late result is dropped all the same.
+        owed.state = if self.clock.now >= deadline {
+            self.stats.deadline_missed();
+            OwedState::Ready(deadline_missed())
+        } else {
+            OwedState::Ready(completion.response)
+        };
+        true
+    }
+
+    /// Answers 503 in place of every job past its deadline (RFC 9110 §15.6.4); each is told,
+    /// and its late result will be dropped. Returns the next deadline among those left.
+    pub(crate) fn expire(&mut self, session: &mut Session) -> Option<Instant> {
+        let exchange = session.exchange.as_deref_mut()?;
+        let mut next: Option<Instant> = None;
+        for owed in &mut exchange.owed {
+            if let OwedState::Job {
+                cancelled,
+                deadline,
+            } = &owed.state
+            {
+                if *deadline <= self.clock.now {
+                    cancelled.store(true, Ordering::Relaxed);
+                    owed.state = OwedState::Ready(deadline_missed());
+                    self.stats.deadline_missed();
+                } else {
+                    next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Sends the owed responses at the front of the line that are ready, in order; returns
+    /// whether the connection must close after them. `input_waits`: the reactor holds input
+    /// it has not parsed yet (it paused reading), so the last response here is not the last.
+    pub(crate) fn release(&mut self, session: &mut Session, input_waits: bool) -> bool {
+        let close_after = session.close_after && session.input.is_empty() && !input_waits;
+        let Some(exchange) = session.exchange.as_deref_mut() else {
+            return false;
+        };
+        loop {
+            let ready = match exchange.owed.front().map(|o| &o.state) {
+                Some(OwedState::Job { .. }) | None => break,
+                Some(_) => exchange.owed.pop_front(),
+            };
+            let Some(owed) = ready else {
+                break;
+            };
+            // Shutting down: the last response owed says the connection closes.
+            let ctx = if close_after && exchange.owed.is_empty() {
+                owed.ctx.with_close()
+            } else {
+                owed.ctx
+            };
+            let (keep_alive, status) = match owed.state {
+                OwedState::Continue => {
+                    send_continue(&mut self.out);
+                    continue;
+                }
+                OwedState::Refusal(error) => {
+                    send_error(error, &self.clock.date, &mut self.out);
+                    (false, error.status())
+                }
+                OwedState::Ready(response) => self.encode(ctx, &response),
+                OwedState::Job { .. } => unreachable!("jobs stop the loop above"),
+            };
+            let latency = self.clock.now.saturating_duration_since(owed.received);
+            self.record(owed.route, status, latency);
+            if !keep_alive {
+                exchange.proto.close();
+                exchange.cancel_owed();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Encodes a response, or a 500 if HTTP cannot carry it (a bad header from the handler);
+    /// returns whether the connection stays open, and the status sent.
+    fn encode(&mut self, ctx: ResponseContext, response: &Response) -> (bool, StatusCode) {
+        let date = &self.clock.date;
+        let body = response.body().as_bytes();
+        match send_response(
+            ctx,
+            response.status(),
+            response.headers(),
+            body,
+            date,
+            &mut self.out,
+        ) {
+            Ok(keep_alive) => (keep_alive, response.status()),
+            Err(_) => {
+                let error = internal_error();
+                let body = error.body().as_bytes();
+                let sent = send_response(
+                    ctx,
+                    error.status(),
+                    error.headers(),
+                    body,
+                    date,
+                    &mut self.out,
+                );
+                (sent.unwrap_or(false), error.status())
+            }
+        }
+    }
+
+    /// Counts a response and hands it to the request log, if there is one (never waiting: a
+    /// full log queue drops the entry and counts it).
+    fn record(&self, route: usize, status: StatusCode, latency: Duration) {
+        self.stats.response(route, status.as_u16(), latency);
+        if let Some(log) = &self.log {
+            let entry = LogEntry {
+                reactor: self.reactor,
+                route,
+                status,
+                latency,
+            };
+            if log.try_send(entry).is_err() {
+                self.stats.log_dropped();
+            }
+        }
+    }
+
+    /// What requests can see of the server.
+    pub(crate) fn view(&self) -> &ServerView {
+        &self.view
+    }
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("reactor", &self.reactor)
+            .field("out", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a request's reply.
+enum Answered {
+    /// Sent or queued; the connection goes on.
+    Open,
+    /// Handed to the pool, due by this deadline.
+    Job(Instant),
+    /// Sent, and the connection closes after it.
+    Closing,
+}
+
+/// `received + after`, at most a year on (a deadline of `Duration::MAX` means "none").
+fn deadline_after(received: Instant, after: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(365 * 86_400);
+    received.checked_add(after.min(FAR)).unwrap_or(received)
+}
+
+fn internal_error() -> Response {
+    Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+}
+
+fn deadline_missed() -> Response {
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, "deadline exceeded\n")
+}
+
+fn overloaded() -> Response {
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n")
+}
+
+#[cfg(test)]
+mod tests {
+    //! The dispatcher driven with bytes in and bytes out: no socket, and a clock that moves
+    //! only when a test moves it.
+
+    use std::sync::atomic::AtomicBool;
+
+    use mio::Poll;
+
+    use super::*;
+    use crate::{mailbox::Message, stats::StatsRegistry};
+
+    /// A dispatcher for `handler` with a stopped clock, one worker, and what keeps its
+    /// mailbox alive.
+    fn dispatcher(handler: impl Handler) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
+        let poll = Poll::new().expect("a poll");
+        let (mailbox, receiver) = Mailbox::new(poll.registry()).expect("a mailbox");
+        let (pool, _workers) = WorkerPool::start(1, 4).expect("a pool");
+        let stats = Arc::new(StatsRegistry::new(1, handler.routes()));
+        let shared = Shared {
+            handler: Arc::new(handler),
+            config: Arc::new(Config::default()),
+            pool,
+            view: Arc::new(ServerView {
+                draining: Arc::new(AtomicBool::new(false)),
+                stats,
+            }),
+            log: None,
+        };
+        let mut dispatcher = Dispatcher::new(0, shared, mailbox);
+        dispatcher.clock = Clock::at(Instant::now());
+        (dispatcher, poll, receiver)
+    }
+
+    fn hello(_: &Request<'_>) -> Reply {
+        Response::text(StatusCode::OK, "hi").into()
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Feeds one read; returns the flow and what was written.
+    fn feed(d: &mut Dispatcher, s: &mut Session, new: &[u8], drained: bool) -> (Flow, String) {
+        let mut budget = 64;
+        let id = ConnId {
+            index: 0,
+            generation: 0,
+        };
+        let processed = d.process(id, s, new, drained, &mut budget);
+        let out = String::from_utf8_lossy(&d.out).into_owned();
+        d.out.clear();
+        (processed.flow, out)
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_one_buffer() {
+        let (mut d, _poll, _rx) = dispatcher(hello);
+        let mut s = Session::default();
+        let (flow, out) = feed(&mut d, &mut s, &[GET, GET].concat(), true);
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{out}");
+        assert!(!out.contains("Connection: close"), "{out}");
+        assert_eq!(s.requests, 2);
+        assert!(s.is_idle());
+    }
+
+    #[test]
+    fn a_head_split_across_reads_is_answered_once_whole() {
+        let (mut d, _poll, _rx) = dispatcher(hello);
+        let mut s = Session::default();
+        assert_eq!(
+            feed(&mut d, &mut s, &GET[..7], true),
+            (Flow::Continue, String::new())
+        );
+        assert!(!s.input.is_empty());
+        let (_, out) = feed(&mut d, &mut s, &GET[7..], true);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(s.input.is_empty());
+    }
+
+    #[test]
+    fn shutting_down_the_last_request_read_says_close() {
+        let (mut d, _poll, _rx) = dispatcher(hello);
+        let mut s = Session {
+            close_after: true,
+            ..Session::default()
+        };
+        // More may wait in the socket: not the last yet.
+        let (flow, out) = feed(&mut d, &mut s, GET, false);
+        assert_eq!(flow, Flow::Continue);
+        assert!(!out.contains("Connection: close"), "{out}");
+        // Two in one read, the socket drained: only the second says close.
+        let (flow, out) = feed(&mut d, &mut s, &[GET, GET].concat(), true);
+        assert_eq!(flow, Flow::Stop);
+        let (first, second) = out.split_at(out.rfind("HTTP/1.1").expect("two responses"));
+        assert!(!first.contains("Connection: close"), "{out}");
+        assert!(second.contains("Connection: close"), "{out}");
+    }
+
+    #[test]
+    fn a_bad_request_is_refused_and_ends_the_connection() {
+        let (mut d, _poll, _rx) = dispatcher(hello);
+        let mut s = Session::default();
+        let (flow, out) = feed(&mut d, &mut s, b"GET / HTTP/1.1\r\n\r\n", true);
+        assert_eq!(flow, Flow::Stop);
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(out.contains("Connection: close"), "{out}");
+        assert!(s.input.is_empty());
+    }
+
+    #[test]
+    fn a_job_past_its_deadline_is_answered_503_in_its_place() {
+        let slow = |_: &Request<'_>| -> Reply {
+            Reply::offload(|ctx: &JobContext| {
+                while !ctx.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Response::new(StatusCode::OK)
+            })
+        };
+        let (mut d, _poll, _rx) = dispatcher(slow);
+        let mut s = Session::default();
+        let mut budget = 64;
+        let id = ConnId {
+            index: 0,
+            generation: 0,
+        };
+        let processed = d.process(id, &mut s, GET, true, &mut budget);
+        let deadline = processed.deadline.expect("the job's deadline");
+        assert_eq!(s.owed(), 1);
+        assert!(d.out.is_empty());
+        // Not due yet: nothing to send.
+        assert_eq!(d.expire(&mut s), Some(deadline));
+        assert!(!d.release(&mut s, false));
+        assert!(d.out.is_empty());
+        // The clock reaches the deadline.
+        d.clock.now = deadline;
+        assert_eq!(d.expire(&mut s), None);
+        assert!(!d.release(&mut s, false));
+        let out = String::from_utf8_lossy(&d.out);
+        assert!(
+            out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{out}"
+        );
+        assert_eq!(s.owed(), 0);
+    }
+}

@@ -1,0 +1,244 @@
+//! One reactor: a thread that owns a `mio::Poll`, a listener and a slab of connections.
+//!
+//! Theory of operation, one turn of the loop:
+//!
+//! 1. Poll with a timeout of the nearest timer (zero while connections are on the still-ready
+//!    list). Tick the clock, once.
+//! 2. Handle events: the waker drains the mailbox; the listener accepts until `WouldBlock`
+//!    (`accept.rs`); a connection reads, has its requests answered (`dispatch.rs`), then
+//!    writes (`io.rs`).
+//! 3. Serve the still-ready list: connections cut off by the per-turn request budget, or whose
+//!    output drained below the limit after reading had paused. No new edge will come for
+//!    bytes already in their buffers, so they are resumed here, before the next sleep.
+//! 4. Fire due timers (`timers.rs`), and move shutdown along (`shutdown.rs`).
+//!
+//! Readiness is edge-triggered and a connection is registered once for both directions, so
+//! answering a request costs no `epoll_ctl`. Two shortcuts to "until `WouldBlock`" are sound
+//! for TCP on Linux and save a system call per request: a read that returns less than the
+//! buffer had room for has taken everything the socket held, and any byte arriving after it
+//! raises a new edge; a write that takes less than it was given leaves the socket full, and
+//! space freeing up raises a new edge.
+
+mod accept;
+mod clock;
+mod dispatch;
+mod io;
+mod shutdown;
+mod timers;
+
+use std::{
+    io as stdio, mem,
+    sync::{Arc, mpsc},
+    time::{Duration, Instant},
+};
+
+use mio::{Events, Interest, Poll, net::TcpListener};
+use slab::Slab;
+
+pub(crate) use self::dispatch::Shared;
+use self::{accept::Accepting, dispatch::Dispatcher, shutdown::Stage};
+use crate::{
+    Config,
+    connection::{Connection, Peer, Reading},
+    mailbox::{Mailbox, Message},
+    stats::ReactorStats,
+    timer::TimerQueue,
+    token::{ConnId, LISTENER, WAKER},
+};
+
+/// Bytes read from a socket per system call.
+const READ_CHUNK: usize = 64 * 1024;
+/// Events handled per poll.
+const EVENTS: usize = 1024;
+
+/// A reactor, built on the starting thread (so that errors reach the caller) and then moved
+/// onto its own.
+pub(crate) struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    accepting: Accepting,
+    conns: Slab<Connection>,
+    next_generation: u32,
+    timers: TimerQueue,
+    /// Where sockets are read into; requests are parsed where they lie.
+    scratch: Box<[u8]>,
+    still_ready: Vec<ConnId>,
+    /// Connections that got completions this turn, flushed once each.
+    touched: Vec<ConnId>,
+    stage: Stage,
+    config: Arc<Config>,
+    /// This reactor's statistics (it is their only writer).
+    stats: Arc<ReactorStats>,
+    mailbox: mpsc::Receiver<Message>,
+    dispatch: Dispatcher,
+}
+
+impl Reactor {
+    pub(crate) fn new(
+        id: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        shared: Shared,
+        mailbox: mpsc::Receiver<Message>,
+        reply_to: Arc<Mailbox>,
+    ) -> stdio::Result<Self> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let config = Arc::clone(&shared.config);
+        let stats = Arc::clone(&shared.view.stats.reactors[id]);
+        Ok(Self {
+            poll,
+            listener: Some(listener),
+            accepting: Accepting::Open,
+            conns: Slab::new(),
+            next_generation: 0,
+            timers: TimerQueue::default(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            still_ready: Vec::new(),
+            touched: Vec::new(),
+            stage: Stage::Serving,
+            config,
+            stats,
+            mailbox,
+            dispatch: Dispatcher::new(id, shared, reply_to),
+        })
+    }
+
+    /// Runs until shut down.
+    pub(crate) fn run(mut self) -> stdio::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut ready = Vec::new();
+        loop {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == stdio::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if self.dispatch.clock.tick() {
+                self.dispatch.exchanges.trim();
+            }
+            for event in &events {
+                match event.token() {
+                    WAKER => self.handle_mailbox(),
+                    LISTENER => self.accept(),
+                    token => {
+                        let Some(id) = ConnId::from_token(token) else {
+                            continue;
+                        };
+                        if event.is_error() {
+                            // Reset or failed: free the slot now and drop what it was owed.
+                            self.close(id);
+                            continue;
+                        }
+                        if event.is_read_closed()
+                            && let Some(conn) = self.conn_mut(id)
+                            && conn.peer == Peer::Open
+                        {
+                            conn.peer = Peer::HungUp;
+                        }
+                        let readable = event.is_readable() || event.is_read_closed();
+                        self.handle_event(id, readable, event.is_writable());
+                    }
+                }
+            }
+            // Serve the connections that still have work; new ones go to the next turn.
+            mem::swap(&mut ready, &mut self.still_ready);
+            for id in ready.drain(..) {
+                if let Some(conn) = self.conn_mut(id) {
+                    conn.reading = Reading::Ready;
+                    self.handle_event(id, true, false);
+                }
+            }
+            self.fire_timers();
+            self.resume_accepting();
+            if self.advance_shutdown() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.still_ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = [
+            self.timers.next(),
+            self.stage.next_change(),
+            self.accepting.resumes_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        // The clock is from before this turn's work; a time already passed polls with zero.
+        next.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.id.generation == id.generation)
+    }
+
+    fn handle_mailbox(&mut self) {
+        while let Ok(message) = self.mailbox.try_recv() {
+            match message {
+                Message::Completion(completion) => {
+                    let id = completion.conn;
+                    let Some(conn) = self
+                        .conns
+                        .get_mut(id.index as usize)
+                        .filter(|c| c.id.generation == id.generation)
+                    else {
+                        continue;
+                    };
+                    if self.dispatch.complete(&mut conn.session, completion) {
+                        self.touched.push(id);
+                    }
+                }
+                Message::Shutdown { grace } => self.begin_drain(grace),
+            }
+        }
+        let mut touched = mem::take(&mut self.touched);
+        for id in touched.drain(..) {
+            self.release(id);
+        }
+        self.touched = touched;
+    }
+
+    /// Handles readiness of one connection.
+    fn handle_event(&mut self, id: ConnId, readable: bool, writable: bool) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if writable && conn.session.pending_output() > 0 && !self.flush(id) {
+            return;
+        }
+        let resume = self.resumable(id);
+        if readable || resume {
+            self.read(id);
+        } else {
+            self.recycle(id);
+        }
+    }
+
+    /// Gives a connection's exchange back to the pool if it has nothing in hand.
+    fn recycle(&mut self, id: ConnId) {
+        if let Some(conn) = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.id.generation == id.generation)
+        {
+            conn.recycle(&mut self.dispatch.exchanges);
+        }
+    }
+
+    fn mark_still_ready(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id)
+            && conn.reading != Reading::Queued
+        {
+            conn.reading = Reading::Queued;
+            self.still_ready.push(id);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! What each timer does when it fires (the timers themselves are in `crate::timer`).
+
+use super::Reactor;
+use crate::{
+    connection::{Connection, Phase},
+    timer::{Popped, TimerKind},
+};
+
+impl Reactor {
+    /// Fires every timer due by the turn's clock.
+    pub(super) fn fire_timers(&mut self) {
+        let now = self.dispatch.clock.now;
+        while let Some((at, id, kind)) = self.timers.pop_due(now) {
+            let Some(conn) = self
+                .conns
+                .get_mut(id.index as usize)
+                .filter(|c| c.id.generation == id.generation)
+            else {
+                continue;
+            };
+            let kind = match conn.timers.on_pop(kind, at, now) {
+                Popped::Ignore => continue,
+                Popped::Requeue(at, kind) => {
+                    self.timers.push(id, kind, at);
+                    continue;
+                }
+                Popped::Fire(kind) => kind,
+            };
+            match kind {
+                TimerKind::Deadline => {
+                    if let Some(next) = self.dispatch.expire(&mut conn.session) {
+                        self.timers
+                            .set(&mut conn.timers, id, TimerKind::Deadline, next);
+                    }
+                    self.release(id);
+                }
+                TimerKind::HeadRead | TimerKind::BodyRead if conn.phase == Phase::Open => {
+                    if conn.session.input.is_empty() {
+                        // No request begun: nothing to say.
+                        self.close(id);
+                    } else {
+                        // A request had begun: say so before closing.
+                        conn.phase = Phase::Closing;
+                        self.dispatch.time_out(&mut conn.session);
+                        if self.flush(id) {
+                            self.release(id);
+                        }
+                    }
+                }
+                TimerKind::Idle if conn.phase == Phase::Open && conn.session.is_idle() => {
+                    // Closed before reading anything more: a request sent after this was never
+                    // read, and the client can tell it was not served.
+                    self.close(id);
+                }
+                TimerKind::WriteStall => {
+                    // No writable edge may have come even though the client reads (the
+                    // kernel raises one only once a third of the buffer is free): try, and
+                    // drop the client only if it took nothing since the timer was set.
+                    let sent = |conn: &Connection| {
+                        conn.session.exchange.as_ref().map_or(0, |e| e.output.sent)
+                    };
+                    let before = sent(conn);
+                    if self.flush(id)
+                        && let Some(conn) = self.conn_mut(id)
+                    {
+                        if sent(conn) == before && conn.session.pending_output() > 0 {
+                            self.close(id);
+                        } else if self.resumable(id) {
+                            // Drained below the limit with no edge to say so: read on.
+                            self.mark_still_ready(id);
+                        }
+                    }
+                }
+                TimerKind::Linger => self.close(id),
+                TimerKind::HeadRead | TimerKind::BodyRead | TimerKind::Idle => {}
+            }
+        }
+    }
+}

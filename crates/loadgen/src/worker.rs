@@ -304,9 +304,8 @@ impl<'p> Worker<'p> {
             }
         }
         // Anything still in flight has outlived the timeout.
-        let now = Instant::now();
         for i in 0..self.conns.len() {
-            self.close(i, ErrorKind::Timeout, ErrorKind::Timeout, now);
+            self.close(i, ErrorKind::Timeout, ErrorKind::Timeout);
         }
         Ok(())
     }
@@ -368,16 +367,26 @@ impl<'p> Worker<'p> {
     }
 
     /// Open a connection or write due requests, whichever the connection can do now.
+    ///
+    /// Called only from the event loop's top (never from inside a read or a parse), so the
+    /// connection may be closed and replaced here without pulling a buffer out from under a
+    /// caller.
     fn pump(&mut self, i: usize, now: Instant) {
+        while self.pump_once(i, now) {}
+    }
+
+    /// One pass of [`pump`](Self::pump); returns whether a write closed the connection with
+    /// requests still due (so another pass reconnects).
+    fn pump_once(&mut self, i: usize, now: Instant) -> bool {
         loop {
             match self.conns[i].state {
-                ConnState::Connecting(_) => return,
+                ConnState::Connecting(_) => return false,
                 ConnState::Idle => {
                     if !self.conns[i].has_due() || self.draining {
-                        return;
+                        return false;
                     }
                     if self.connect(i, now) {
-                        return;
+                        return false;
                     }
                     // Refused at once: that costs the request at the head of the queue.
                     self.fail_connect(i);
@@ -409,8 +418,10 @@ impl<'p> Worker<'p> {
             wrote = true;
         }
         if wrote {
-            self.flush(i, now);
+            self.flush(i);
         }
+        let conn = &self.conns[i];
+        conn.state == ConnState::Idle && conn.has_due() && !self.draining
     }
 
     /// Start a non-blocking connect; false if it failed at once.
@@ -480,25 +491,27 @@ impl<'p> Worker<'p> {
         if self.conns[i].state != ConnState::Open {
             return;
         }
-        self.flush(i, now);
+        self.flush(i);
         if readable && self.conns[i].state == ConnState::Open {
             self.read(i);
         }
+        // Responses free pipeline slots; a close leaves due requests for a new connection.
+        self.pump(i, now);
     }
 
     /// Write buffered request bytes until done or `WouldBlock`.
-    fn flush(&mut self, i: usize, now: Instant) {
+    fn flush(&mut self, i: usize) {
         let conn = &mut self.conns[i];
         let Some(socket) = conn.socket.as_mut() else {
             return;
         };
         while conn.write_pos < conn.write_buf.len() {
             match socket.write(&conn.write_buf[conn.write_pos..]) {
-                Ok(0) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed, now),
+                Ok(0) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed),
                 Ok(n) => conn.write_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed, now),
+                Err(_) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed),
             }
         }
         conn.write_buf.clear();
@@ -537,7 +550,7 @@ impl<'p> Worker<'p> {
                     return;
                 }
                 // Requests still in flight get no answer on this connection.
-                return self.close(i, ErrorKind::Closed, ErrorKind::Closed, now);
+                return self.close(i, ErrorKind::Closed, ErrorKind::Closed);
             }
         }
     }
@@ -563,7 +576,7 @@ impl<'p> Worker<'p> {
                     }
                 }
                 Err(_) => {
-                    self.close(i, ErrorKind::Malformed, ErrorKind::Closed, now);
+                    self.close(i, ErrorKind::Malformed, ErrorKind::Closed);
                     return false;
                 }
             }
@@ -576,7 +589,7 @@ impl<'p> Worker<'p> {
     fn complete(&mut self, i: usize, done: Completed, now: Instant) -> bool {
         let Some(request) = self.conns[i].in_flight.pop_front() else {
             // A response nobody asked for.
-            self.close(i, ErrorKind::Malformed, ErrorKind::Closed, now);
+            self.close(i, ErrorKind::Malformed, ErrorKind::Closed);
             return false;
         };
         self.plan.live.completed.fetch_add(1, Ordering::Relaxed);
@@ -594,16 +607,15 @@ impl<'p> Worker<'p> {
         let reuse = !done.close && !self.plan.config.new_connection_per_request;
         if !reuse {
             // Requests pipelined behind a closing response are lost.
-            self.close(i, ErrorKind::Closed, ErrorKind::Closed, now);
+            self.close(i, ErrorKind::Closed, ErrorKind::Closed);
             return false;
         }
-        self.pump(i, now);
         true
     }
 
     /// Drop the connection: the oldest request in flight counts as `first`, the rest as
     /// `rest`. Due requests stay queued for a new connection.
-    fn close(&mut self, i: usize, first: ErrorKind, rest: ErrorKind, now: Instant) {
+    fn close(&mut self, i: usize, first: ErrorKind, rest: ErrorKind) {
         let conn = &mut self.conns[i];
         if let Some(socket) = conn.socket.as_mut() {
             let _ = self.poll.registry().deregister(socket);
@@ -618,7 +630,6 @@ impl<'p> Worker<'p> {
         for (n, scheduled) in lost.into_iter().enumerate() {
             self.count_error(scheduled, if n == 0 { first } else { rest });
         }
-        self.pump(i, now);
     }
 
     fn count_error(&mut self, scheduled: u64, kind: ErrorKind) {
@@ -650,7 +661,8 @@ impl<'p> Worker<'p> {
                         .front()
                         .is_some_and(|r| now >= r.sent + timeout) =>
                 {
-                    self.close(i, ErrorKind::Timeout, ErrorKind::Timeout, now);
+                    self.close(i, ErrorKind::Timeout, ErrorKind::Timeout);
+                    self.pump(i, now);
                 }
                 _ => {}
             }

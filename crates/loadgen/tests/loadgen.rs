@@ -310,3 +310,45 @@ fn command_line() {
     let _ = std::fs::remove_file(&hgrm);
     assert!(written.contains("Total count"), "{written}");
 }
+
+/// A server that answers one request on each connection and then resets it (SO_LINGER 0),
+/// for at most `limit` connections or until the listener errs; it stops by itself.
+fn answer_then_reset(limit: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hello", listener.local_addr().expect("address"));
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(mut stream) = stream else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+    });
+    (url, server)
+}
+
+#[test]
+fn a_server_that_answers_then_resets_is_counted_not_crashed() {
+    // More connections than the run can open (one request each at 2,000 req/s for 1.2 s);
+    // the server thread ends with the count, or with the test process.
+    let (url, _server) = answer_then_reset(10_000);
+    let mut config = config(&url, 2000.0, 1, 1000);
+    config.timeout = Duration::from_secs(1);
+    let report = run(&config).expect("the run ends with a report");
+    assert_accounted(&report);
+    assert!(report.completed > 0, "{}", report.to_markdown());
+    assert_eq!(report.status_2xx(), report.completed);
+    assert!(report.errors.total() > 0, "{}", report.to_markdown());
+}

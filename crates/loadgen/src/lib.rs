@@ -37,6 +37,7 @@
 mod config;
 mod report;
 pub mod response;
+mod schedule;
 mod worker;
 
 use std::io::Write as _;

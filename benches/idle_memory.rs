@@ -6,50 +6,20 @@
 //! growth per idle connection. Numbers, not assertions: run with
 //! `cargo bench --bench idle_memory` (optionally `-- N`, default 10000).
 
-#![allow(unsafe_code)] // A counting allocator is an `unsafe impl GlobalAlloc`.
-
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
     process::{Command, Stdio},
-    sync::atomic::{AtomicIsize, Ordering},
     time::Duration,
 };
 
 use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
 
-struct Tracking;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is passed on unchanged to the system allocator, which upholds the
-// `GlobalAlloc` contract; the counter only records sizes.
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's obligations are those of `System.alloc`.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: as for `System.realloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Tracking = Tracking;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const CLIENT: &str = "RTSERVE_IDLE_CLIENT";
 
@@ -82,7 +52,7 @@ fn main() {
         request(&mut s);
     }
     std::thread::sleep(Duration::from_millis(200));
-    let heap_before = LIVE.load(Ordering::Relaxed);
+    let heap_before = counting_alloc::live_bytes();
     let rss_before = rss();
 
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -97,7 +67,7 @@ fn main() {
     assert_eq!(ready, "READY", "client: {ready}");
     std::thread::sleep(Duration::from_millis(500));
     let open = server.stats().open_connections[0];
-    let heap = LIVE.load(Ordering::Relaxed) - heap_before;
+    let heap = counting_alloc::live_bytes() - heap_before;
     let rss_growth = rss() - rss_before;
     println!("idle keep-alive connections: {open} (asked for {n})");
     println!(

@@ -15,9 +15,7 @@
 //! asserted.
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
-    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime},
 };
 
@@ -76,44 +74,11 @@ const WARM_UP: u64 = 100;
 /// Requests over which allocations are counted.
 const COUNTED: u64 = 1_000;
 
-/// Allocations (including reallocations) since the start of the process.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-/// Forwards to [`System`], counting every allocation and reallocation.
-struct CountingAllocator;
-
-// The workspace denies unsafe code, and a global allocator can only be written with it: this
-// one only counts, then hands every call to `System` unchanged.
-#[allow(unsafe_code)]
-// SAFETY: every method forwards its arguments to `System`, which upholds `GlobalAlloc`'s
-// contract; counting touches no memory the allocator hands out.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's guarantees for `alloc` are passed on to `System` as they are.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `ptr` came from this allocator, which is `System`, with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator, which is `System`, with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 /// One kept-alive connection and what its reactor would reuse between requests.
 struct Server {
@@ -216,17 +181,17 @@ fn read_post(conn: &mut ServerConn, input: &[u8]) -> usize {
 /// Prints the heap allocations of the first call of `f` on a new connection, and per call
 /// after [`WARM_UP`] more.
 fn print_allocations(name: &str, mut f: impl FnMut()) {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     f();
-    let first = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let first = counting_alloc::allocations() - before;
     for _ in 0..WARM_UP {
         f();
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     for _ in 0..COUNTED {
         f();
     }
-    let count = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let count = counting_alloc::allocations() - before;
     println!(
         "{name}: {} allocations/request after warm-up ({count} in {COUNTED} requests; \
          {first} in the first)",

@@ -1,45 +1,19 @@
 //! The inline keep-alive path allocates nothing once warm: counted with a global allocator
 //! that counts every allocation in this test process.
 
-#![allow(unsafe_code)] // A counting allocator is an `unsafe impl GlobalAlloc`.
-
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     io::{Read, Write},
     net::TcpStream,
-    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
 use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is passed on unchanged to the system allocator, which upholds the
-// `GlobalAlloc` contract; the counter has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's obligations are those of `System.alloc`.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `System.realloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\
     Accept: */*\r\n\r\n";
@@ -78,14 +52,14 @@ fn inline_keep_alive_requests_allocate_nothing_once_warm() {
     for _ in 0..200 {
         round_trip(&mut stream, &mut buf);
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     // Starting the server allocated: the counter is live.
     assert!(before > 0);
     const REQUESTS: u64 = 2000;
     for _ in 0..REQUESTS {
         round_trip(&mut stream, &mut buf);
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = counting_alloc::allocations() - before;
     eprintln!("{allocations} allocations in {REQUESTS} keep-alive requests");
     assert_eq!(allocations, 0, "allocations on the inline keep-alive path");
     drop(stream);

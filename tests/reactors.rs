@@ -92,9 +92,25 @@ fn a_shared_port_is_joined_on_purpose() {
     if have_proc_net_tcp() {
         assert_eq!(listening_on(first.addr.port()), 4);
     }
-    for _ in 0..10 {
+    // The kernel spreads connections over the group by their 4-tuple: keep connecting
+    // until both servers have answered (each new source port is a new draw; missing one
+    // server 1,000 times running has odds of about 2^-1000).
+    let answered = |server: &TestServer| {
+        server
+            .stats()
+            .routes
+            .iter()
+            .map(|r| r.requests())
+            .sum::<u64>()
+    };
+    for _ in 0..1000 {
+        if answered(&first) > 0 && answered(&second) > 0 {
+            break;
+        }
         assert_eq!(support::request(&first, &get("/hello")).status, 200);
     }
+    assert!(answered(&first) > 0, "the first server answered nothing");
+    assert!(answered(&second) > 0, "the joining server answered nothing");
     drop(second);
     drop(first);
 }

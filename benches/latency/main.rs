@@ -33,46 +33,28 @@ const SCENARIOS: [&str; 5] = [
     "scaling",
 ];
 
+/// Latency benchmarks of the `rtserve` binary, with an optional peer side by side.
+#[derive(clap::Parser)]
 struct Options {
+    /// Short runs (what CI does): the numbers are rough, but every scenario runs.
+    #[arg(long)]
     quick: bool,
+    /// Run one scenario only.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
     scenario: Option<String>,
+    /// A peer server's URL (e.g. nginx) to measure side by side.
+    #[arg(long)]
     peer: Option<String>,
+    /// The peer's worker process, to measure its CPU time too.
+    #[arg(long)]
     peer_pid: Option<u32>,
+    /// Passed by `cargo bench`; accepted and ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn options() -> Options {
-    let mut options = Options {
-        quick: false,
-        scenario: None,
-        peer: None,
-        peer_pid: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => options.quick = true,
-            "--scenario" => options.scenario = args.next(),
-            "--peer" => options.peer = args.next(),
-            // The peer's worker process, to measure its CPU time too.
-            "--peer-pid" => options.peer_pid = args.next().and_then(|p| p.parse().ok()),
-            // Passed by `cargo bench`; filters are not used here.
-            "--bench" => {}
-            other if other.starts_with("--") => {
-                eprintln!(
-                    "unknown flag {other}; known: --quick, --scenario NAME, --peer URL, --peer-pid PID"
-                );
-                std::process::exit(2);
-            }
-            _ => {}
-        }
-    }
-    if let Some(name) = &options.scenario
-        && !SCENARIOS.contains(&name.as_str())
-    {
-        eprintln!("unknown scenario {name}; known: {}", SCENARIOS.join(", "));
-        std::process::exit(2);
-    }
-    options
+    <Options as clap::Parser>::parse()
 }
 
 /// One measured run, for the table and the plot.

@@ -62,9 +62,13 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // A graceful stop first, so that the server's own shutdown is part of what runs.
+        if let Some(pid) = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         for _ in 0..200 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -76,7 +80,8 @@ impl Drop for ServerProcess {
     }
 }
 
-/// CPU time used by process `pid`, from /proc/PID/stat (utime + stime, in USER_HZ ticks).
+/// CPU time used by process `pid`, from /proc/PID/stat (utime + stime, in clock ticks). It is
+/// another process (the server, or the peer), so its CPU-time clock is not ours to read.
 pub(crate) fn cpu_of(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
@@ -89,31 +94,18 @@ pub(crate) fn cpu_of(pid: u32) -> Duration {
         .get(11..13)
         .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
         .unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }
 
-/// The CPUs this process may run on, from /proc/self/status.
+/// The CPUs this process may run on.
 pub(crate) fn allowed_cpus() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let Some(list) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-    else {
+    let Ok(allowed) = rustix::thread::sched_getaffinity(None) else {
         return Vec::new();
     };
-    let mut cpus = Vec::new();
-    for part in list.trim().split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
-                    cpus.extend(a..=b);
-                }
-            }
-            None => cpus.extend(part.parse::<usize>().ok()),
-        }
-    }
-    cpus
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| allowed.is_set(cpu))
+        .collect()
 }
 
 fn have(program: &str) -> bool {

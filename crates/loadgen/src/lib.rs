@@ -35,6 +35,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod outcome;
 mod report;
 pub mod response;
 mod schedule;
@@ -146,26 +147,7 @@ pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
                 continue;
             }
         };
-        // All histograms share the same bounds, so adding cannot fail; saturate if it did.
-        let _ = report.corrected.add(&outcome.corrected);
-        let _ = report.uncorrected.add(&outcome.uncorrected);
-        let _ = report.schedule_lag.add(&outcome.schedule_lag);
-        report.scheduled += outcome.scheduled;
-        report.sent += outcome.sent;
-        report.completed += outcome.completed;
-        report.unsent += outcome.unsent;
-        report.queued += outcome.queued;
-        report.errors.add(&outcome.errors);
-        for (status, n) in outcome.statuses {
-            *report.statuses.entry(status).or_insert(0) += n;
-        }
-        report.cpu += outcome.cpu;
-        if !outcome.wall.is_zero() {
-            let utilization = outcome.cpu.as_secs_f64() / outcome.wall.as_secs_f64();
-            report.max_thread_utilization = report.max_thread_utilization.max(utilization);
-            let busy = 1.0 - outcome.idle.as_secs_f64() / outcome.wall.as_secs_f64();
-            report.max_thread_busy = report.max_thread_busy.max(busy.clamp(0.0, 1.0));
-        }
+        outcome.add_to(&mut report);
     }
     match failure {
         Some(e) => Err(e),

@@ -19,18 +19,17 @@
 //! (still queued when the measured window closes). After the window the thread stops sending
 //! and waits up to the timeout for requests in flight.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::LoadConfig;
-use crate::report::{ErrorCounts, new_histogram};
+use crate::outcome::{ErrorKind, Outcome, micros};
 use crate::response::{Completed, Progress, ResponseParser};
 use crate::schedule::{Due, Schedule, Timeline};
 
@@ -62,34 +61,6 @@ pub(crate) struct Plan {
     /// Time zero of the schedule, shared by all threads.
     pub(crate) start: Instant,
     pub(crate) live: Arc<Live>,
-}
-
-/// One thread's results, merged by the caller.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    pub(crate) corrected: Histogram<u64>,
-    pub(crate) uncorrected: Histogram<u64>,
-    pub(crate) schedule_lag: Histogram<u64>,
-    pub(crate) scheduled: u64,
-    pub(crate) sent: u64,
-    pub(crate) completed: u64,
-    pub(crate) unsent: u64,
-    pub(crate) queued: u64,
-    pub(crate) errors: ErrorCounts,
-    pub(crate) statuses: BTreeMap<u16, u64>,
-    pub(crate) cpu: Duration,
-    pub(crate) wall: Duration,
-    /// Time the event loop spent waiting (in `poll` or spinning towards a send time) with
-    /// nothing to do.
-    pub(crate) idle: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ErrorKind {
-    Connect,
-    Closed,
-    Timeout,
-    Malformed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,21 +163,7 @@ impl<'p> Worker<'p> {
             poll: Poll::new()?,
             conns,
             timeline: Timeline::new(schedule, &globals),
-            stats: Outcome {
-                corrected: new_histogram(),
-                uncorrected: new_histogram(),
-                schedule_lag: new_histogram(),
-                scheduled: 0,
-                sent: 0,
-                completed: 0,
-                unsent: 0,
-                queued: 0,
-                errors: ErrorCounts::default(),
-                statuses: BTreeMap::new(),
-                cpu: Duration::ZERO,
-                wall: Duration::ZERO,
-                idle: Duration::ZERO,
-            },
+            stats: Outcome::new(),
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
             warmup_ns,
             end_ns,
@@ -589,14 +546,9 @@ impl<'p> Worker<'p> {
         self.plan.live.completed.fetch_add(1, Ordering::Relaxed);
         if request.scheduled >= self.warmup_ns {
             let scheduled_at = self.plan.start + Duration::from_nanos(request.scheduled);
-            self.stats.completed += 1;
-            self.stats
-                .corrected
-                .saturating_record(micros(now.saturating_duration_since(scheduled_at)));
-            self.stats
-                .uncorrected
-                .saturating_record(micros(now.saturating_duration_since(request.sent)));
-            *self.stats.statuses.entry(done.status).or_insert(0) += 1;
+            let corrected = now.saturating_duration_since(scheduled_at);
+            let uncorrected = now.saturating_duration_since(request.sent);
+            self.stats.answered(done.status, corrected, uncorrected);
         }
         let reuse = !done.close && !self.plan.config.new_connection_per_request;
         if !reuse {
@@ -628,15 +580,8 @@ impl<'p> Worker<'p> {
 
     fn count_error(&mut self, scheduled: u64, kind: ErrorKind) {
         self.plan.live.errors.fetch_add(1, Ordering::Relaxed);
-        if scheduled < self.warmup_ns {
-            return;
-        }
-        let errors = &mut self.stats.errors;
-        match kind {
-            ErrorKind::Connect => errors.connect += 1,
-            ErrorKind::Closed => errors.closed += 1,
-            ErrorKind::Timeout => errors.timeout += 1,
-            ErrorKind::Malformed => errors.malformed += 1,
+        if scheduled >= self.warmup_ns {
+            self.stats.failed(kind);
         }
     }
 
@@ -666,10 +611,6 @@ impl<'p> Worker<'p> {
 
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// CPU time (user + system) of the calling thread, from its CPU-time clock.

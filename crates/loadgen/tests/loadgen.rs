@@ -141,7 +141,11 @@ fn statuses_framings_and_modes() {
             report.to_markdown()
         );
         assert_eq!(report.errors.total(), 0, "{what}");
-        assert_eq!(report.completed, report.scheduled, "{what}");
+        // Every request answered, but for those still waiting for a connection when the run
+        // ended (a new connection per request, or after a closing response, can be mid-connect
+        // then on a busy machine): they are unsent, at most one per connection.
+        assert_eq!(report.completed + report.unsent, report.scheduled, "{what}");
+        assert!(report.unsent <= 4, "{what}");
         assert!(report.completed >= 190, "{what}");
         match path {
             "/503" => assert_eq!(report.status_503(), report.completed, "{what}"),
@@ -350,5 +354,12 @@ fn a_server_that_answers_then_resets_is_counted_not_crashed() {
     assert_accounted(&report);
     assert!(report.completed > 0, "{}", report.to_markdown());
     assert_eq!(report.status_2xx(), report.completed);
-    assert!(report.errors.total() > 0, "{}", report.to_markdown());
+    // A request sent before the reset was seen is lost, and counted as such; how many that
+    // is depends on timing (none, when every reset arrives before the next send).
+    assert_eq!(
+        report.errors.total(),
+        report.errors.closed,
+        "{}",
+        report.to_markdown()
+    );
 }

@@ -1,0 +1,111 @@
+//! The accounting: what one generator thread counts, and how threads add up into a
+//! [`Report`]. Every scheduled request in the measured window ends as exactly one of
+//! answered, failed (by kind) or unsent.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use hdrhistogram::Histogram;
+
+use crate::report::{ErrorCounts, Report, new_histogram};
+
+/// Why a request got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// Its connection could not be opened.
+    Connect,
+    /// Its connection closed (or reset) first.
+    Closed,
+    /// No response within the timeout.
+    Timeout,
+    /// The response could not be parsed (or nobody asked for it).
+    Malformed,
+}
+
+/// One thread's results, added into the report by [`Outcome::add_to`].
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) corrected: Histogram<u64>,
+    pub(crate) uncorrected: Histogram<u64>,
+    pub(crate) schedule_lag: Histogram<u64>,
+    pub(crate) scheduled: u64,
+    pub(crate) sent: u64,
+    pub(crate) completed: u64,
+    pub(crate) unsent: u64,
+    pub(crate) queued: u64,
+    pub(crate) errors: ErrorCounts,
+    pub(crate) statuses: BTreeMap<u16, u64>,
+    pub(crate) cpu: Duration,
+    pub(crate) wall: Duration,
+    /// Time the event loop spent waiting (in `poll` or spinning towards a send time) with
+    /// nothing to do.
+    pub(crate) idle: Duration,
+}
+
+impl Outcome {
+    pub(crate) fn new() -> Self {
+        Self {
+            corrected: new_histogram(),
+            uncorrected: new_histogram(),
+            schedule_lag: new_histogram(),
+            scheduled: 0,
+            sent: 0,
+            completed: 0,
+            unsent: 0,
+            queued: 0,
+            errors: ErrorCounts::default(),
+            statuses: BTreeMap::new(),
+            cpu: Duration::ZERO,
+            wall: Duration::ZERO,
+            idle: Duration::ZERO,
+        }
+    }
+
+    /// A response arrived: its status, its latency from its scheduled time (corrected for
+    /// coordinated omission) and from when it was actually sent.
+    pub(crate) fn answered(&mut self, status: u16, corrected: Duration, uncorrected: Duration) {
+        self.completed += 1;
+        self.corrected.saturating_record(micros(corrected));
+        self.uncorrected.saturating_record(micros(uncorrected));
+        *self.statuses.entry(status).or_insert(0) += 1;
+    }
+
+    /// A request failed.
+    pub(crate) fn failed(&mut self, kind: ErrorKind) {
+        let errors = &mut self.errors;
+        match kind {
+            ErrorKind::Connect => errors.connect += 1,
+            ErrorKind::Closed => errors.closed += 1,
+            ErrorKind::Timeout => errors.timeout += 1,
+            ErrorKind::Malformed => errors.malformed += 1,
+        }
+    }
+
+    /// Adds this thread's results into `report`.
+    pub(crate) fn add_to(self, report: &mut Report) {
+        // All histograms share the same bounds, so adding cannot fail; saturate if it did.
+        let _ = report.corrected.add(&self.corrected);
+        let _ = report.uncorrected.add(&self.uncorrected);
+        let _ = report.schedule_lag.add(&self.schedule_lag);
+        report.scheduled += self.scheduled;
+        report.sent += self.sent;
+        report.completed += self.completed;
+        report.unsent += self.unsent;
+        report.queued += self.queued;
+        report.errors.add(&self.errors);
+        for (status, n) in self.statuses {
+            *report.statuses.entry(status).or_insert(0) += n;
+        }
+        report.cpu += self.cpu;
+        if !self.wall.is_zero() {
+            let utilization = self.cpu.as_secs_f64() / self.wall.as_secs_f64();
+            report.max_thread_utilization = report.max_thread_utilization.max(utilization);
+            let busy = 1.0 - self.idle.as_secs_f64() / self.wall.as_secs_f64();
+            report.max_thread_busy = report.max_thread_busy.max(busy.clamp(0.0, 1.0));
+        }
+    }
+}
+
+/// Whole microseconds, saturating.
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

@@ -9,7 +9,7 @@ use std::{
 
 use mio::net::TcpStream;
 
-use super::{Reactor, dispatch::Flow};
+use super::{Reactor, dispatch::Flow, live};
 use crate::{
     connection::{Connection, Output, Peer, Phase, Reading},
     timer::{TimerKind, TimerQueue},
@@ -37,10 +37,7 @@ impl Reactor {
             config,
             ..
         } = self;
-        let Some(conn) = conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.id.generation == id.generation)
-        else {
+        let Some(conn) = live(conns, id) else {
             return;
         };
         match conn.phase {
@@ -143,7 +140,7 @@ impl Reactor {
     fn arm_read_timers(&mut self, id: ConnId, progress: bool) {
         let now = self.dispatch.clock.now;
         let config = &self.config;
-        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         let timers = &mut self.timers;
@@ -183,7 +180,7 @@ impl Reactor {
         let now = self.dispatch.clock.now;
         let stopping = self.stage.is_stopping();
         let (idle_timeout, idle_wait) = (self.config.idle_timeout, self.config.shutdown_idle_wait);
-        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         arm_idle(
@@ -198,7 +195,7 @@ impl Reactor {
     /// Writes what the turn produced and what was left before; closes or lingers when the
     /// connection is done. Returns whether the connection is still there.
     pub(super) fn flush(&mut self, id: ConnId) -> bool {
-        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return false;
         };
         let out = &mut self.dispatch.out;
@@ -236,7 +233,7 @@ impl Reactor {
     /// linger so that unread input does not make the kernel reset the connection and destroy
     /// the answer (RFC 9112 §9.6). Returns whether the connection is still there.
     fn end(&mut self, id: ConnId) -> bool {
-        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return false;
         };
         if conn.peer == Peer::Closed || conn.stream.shutdown(Shutdown::Write).is_err() {
@@ -259,7 +256,7 @@ impl Reactor {
 
     /// Reads and discards input after half-closing, until the peer closes.
     fn linger(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(id.index as usize) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         let Phase::Lingering { discarded } = &mut conn.phase else {
@@ -301,11 +298,7 @@ impl Reactor {
     /// Sends the ready responses at the front of a connection's line, then writes; resumes
     /// reading if the line had made it pause.
     pub(super) fn release(&mut self, id: ConnId) {
-        let Some(conn) = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.id.generation == id.generation)
-        else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         let paused = conn.reading == Reading::Paused;

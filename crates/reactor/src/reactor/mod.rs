@@ -175,9 +175,7 @@ impl Reactor {
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
-        self.conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.id.generation == id.generation)
+        live(&mut self.conns, id)
     }
 
     fn handle_mailbox(&mut self) {
@@ -185,11 +183,7 @@ impl Reactor {
             match message {
                 Message::Completion(completion) => {
                     let id = completion.conn;
-                    let Some(conn) = self
-                        .conns
-                        .get_mut(id.index as usize)
-                        .filter(|c| c.id.generation == id.generation)
-                    else {
+                    let Some(conn) = live(&mut self.conns, id) else {
                         continue;
                     };
                     if self.dispatch.complete(&mut conn.session, completion) {
@@ -224,11 +218,7 @@ impl Reactor {
 
     /// Gives a connection's exchange back to the pool if it has nothing in hand.
     fn recycle(&mut self, id: ConnId) {
-        if let Some(conn) = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.id.generation == id.generation)
-        {
+        if let Some(conn) = live(&mut self.conns, id) {
             conn.recycle(&mut self.dispatch.exchanges);
         }
     }
@@ -241,4 +231,12 @@ impl Reactor {
             self.still_ready.push(id);
         }
     }
+}
+
+/// The connection `id` names, if it is still the one in that slot (a closed connection's slot
+/// may hold a new one, with another generation).
+fn live(conns: &mut Slab<Connection>, id: ConnId) -> Option<&mut Connection> {
+    conns
+        .get_mut(id.index as usize)
+        .filter(|c| c.id.generation == id.generation)
 }

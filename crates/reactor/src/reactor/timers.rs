@@ -1,6 +1,6 @@
 //! What each timer does when it fires (the timers themselves are in `crate::timer`).
 
-use super::Reactor;
+use super::{Reactor, live};
 use crate::{
     connection::{Connection, Phase},
     timer::{Popped, TimerKind},
@@ -11,11 +11,7 @@ impl Reactor {
     pub(super) fn fire_timers(&mut self) {
         let now = self.dispatch.clock.now;
         while let Some((at, id, kind)) = self.timers.pop_due(now) {
-            let Some(conn) = self
-                .conns
-                .get_mut(id.index as usize)
-                .filter(|c| c.id.generation == id.generation)
-            else {
+            let Some(conn) = live(&mut self.conns, id) else {
                 continue;
             };
             let kind = match conn.timers.on_pop(kind, at, now) {

@@ -4,20 +4,22 @@
 //! The server runs in a child process (this test binary, re-run with an environment variable)
 //! whose hard limit on open files is lowered, since the server raises its soft limit to it.
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
+use support::{Client, connect};
 
 const CHILD: &str = "RTSERVE_EMFILE_CHILD";
 /// The child's limit on open files: enough for the server's own descriptors and a few dozen
 /// connections.
 const FD_LIMIT: u64 = 64;
-const TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn accept_backs_off_when_out_of_descriptors() {
@@ -57,41 +59,19 @@ fn parent(child: &mut Child) {
             break port.parse().unwrap();
         }
     };
-    let addr = format!("127.0.0.1:{port}");
-    let connect = || {
-        let s = TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        s
-    };
-    let get = |s: &mut TcpStream, path: &str| -> String {
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            assert!(Instant::now() < deadline, "no response to {path}");
-            let n = s.read(&mut chunk).expect("read a response");
-            assert!(n > 0, "closed before answering {path}");
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if body.len() >= len {
-                    return body.to_owned();
-                }
-            }
-        }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let get = |client: &mut Client, path: &str| -> String {
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        client.response().text()
     };
 
-    let mut first = connect();
+    let mut first = Client::new(connect(addr));
     assert_eq!(get(&mut first, "/hello"), "hello\n");
     // More connections than the child has descriptors: the kernel completes them all, the
     // child accepts until EMFILE and leaves the rest in its backlog.
-    let mut conns: Vec<TcpStream> = (0..2 * FD_LIMIT).map(|_| connect()).collect();
+    let mut conns: Vec<Client> = (0..2 * FD_LIMIT)
+        .map(|_| Client::new(connect(addr)))
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         get(&mut first, "/backoffs").parse::<u64>().unwrap() > 0,
@@ -110,7 +90,7 @@ fn parent(child: &mut Child) {
         // utime and stime, in clock ticks (fields 14 and 15 of proc(5)).
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     };
-    let ticks_per_second = 100; // USER_HZ on Linux.
+    let ticks_per_second = rustix::param::clock_ticks_per_second();
     let before = cpu(child.id());
     let wall = Instant::now();
     std::thread::sleep(Duration::from_secs(2));

@@ -344,50 +344,28 @@ fn shutdown_under_load_drops_nothing_silently() {
     for c in 0..8 {
         clients.push(thread::spawn(move || {
             // (answered, closed between requests) on one keep-alive connection.
-            let stream = std::net::TcpStream::connect(addr).unwrap();
-            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let mut stream = stream;
+            let mut client = Client::new(support::connect(addr));
             let mut answered = 0u32;
-            let mut buf = Vec::new();
             for i in 0.. {
-                let path = if i % 4 == 0 {
-                    format!("/slow?ms=20&id={c}-{i}")
+                let (kind, path) = if i % 4 == 0 {
+                    ("slow", format!("/slow?ms=20&id={c}-{i}"))
                 } else {
-                    format!("/fast?id={c}-{i}")
+                    ("fast", format!("/fast?id={c}-{i}"))
                 };
-                if stream.write_all(&get(&path)).is_err() {
+                if client.stream.write_all(&get(&path)).is_err() {
                     return (answered, true);
                 }
-                buf.clear();
-                let mut chunk = [0u8; 4096];
-                // Read one whole response; an EOF or reset before its first byte is the race
-                // HTTP/1.1 allows (the server closed an idle connection as the request left).
-                let close = loop {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) if buf.is_empty() => return (answered, true),
-                        Ok(0) => panic!("response cut short: {:?}", String::from_utf8_lossy(&buf)),
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        Err(e) => panic!("{e} after part of a response"),
-                    }
-                    let text = String::from_utf8_lossy(&buf).into_owned();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("Content-Length: "))
-                            .and_then(|v| v.parse().ok())
-                            .unwrap();
-                        if body.len() >= len {
-                            let kind = if i % 4 == 0 { "slow" } else { "fast" };
-                            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-                            assert_eq!(&body[..len], format!("{kind} {c}-{i}"));
-                            break head.contains("Connection: close");
-                        }
-                    }
+                // A close before the response's first byte is the race HTTP/1.1 allows (the
+                // server closed an idle connection as the request left).
+                let Some(reply) = client.next_response(false) else {
+                    return (answered, true);
                 };
+                assert_eq!(reply.status, 200, "{reply:?}");
+                assert_eq!(reply.text(), format!("{kind} {c}-{i}"));
                 answered += 1;
-                if close {
+                if reply.closes() {
                     // Told in the response: no request of ours was lost.
-                    assert_eq!(stream.read(&mut chunk).unwrap_or(0), 0);
+                    client.expect_eof();
                     return (answered, false);
                 }
             }

@@ -1,5 +1,5 @@
 //! Shared helpers for the black-box tests: start a server on 127.0.0.1:0 in-process, talk to
-//! it over raw sockets, and read responses with a small parser of our own.
+//! it over raw sockets, and read responses with the load generator's response reader.
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different subset.
 
 use std::{
@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rtserve_loadgen::response::{Observer, Progress, ResponseParser};
 use rtserve_reactor::{
     Config, Handler, Method, Reply, Request, Response, Router, Server, ServerHandle, StatusCode,
 };
@@ -180,10 +181,35 @@ impl Reply1 {
     }
 }
 
+/// What an [`Observer`] keeps of one response: its head's fields and its decoded body.
+#[derive(Default)]
+struct Collect {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Observer for Collect {
+    fn head(&mut self, head: &httparse::Response<'_, '_>) {
+        self.headers = head
+            .headers
+            .iter()
+            .map(|f| {
+                let value = String::from_utf8_lossy(f.value).into_owned();
+                (f.name.to_owned(), value)
+            })
+            .collect();
+    }
+
+    fn body(&mut self, bytes: &[u8]) {
+        self.body.extend_from_slice(bytes);
+    }
+}
+
 /// Reads responses from a stream, keeping bytes that belong to the next one.
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    parser: ResponseParser,
 }
 
 impl Client {
@@ -191,6 +217,8 @@ impl Client {
         Self {
             stream,
             buf: Vec::new(),
+            // Tests of `Expect: 100-continue` read the interim response on its own.
+            parser: ResponseParser::reporting_interim(),
         }
     }
 
@@ -208,79 +236,55 @@ impl Client {
     /// Reads one response; `head` says it answers a HEAD request (no body).
     #[track_caller]
     pub fn read_response(&mut self, head: bool) -> Reply1 {
+        self.next_response(head).unwrap_or_else(|| {
+            panic!(
+                "connection closed before a response; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            )
+        })
+    }
+
+    /// Reads one response, or `None` if the connection closed (or was reset) before any byte
+    /// of one: the race HTTP/1.1 allows when a server closes an idle connection as a request
+    /// leaves. A close or reset in the middle of a response panics.
+    #[track_caller]
+    pub fn next_response(&mut self, head: bool) -> Option<Reply1> {
         let deadline = Instant::now() + TIMEOUT;
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
+        let mut collect = Collect::default();
+        let mut status_line = None;
+        loop {
+            if self.parser.is_idle() && status_line.is_none() {
+                status_line = find(&self.buf, b"\r\n")
+                    .map(|end| String::from_utf8_lossy(&self.buf[..end]).into_owned());
             }
-            self.fill(deadline);
-        };
-        let text = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap().to_owned();
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').expect("header colon");
-                (n.to_owned(), v.trim().to_owned())
-            })
-            .collect();
-        self.buf.drain(..head_end);
-        let mut reply = Reply1 {
-            status_line,
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if status == 100 {
-            return reply;
-        }
-        if head || status == 204 || status == 304 {
-            return reply;
-        }
-        if let Some(len) = reply.header("content-length") {
-            let len: usize = len.parse().expect("content-length");
-            while self.buf.len() < len {
-                self.fill(deadline);
-            }
-            reply.body = self.buf.drain(..len).collect();
-        } else if reply
-            .header("transfer-encoding")
-            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-        {
-            loop {
-                let line_end = loop {
-                    if let Some(i) = find(&self.buf, b"\r\n") {
-                        break i;
+            let (used, progress) = self
+                .parser
+                .recv(&self.buf, head, &mut collect)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.buf)));
+            self.buf.drain(..used);
+            let done = match progress {
+                Progress::Complete(done) => done,
+                Progress::NeedMore => match self.read_some(deadline) {
+                    Ok(true) => continue,
+                    Ok(false) => match self.parser.recv_eof() {
+                        Ok(Some(done)) => done,
+                        Ok(None) if status_line.is_none() && self.buf.is_empty() => return None,
+                        result => panic!("response cut short ({result:?}): {status_line:?}"),
+                    },
+                    Err(e) if status_line.is_none() && self.buf.is_empty() => {
+                        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "read failed: {e}");
+                        return None;
                     }
-                    self.fill(deadline);
-                };
-                let size = usize::from_str_radix(
-                    std::str::from_utf8(&self.buf[..line_end]).unwrap().trim(),
-                    16,
-                )
-                .expect("chunk size");
-                self.buf.drain(..line_end + 2);
-                while self.buf.len() < size + 2 {
-                    self.fill(deadline);
-                }
-                reply.body.extend(self.buf.drain(..size));
-                self.buf.drain(..2);
-                if size == 0 {
-                    break;
-                }
-            }
-        } else {
-            // Close-delimited.
-            while self.fill_or_eof(deadline) {}
-            reply.body = std::mem::take(&mut self.buf);
+                    Err(e) => panic!("read failed: {e}; have {status_line:?}"),
+                },
+            };
+            return Some(Reply1 {
+                status_line: status_line.expect("a status line before a complete response"),
+                status: done.status,
+                headers: collect.headers,
+                body: collect.body,
+            });
         }
-        reply
     }
 
     /// Waits until the server closes the connection; returns the bytes that came first.
@@ -347,15 +351,6 @@ impl Client {
     /// Bytes read but not yet parsed.
     pub fn buffered(&self) -> &[u8] {
         &self.buf
-    }
-
-    #[track_caller]
-    fn fill(&mut self, deadline: Instant) {
-        assert!(
-            self.fill_or_eof(deadline),
-            "connection closed early; have {:?}",
-            String::from_utf8_lossy(&self.buf)
-        );
     }
 
     #[track_caller]

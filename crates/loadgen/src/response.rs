@@ -1,5 +1,5 @@
-//! A small sans-I/O HTTP/1.1 response parser: just enough framing to find where each response
-//! ends on a keep-alive or pipelined connection.
+//! A sans-I/O HTTP/1.1 response reader: finds where each response ends on a keep-alive or
+//! pipelined connection, and hands its head and body to an [`Observer`] that wants them.
 //!
 //! # Theory of operation
 //!
@@ -7,22 +7,28 @@
 //! and returns how many bytes it consumed plus a [`Progress`]:
 //!
 //! * While the head (status line + headers) is incomplete it consumes nothing and asks for more,
-//!   so the caller keeps the bytes and calls again with more appended.
-//! * Once the head is complete it is consumed whole; the body is then consumed as it arrives
-//!   (its bytes are skipped, never copied), so a large body never grows the buffer.
+//!   so the caller keeps the bytes and calls again with more appended. The head is parsed by
+//!   `httparse`, the same parser the server reads requests with.
+//! * Once the head is complete it is consumed whole; the body is then consumed as it arrives and
+//!   passed to the observer (the load generator's observer is `()`, which ignores it), so a large
+//!   body never grows the buffer. Chunk-size lines and trailers are parsed by `httparse` too.
 //! * [`Progress::Complete`] ends one response; bytes after it belong to the next (pipelined)
 //!   response and stay in the buffer for the next call.
 //!
 //! At end of stream the caller calls [`ResponseParser::recv_eof`], which completes a body
 //! delimited by the connection closing (RFC 9112 §6.3 (8)) and reports a truncated one.
 //!
-//! Interim `1xx` responses are skipped: they carry no body and the final response follows.
+//! Interim `1xx` responses are skipped (the final response follows) unless the parser was made
+//! with [`ResponseParser::reporting_interim`], for a client that waits for `100 Continue`.
 
 use std::fmt;
 
 /// Largest response head accepted, in bytes. Far above what any server sends (nginx's default
 /// response buffer is 4–8 KiB); a head that keeps growing past this is garbage, not a response.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// Most header fields in a response head or trailer section; more is garbage too.
+const MAX_HEADERS: usize = 64;
 
 /// Largest chunk-size line (hex digits plus extensions) accepted, in bytes.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -43,7 +49,7 @@ pub enum Progress {
 /// Facts about a finished response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Completed {
-    /// The status code of the final (non-`1xx`) response.
+    /// The status code of the response.
     pub status: u16,
     /// The connection cannot carry another response after this one (`Connection: close`,
     /// HTTP/1.0 without keep-alive, or a body delimited by closing the connection).
@@ -56,7 +62,7 @@ pub struct Completed {
 pub enum ParseError {
     /// The status line is not `HTTP/1.x NNN reason`.
     StatusLine,
-    /// A header line has no colon or an empty name.
+    /// A header line is malformed.
     Header,
     /// The head is larger than the parser accepts.
     HeadTooLarge,
@@ -64,7 +70,7 @@ pub enum ParseError {
     ContentLength,
     /// `Transfer-Encoding` is present but does not end in `chunked`.
     TransferEncoding,
-    /// A chunk-size line or a chunk delimiter is malformed.
+    /// A chunk-size line, a chunk delimiter or the trailers are malformed.
     Chunk,
     /// The connection closed in the middle of a response.
     Truncated,
@@ -86,6 +92,18 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// What a caller that wants more than the framing gets to see of each response.
+///
+/// Both methods do nothing by default; `()` is the observer that wants nothing.
+pub trait Observer {
+    /// A response head was parsed: the final one, or an interim one when they are reported.
+    fn head(&mut self, _head: &httparse::Response<'_, '_>) {}
+    /// The next bytes of the body, with any chunked framing removed.
+    fn body(&mut self, _bytes: &[u8]) {}
+}
+
+impl Observer for () {}
+
 /// Incremental parser for a stream of HTTP/1.1 responses on one connection.
 ///
 /// Call [`recv`](Self::recv) with the unconsumed bytes after every read, dropping the consumed
@@ -99,7 +117,7 @@ impl std::error::Error for ParseError {}
 ///
 /// let mut parser = ResponseParser::new();
 /// let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
-/// let (used, progress) = parser.recv(bytes, false).unwrap();
+/// let (used, progress) = parser.recv(bytes, false, &mut ()).unwrap();
 /// assert_eq!(used, bytes.len());
 /// assert!(matches!(progress, Progress::Complete(done) if done.status == 200));
 /// ```
@@ -108,6 +126,7 @@ pub struct ResponseParser {
     state: State,
     status: u16,
     close: bool,
+    report_interim: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,24 +140,14 @@ enum State {
 /// The chunked-body decoder's position (RFC 9112 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
-    /// Reading hex digits of the chunk size (`digits` read so far, `len` bytes on the line).
-    Size { size: u64, digits: u8, len: usize },
-    /// Skipping a chunk extension up to CRLF.
-    Extension { size: u64, len: usize },
-    /// Saw CR after the size line, expect LF.
-    SizeLf { size: u64 },
-    /// Skipping `remaining` data bytes.
+    /// Waiting for a whole chunk-size line.
+    Size,
+    /// `remaining` data bytes of the current chunk to come.
     Data { remaining: u64 },
-    /// Expect CR after chunk data.
-    DataCr,
-    /// Expect LF after chunk data.
-    DataLf,
-    /// At the start of a trailer line (or the final empty line); `total` bytes of trailers.
-    TrailerStart { total: usize },
-    /// Inside a trailer field line.
-    Trailer { total: usize },
-    /// Saw CR of the final empty line, expect LF.
-    EndLf,
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// The trailer section (possibly empty) after the last chunk.
+    Trailers,
 }
 
 impl Default for ResponseParser {
@@ -148,18 +157,28 @@ impl Default for ResponseParser {
 }
 
 impl ResponseParser {
-    /// A parser waiting for the first response head.
+    /// A parser waiting for the first response head; interim responses are skipped.
     pub fn new() -> Self {
         Self {
             state: State::Head,
             status: 0,
             close: false,
+            report_interim: false,
+        }
+    }
+
+    /// A parser that completes interim (`1xx`) responses too, for a client that waits for
+    /// `100 Continue` before it sends a body.
+    pub fn reporting_interim() -> Self {
+        Self {
+            report_interim: true,
+            ..Self::new()
         }
     }
 
     /// Forget any partial response (after an error or a reconnect).
     pub fn reset(&mut self) {
-        *self = Self::new();
+        self.state = State::Head;
     }
 
     /// Whether the parser is between responses (nothing partial buffered in its state).
@@ -170,7 +189,7 @@ impl ResponseParser {
     /// Parse from the front of `input`: returns the bytes consumed and the progress made.
     ///
     /// `head_request` says the request was `HEAD`, whose response never has a body
-    /// (RFC 9112 §6.3 (1)).
+    /// (RFC 9112 §6.3 (1)). The `observer` sees each head and the body's bytes.
     ///
     /// # Errors
     ///
@@ -179,39 +198,48 @@ impl ResponseParser {
         &mut self,
         input: &[u8],
         head_request: bool,
+        observer: &mut impl Observer,
     ) -> Result<(usize, Progress), ParseError> {
         let mut used = 0;
         loop {
+            let rest = &input[used..];
             match self.state {
                 State::Head => {
-                    let Some(end) = find_head_end(&input[used..]) else {
-                        if input.len() - used > MAX_HEAD {
+                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let mut response = httparse::Response::new(&mut fields);
+                    let end = match response.parse(rest) {
+                        Ok(httparse::Status::Complete(end)) if end <= MAX_HEAD => end,
+                        Ok(httparse::Status::Partial) if rest.len() <= MAX_HEAD => {
+                            return Ok((used, Progress::NeedMore));
+                        }
+                        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
                             return Err(ParseError::HeadTooLarge);
                         }
-                        return Ok((used, Progress::NeedMore));
+                        Err(httparse::Error::Version | httparse::Error::Status) => {
+                            return Err(ParseError::StatusLine);
+                        }
+                        Err(_) => return Err(ParseError::Header),
                     };
-                    if end > MAX_HEAD {
-                        return Err(ParseError::HeadTooLarge);
-                    }
-                    let head = parse_head(&input[used..used + end])?;
+                    let head = Head::of(&response)?;
                     used += end;
+                    // RFC 9110 §15.2: an interim response; the final one follows.
                     if (100..200).contains(&head.status) {
-                        // RFC 9110 §15.2: interim response; the final one follows.
+                        if self.report_interim {
+                            observer.head(&response);
+                            return Ok((used, self.finish(head.status, false)));
+                        }
                         continue;
                     }
+                    observer.head(&response);
                     self.status = head.status;
                     self.close = head.close;
-                    // RFC 9112 §6.3 (1): HEAD, 1xx, 204 and 304 responses end at the head.
-                    let bodiless = head_request || head.status == 204 || head.status == 304;
-                    self.state = if bodiless {
+                    // RFC 9112 §6.3 (1): HEAD, 204 and 304 responses end at the head.
+                    if head_request || head.status == 204 || head.status == 304 {
                         return Ok((used, self.complete()));
-                    } else if head.chunked {
+                    }
+                    self.state = if head.chunked {
                         // RFC 9112 §6.3 (4): chunked wins over Content-Length.
-                        State::Chunked(Chunk::Size {
-                            size: 0,
-                            digits: 0,
-                            len: 0,
-                        })
+                        State::Chunked(Chunk::Size)
                     } else if let Some(length) = head.content_length {
                         State::Length(length)
                     } else {
@@ -221,24 +249,28 @@ impl ResponseParser {
                     };
                 }
                 State::Length(remaining) => {
-                    let available = (input.len() - used) as u64;
-                    let take = remaining.min(available);
-                    // `take` ≤ available, which came from a usize.
-                    used += take as usize;
-                    if take == remaining {
+                    let take = take(rest, remaining);
+                    observer.body(&rest[..take]);
+                    used += take;
+                    if take as u64 == remaining {
                         return Ok((used, self.complete()));
                     }
-                    self.state = State::Length(remaining - take);
+                    self.state = State::Length(remaining - take as u64);
                     return Ok((used, Progress::NeedMore));
                 }
-                State::UntilClose => return Ok((input.len(), Progress::NeedMore)),
+                State::UntilClose => {
+                    observer.body(rest);
+                    return Ok((input.len(), Progress::NeedMore));
+                }
                 State::Chunked(chunk) => {
-                    let (n, next) = step_chunked(chunk, &input[used..])?;
+                    let (n, next) = step_chunked(chunk, rest, observer)?;
                     used += n;
                     match next {
                         Some(chunk) => {
                             self.state = State::Chunked(chunk);
-                            return Ok((used, Progress::NeedMore));
+                            if n == 0 {
+                                return Ok((used, Progress::NeedMore));
+                            }
                         }
                         None => return Ok((used, self.complete())),
                     }
@@ -266,23 +298,21 @@ impl ResponseParser {
     }
 
     fn complete(&mut self) -> Progress {
-        let done = Completed {
-            status: self.status,
-            close: self.close,
-        };
+        self.finish(self.status, self.close)
+    }
+
+    fn finish(&mut self, status: u16, close: bool) -> Progress {
         self.state = State::Head;
-        Progress::Complete(done)
+        Progress::Complete(Completed { status, close })
     }
 }
 
-/// Offset just past the `\r\n\r\n` ending the head, if present.
-fn find_head_end(input: &[u8]) -> Option<usize> {
-    input
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
+/// How many of `input`'s bytes belong to a body part with `remaining` bytes to come.
+fn take(input: &[u8], remaining: u64) -> usize {
+    usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()))
 }
 
+/// What framing a response head declares.
 struct Head {
     status: u16,
     close: bool,
@@ -290,81 +320,43 @@ struct Head {
     content_length: Option<u64>,
 }
 
-/// Parse a complete head (including its final blank line).
-fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let status_line = lines.next().ok_or(ParseError::StatusLine)?;
-    // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
-    let rest = status_line
-        .strip_prefix(b"HTTP/1.")
-        .ok_or(ParseError::StatusLine)?;
-    let (minor, rest) = rest.split_first().ok_or(ParseError::StatusLine)?;
-    let http10 = match minor {
-        b'0' => true,
-        b'1' => false,
-        _ => return Err(ParseError::StatusLine),
-    };
-    let code = match rest {
-        [b' ', a, b, c, tail @ ..] if tail.is_empty() || tail[0] == b' ' => [*a, *b, *c],
-        _ => return Err(ParseError::StatusLine),
-    };
-    if !code.iter().all(u8::is_ascii_digit) {
-        return Err(ParseError::StatusLine);
-    }
-    let status = code
-        .iter()
-        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
-
-    let mut out = Head {
-        status,
-        close: http10,
-        chunked: false,
-        content_length: None,
-    };
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(ParseError::Header)?;
-        let name = &line[..colon];
-        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
-            return Err(ParseError::Header);
-        }
-        let value = line[colon + 1..].trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let length = parse_decimal(value).ok_or(ParseError::ContentLength)?;
-            // RFC 9112 §6.3 (5): differing lengths are unrecoverable.
-            if out.content_length.is_some_and(|l| l != length) {
-                return Err(ParseError::ContentLength);
-            }
-            out.content_length = Some(length);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // RFC 9112 §6.3 (4): chunked must be the final coding in a response we can frame.
-            let last = value
-                .rsplit(|&b| b == b',')
-                .next()
-                .unwrap_or(value)
-                .trim_ascii();
-            if !last.eq_ignore_ascii_case(b"chunked") {
-                return Err(ParseError::TransferEncoding);
-            }
-            out.chunked = true;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    out.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    out.close = false;
+impl Head {
+    fn of(response: &httparse::Response<'_, '_>) -> Result<Self, ParseError> {
+        let http10 = response.version == Some(0);
+        let mut head = Self {
+            status: response.code.ok_or(ParseError::StatusLine)?,
+            close: http10,
+            chunked: false,
+            content_length: None,
+        };
+        for field in response.headers.iter() {
+            let value = field.value.trim_ascii();
+            if field.name.eq_ignore_ascii_case("content-length") {
+                let length = parse_decimal(value).ok_or(ParseError::ContentLength)?;
+                // RFC 9112 §6.3 (5): differing lengths are unrecoverable.
+                if head.content_length.is_some_and(|l| l != length) {
+                    return Err(ParseError::ContentLength);
+                }
+                head.content_length = Some(length);
+            } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+                // RFC 9112 §6.3 (4): chunked must be the final coding in a response we can frame.
+                let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
+                if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Err(ParseError::TransferEncoding);
+                }
+                head.chunked = true;
+            } else if field.name.eq_ignore_ascii_case("connection") {
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        head.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                        head.close = false;
+                    }
                 }
             }
         }
+        Ok(head)
     }
-    Ok(out)
 }
 
 /// A non-empty string of ASCII digits, without overflow.
@@ -380,101 +372,53 @@ fn parse_decimal(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// Step the chunked decoder over `input`: bytes consumed, and the next state or `None` when the
-/// body (including trailers) is complete.
-fn step_chunked(mut chunk: Chunk, input: &[u8]) -> Result<(usize, Option<Chunk>), ParseError> {
-    let mut i = 0;
-    while i < input.len() {
-        let b = input[i];
-        chunk = match chunk {
-            Chunk::Size { size, digits, len } => {
-                if len >= MAX_CHUNK_LINE {
-                    return Err(ParseError::Chunk);
-                }
-                if let Some(d) = (b as char).to_digit(16) {
-                    // 16 hex digits fill a u64; more is an overflow (hyper decode.rs does the same).
-                    if digits >= 16 {
-                        return Err(ParseError::Chunk);
-                    }
-                    Chunk::Size {
-                        size: size << 4 | u64::from(d),
-                        digits: digits + 1,
-                        len: len + 1,
-                    }
-                } else if digits == 0 {
-                    return Err(ParseError::Chunk);
-                } else if b == b'\r' {
-                    Chunk::SizeLf { size }
-                } else if b == b';' || b == b' ' || b == b'\t' {
-                    Chunk::Extension { size, len: len + 1 }
-                } else {
-                    return Err(ParseError::Chunk);
-                }
-            }
-            Chunk::Extension { size, len } => {
-                if len >= MAX_CHUNK_LINE {
-                    return Err(ParseError::Chunk);
-                }
-                match b {
-                    b'\r' => Chunk::SizeLf { size },
-                    b'\n' => return Err(ParseError::Chunk),
-                    _ => Chunk::Extension { size, len: len + 1 },
-                }
-            }
-            Chunk::SizeLf { size } => {
-                if b != b'\n' {
-                    return Err(ParseError::Chunk);
-                }
-                if size == 0 {
-                    Chunk::TrailerStart { total: 0 }
+/// One step of the chunked decoder over `input`: the bytes consumed, and the next state, or
+/// `None` when the body (trailers included) is complete. Consuming nothing means it needs more.
+fn step_chunked(
+    chunk: Chunk,
+    input: &[u8],
+    observer: &mut impl Observer,
+) -> Result<(usize, Option<Chunk>), ParseError> {
+    Ok(match chunk {
+        Chunk::Size => match httparse::parse_chunk_size(input) {
+            Ok(httparse::Status::Complete((n, size))) if n <= MAX_CHUNK_LINE => {
+                let next = if size == 0 {
+                    Chunk::Trailers
                 } else {
                     Chunk::Data { remaining: size }
-                }
-            }
-            Chunk::Data { remaining } => {
-                let available = (input.len() - i) as u64;
-                let take = remaining.min(available);
-                // `take` ≤ available, which came from a usize.
-                i += take as usize;
-                chunk = if take == remaining {
-                    Chunk::DataCr
-                } else {
-                    Chunk::Data {
-                        remaining: remaining - take,
-                    }
                 };
-                continue;
+                (n, Some(next))
             }
-            Chunk::DataCr if b == b'\r' => Chunk::DataLf,
-            Chunk::DataLf if b == b'\n' => Chunk::Size {
-                size: 0,
-                digits: 0,
-                len: 0,
-            },
-            Chunk::DataCr | Chunk::DataLf => return Err(ParseError::Chunk),
-            Chunk::TrailerStart { total } => match b {
-                b'\r' => Chunk::EndLf,
-                _ => Chunk::Trailer { total: total + 1 },
-            },
-            Chunk::Trailer { total } => {
-                if total >= MAX_TRAILERS {
-                    return Err(ParseError::Chunk);
-                }
-                match b {
-                    b'\n' => Chunk::TrailerStart { total: total + 1 },
-                    _ => Chunk::Trailer { total: total + 1 },
-                }
+            Ok(httparse::Status::Partial) if input.len() <= MAX_CHUNK_LINE => (0, Some(chunk)),
+            Ok(_) | Err(_) => return Err(ParseError::Chunk),
+        },
+        Chunk::Data { remaining } => {
+            let take = take(input, remaining);
+            observer.body(&input[..take]);
+            let left = remaining - take as u64;
+            (
+                take,
+                Some(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data { remaining: left }
+                }),
+            )
+        }
+        Chunk::DataEnd => match input {
+            [b'\r', b'\n', ..] => (2, Some(Chunk::Size)),
+            [] | [b'\r'] => (0, Some(chunk)),
+            _ => return Err(ParseError::Chunk),
+        },
+        Chunk::Trailers => {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match httparse::parse_headers(input, &mut fields) {
+                Ok(httparse::Status::Complete((n, _))) if n <= MAX_TRAILERS => (n, None),
+                Ok(httparse::Status::Partial) if input.len() <= MAX_TRAILERS => (0, Some(chunk)),
+                Ok(_) | Err(_) => return Err(ParseError::Chunk),
             }
-            Chunk::EndLf => {
-                if b != b'\n' {
-                    return Err(ParseError::Chunk);
-                }
-                return Ok((i + 1, None));
-            }
-        };
-        i += 1;
-    }
-    Ok((i, Some(chunk)))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -500,7 +444,7 @@ mod tests {
             buffer.extend_from_slice(&input[offset..offset + n]);
             offset += n;
             loop {
-                let (used, progress) = parser.recv(&buffer, false)?;
+                let (used, progress) = parser.recv(&buffer, false, &mut ())?;
                 buffer.drain(..used);
                 match progress {
                     Progress::Complete(done) => out.push(done),
@@ -641,8 +585,78 @@ mod tests {
     fn head_request_has_no_body() {
         let mut parser = ResponseParser::new();
         let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
-        let (used, progress) = parser.recv(bytes, true).unwrap();
+        let (used, progress) = parser.recv(bytes, true, &mut ()).unwrap();
         assert_eq!(used, bytes.len());
         assert!(matches!(progress, Progress::Complete(_)));
+    }
+
+    /// Keeps what the observer is shown.
+    #[derive(Default)]
+    struct Seen {
+        heads: Vec<(u16, usize)>,
+        body: Vec<u8>,
+    }
+
+    impl Observer for Seen {
+        fn head(&mut self, head: &httparse::Response<'_, '_>) {
+            self.heads.push((head.code.unwrap(), head.headers.len()));
+        }
+        fn body(&mut self, bytes: &[u8]) {
+            self.body.extend_from_slice(bytes);
+        }
+    }
+
+    /// Feeds `input` in pieces of `piece` bytes to `parser`; returns what the observer saw and
+    /// the completed responses.
+    fn observe(mut parser: ResponseParser, input: &[u8], piece: usize) -> (Seen, Vec<Completed>) {
+        let mut seen = Seen::default();
+        let mut done = Vec::new();
+        let mut buffer = Vec::new();
+        for part in input.chunks(piece) {
+            buffer.extend_from_slice(part);
+            loop {
+                let (used, progress) = parser.recv(&buffer, false, &mut seen).unwrap();
+                buffer.drain(..used);
+                match progress {
+                    Progress::Complete(c) => done.push(c),
+                    Progress::NeedMore => break,
+                }
+            }
+        }
+        done.extend(parser.recv_eof().unwrap());
+        (seen, done)
+    }
+
+    #[test]
+    fn the_observer_sees_each_head_and_the_decoded_body() {
+        let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n\
+                      5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nT: 1\r\n\r\n\
+                      HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc\
+                      HTTP/1.0 200 OK\r\n\r\nto the end";
+        for piece in 1..=input.len() {
+            let (seen, done) = observe(ResponseParser::new(), input, piece);
+            assert_eq!(
+                seen.heads,
+                [(200, 2), (201, 1), (200, 0)],
+                "pieces of {piece}"
+            );
+            assert_eq!(seen.body, b"hello!abcto the end", "pieces of {piece}");
+            let statuses: Vec<u16> = done.iter().map(|c| c.status).collect();
+            assert_eq!(statuses, [200, 201, 200], "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_or_reported() {
+        let input = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        for piece in [1, 7, input.len()] {
+            let (seen, done) = observe(ResponseParser::new(), input, piece);
+            assert_eq!(seen.heads, [(200, 1)]);
+            assert_eq!(done.len(), 1);
+            let (seen, done) = observe(ResponseParser::reporting_interim(), input, piece);
+            assert_eq!(seen.heads, [(100, 0), (200, 1)]);
+            let statuses: Vec<u16> = done.iter().map(|c| c.status).collect();
+            assert_eq!(statuses, [100, 200]);
+        }
     }
 }

@@ -515,7 +515,10 @@ impl<'p> Worker<'p> {
             if used == conn.read_buf.len() && conn.parser.is_idle() {
                 break;
             }
-            match conn.parser.recv(&conn.read_buf[used..], self.head_request) {
+            match conn
+                .parser
+                .recv(&conn.read_buf[used..], self.head_request, &mut ())
+            {
                 Ok((n, Progress::NeedMore)) => {
                     used += n;
                     break;

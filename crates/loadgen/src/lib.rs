@@ -35,6 +35,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod conn;
 mod outcome;
 mod report;
 pub mod response;
@@ -70,7 +71,7 @@ const START_DELAY: Duration = Duration::from_millis(50);
 /// fails. Failures *during* the run are counted in the [`Report`] instead.
 pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     config.validate()?;
-    if config.connections.div_ceil(config.threads) > worker::MAX_CONNECTIONS_PER_THREAD {
+    if config.connections.div_ceil(config.threads) > conn::MAX_CONNECTIONS_PER_THREAD {
         return Err(LoadError::Config(
             "too many connections per thread".to_owned(),
         ));

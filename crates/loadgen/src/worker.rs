@@ -19,30 +19,22 @@
 //! (still queued when the measured window closes). After the window the thread stops sending
 //! and waits up to the timeout for requests in flight.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 
 use crate::config::LoadConfig;
+use crate::conn::{Conn, ConnState, Handshake, InFlight, Transfer};
 use crate::outcome::{ErrorKind, Outcome, micros};
-use crate::response::{Completed, Progress, ResponseParser};
+use crate::response::Completed;
 use crate::schedule::{Due, Schedule, Timeline};
 
 /// How often in-flight requests and connects are checked against the timeout. The timeout is
 /// thus enforced to within this much.
 const TIMEOUT_CHECK: Duration = Duration::from_millis(5);
-
-/// Bits of a `Token` holding the connection index; the rest hold its generation, so an event
-/// for a closed socket is not mistaken for one on its replacement.
-const INDEX_BITS: u32 = 24;
-
-/// Largest number of connections one thread may own (fits in [`INDEX_BITS`]).
-pub(crate) const MAX_CONNECTIONS_PER_THREAD: usize = 1 << INDEX_BITS;
 
 /// Counters the main thread reads for the progress line.
 #[derive(Debug, Default)]
@@ -61,51 +53,6 @@ pub(crate) struct Plan {
     /// Time zero of the schedule, shared by all threads.
     pub(crate) start: Instant,
     pub(crate) live: Arc<Live>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConnState {
-    /// No socket; one is opened when a request is due.
-    Idle,
-    /// Non-blocking connect in progress since the instant given.
-    Connecting(Instant),
-    /// Connected.
-    Open,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    /// Scheduled time, ns after `start`.
-    scheduled: u64,
-    sent: Instant,
-}
-
-#[derive(Debug)]
-struct Conn {
-    /// Global connection index (its schedule slot).
-    global: u64,
-    /// Index of this connection's next request not yet due.
-    next: u64,
-    /// Index of its oldest request due but not yet written: requests `unsent..next` are
-    /// queued. Two counters instead of a queue, so an overloaded target costs no memory.
-    unsent: u64,
-    in_flight: VecDeque<InFlight>,
-    socket: Option<TcpStream>,
-    state: ConnState,
-    generation: usize,
-    /// Requests written on the current socket.
-    written: u64,
-    read_buf: Vec<u8>,
-    write_buf: Vec<u8>,
-    write_pos: usize,
-    parser: ResponseParser,
-}
-
-impl Conn {
-    /// Whether requests are queued, due but not yet written.
-    fn has_due(&self) -> bool {
-        self.unsent < self.next
-    }
 }
 
 /// Run one thread's share of the load to completion.
@@ -139,20 +86,7 @@ impl<'p> Worker<'p> {
         let conns = plan
             .connections
             .iter()
-            .map(|&global| Conn {
-                global: global as u64,
-                next: 0,
-                unsent: 0,
-                in_flight: VecDeque::new(),
-                socket: None,
-                state: ConnState::Idle,
-                generation: 0,
-                written: 0,
-                read_buf: Vec::with_capacity(16 * 1024),
-                write_buf: Vec::with_capacity(plan.request.len() * config.pipeline),
-                write_pos: 0,
-                parser: ResponseParser::new(),
-            })
+            .map(|&global| Conn::new(global as u64, plan.request.len() * config.pipeline))
             .collect();
         let warmup_ns = duration_ns(config.warmup);
         let end_ns = warmup_ns.saturating_add(duration_ns(config.duration));
@@ -239,13 +173,8 @@ impl<'p> Worker<'p> {
                 Err(e) => return Err(e),
             }
             for event in &events {
-                let token = event.token().0;
-                let index = token & (MAX_CONNECTIONS_PER_THREAD - 1);
-                if self
-                    .conns
-                    .get(index)
-                    .is_none_or(|c| c.generation != token >> INDEX_BITS)
-                {
+                let index = Conn::index_of(event.token());
+                if !self.conns.get(index).is_some_and(|c| c.owns(event.token())) {
                     continue; // An event for a socket already closed.
                 }
                 self.on_event(
@@ -356,13 +285,7 @@ impl<'p> Worker<'p> {
             let Some(scheduled) = self.pop_due(i) else {
                 break;
             };
-            let conn = &mut self.conns[i];
-            conn.write_buf.extend_from_slice(&self.plan.request);
-            conn.in_flight.push_back(InFlight {
-                scheduled,
-                sent: now,
-            });
-            conn.written += 1;
+            self.conns[i].push(&self.plan.request, scheduled, now);
             if scheduled >= self.warmup_ns {
                 self.stats.sent += 1;
             }
@@ -377,34 +300,13 @@ impl<'p> Worker<'p> {
 
     /// Start a non-blocking connect; false if it failed at once.
     fn connect(&mut self, i: usize, now: Instant) -> bool {
-        let Ok(mut socket) = TcpStream::connect(self.plan.config.target.addr) else {
-            return false;
-        };
-        let conn = &mut self.conns[i];
-        conn.generation = conn.generation.wrapping_add(1) & (usize::MAX >> INDEX_BITS);
-        let token = Token(conn.generation << INDEX_BITS | i);
-        if self
-            .poll
-            .registry()
-            .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)
-            .is_err()
-        {
-            return false;
-        }
-        conn.socket = Some(socket);
-        conn.state = ConnState::Connecting(now);
-        conn.written = 0;
-        true
+        let addr = self.plan.config.target.addr;
+        self.conns[i].connect(addr, self.poll.registry(), i, now)
     }
 
     /// A connect failed: charge it to the request waiting for it, if any.
     fn fail_connect(&mut self, i: usize) {
-        let conn = &mut self.conns[i];
-        if let Some(socket) = conn.socket.as_mut() {
-            let _ = self.poll.registry().deregister(socket);
-        }
-        conn.socket = None;
-        conn.state = ConnState::Idle;
+        self.conns[i].close(self.poll.registry());
         if let Some(scheduled) = self.pop_due(i) {
             self.count_error(scheduled, ErrorKind::Connect);
         }
@@ -413,29 +315,10 @@ impl<'p> Worker<'p> {
     fn on_event(&mut self, i: usize, readable: bool) {
         let now = Instant::now();
         if let ConnState::Connecting(_) = self.conns[i].state {
-            let Some(socket) = self.conns[i].socket.as_ref() else {
-                return;
-            };
-            match socket.take_error() {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(_) => {
-                    self.fail_connect(i);
-                    self.pump(i, now);
-                    return;
-                }
-            }
-            match socket.peer_addr() {
-                Ok(_) => {
-                    let _ = socket.set_nodelay(true);
-                    self.conns[i].state = ConnState::Open;
-                }
-                // Still connecting: a spurious event.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(_) => {
-                    self.fail_connect(i);
-                    self.pump(i, now);
-                    return;
-                }
+            match self.conns[i].handshake() {
+                Handshake::Done => {}
+                Handshake::Pending => return,
+                Handshake::Failed => self.fail_connect(i),
             }
             self.pump(i, now);
         }
@@ -452,50 +335,35 @@ impl<'p> Worker<'p> {
 
     /// Write buffered request bytes until done or `WouldBlock`.
     fn flush(&mut self, i: usize) {
-        let conn = &mut self.conns[i];
-        let Some(socket) = conn.socket.as_mut() else {
-            return;
-        };
-        while conn.write_pos < conn.write_buf.len() {
-            match socket.write(&conn.write_buf[conn.write_pos..]) {
-                Ok(0) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed),
-                Ok(n) => conn.write_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.close(i, ErrorKind::Closed, ErrorKind::Closed),
-            }
+        if self.conns[i].flush() == Transfer::Ended {
+            self.close(i, ErrorKind::Closed, ErrorKind::Closed);
         }
-        conn.write_buf.clear();
-        conn.write_pos = 0;
     }
 
     /// Read until `WouldBlock` and account every complete response.
     fn read(&mut self, i: usize) {
         loop {
-            let conn = &mut self.conns[i];
-            let Some(socket) = conn.socket.as_mut() else {
-                return;
+            let ended = match self.conns[i].receive(&mut self.scratch) {
+                Transfer::Moved => false,
+                Transfer::Blocked => return,
+                Transfer::Ended => true,
             };
-            let eof = match socket.read(&mut self.scratch) {
-                Ok(0) => true,
-                Ok(n) => {
-                    conn.read_buf.extend_from_slice(&self.scratch[..n]);
-                    false
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Reset: account what did arrive, then close.
-                Err(_) => true,
-            };
-            // Parse after every read, so the buffer holds at most one partial head plus one
-            // read's worth of bytes, however large the bodies.
+            // Frame after every read: the buffer never holds more than one read's worth.
             let now = Instant::now();
-            if !self.parse_buffered(i, now) {
-                return;
+            loop {
+                match self.conns[i].next_response(self.head_request) {
+                    Ok(Some(done)) => {
+                        if !self.complete(i, done, now) {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => return self.close(i, ErrorKind::Malformed, ErrorKind::Closed),
+                }
             }
-            if eof {
-                // A truncated response (`Err`) is counted with the rest below, as closed.
-                if let Ok(Some(done)) = self.conns[i].parser.recv_eof()
+            if ended {
+                // A truncated response is counted with the rest below, as closed.
+                if let Some(done) = self.conns[i].finish()
                     && !self.complete(i, done, now)
                 {
                     return;
@@ -506,51 +374,18 @@ impl<'p> Worker<'p> {
         }
     }
 
-    /// Account every complete response in the read buffer; false if the connection was
-    /// closed as a result.
-    fn parse_buffered(&mut self, i: usize, now: Instant) -> bool {
-        let mut used = 0;
-        loop {
-            let conn = &mut self.conns[i];
-            if used == conn.read_buf.len() && conn.parser.is_idle() {
-                break;
-            }
-            match conn
-                .parser
-                .recv(&conn.read_buf[used..], self.head_request, &mut ())
-            {
-                Ok((n, Progress::NeedMore)) => {
-                    used += n;
-                    break;
-                }
-                Ok((n, Progress::Complete(done))) => {
-                    used += n;
-                    if !self.complete(i, done, now) {
-                        return false;
-                    }
-                }
-                Err(_) => {
-                    self.close(i, ErrorKind::Malformed, ErrorKind::Closed);
-                    return false;
-                }
-            }
-        }
-        self.conns[i].read_buf.drain(..used);
-        true
-    }
-
     /// Account one response; false if the connection was closed as a result.
     fn complete(&mut self, i: usize, done: Completed, now: Instant) -> bool {
-        let Some(request) = self.conns[i].in_flight.pop_front() else {
+        let Some(InFlight { scheduled, sent }) = self.conns[i].in_flight.pop_front() else {
             // A response nobody asked for.
             self.close(i, ErrorKind::Malformed, ErrorKind::Closed);
             return false;
         };
         self.plan.live.completed.fetch_add(1, Ordering::Relaxed);
-        if request.scheduled >= self.warmup_ns {
-            let scheduled_at = self.plan.start + Duration::from_nanos(request.scheduled);
+        if scheduled >= self.warmup_ns {
+            let scheduled_at = self.plan.start + Duration::from_nanos(scheduled);
             let corrected = now.saturating_duration_since(scheduled_at);
-            let uncorrected = now.saturating_duration_since(request.sent);
+            let uncorrected = now.saturating_duration_since(sent);
             self.stats.answered(done.status, corrected, uncorrected);
         }
         let reuse = !done.close && !self.plan.config.new_connection_per_request;
@@ -565,20 +400,13 @@ impl<'p> Worker<'p> {
     /// Drop the connection: the oldest request in flight counts as `first`, the rest as
     /// `rest`. Due requests stay queued for a new connection.
     fn close(&mut self, i: usize, first: ErrorKind, rest: ErrorKind) {
-        let conn = &mut self.conns[i];
-        if let Some(socket) = conn.socket.as_mut() {
-            let _ = self.poll.registry().deregister(socket);
+        self.conns[i].close(self.poll.registry());
+        let mut lost = std::mem::take(&mut self.conns[i].in_flight);
+        for (n, request) in lost.drain(..).enumerate() {
+            self.count_error(request.scheduled, if n == 0 { first } else { rest });
         }
-        conn.socket = None;
-        conn.state = ConnState::Idle;
-        conn.parser.reset();
-        conn.read_buf.clear();
-        conn.write_buf.clear();
-        conn.write_pos = 0;
-        let lost: Vec<u64> = conn.in_flight.drain(..).map(|r| r.scheduled).collect();
-        for (n, scheduled) in lost.into_iter().enumerate() {
-            self.count_error(scheduled, if n == 0 { first } else { rest });
-        }
+        // Keep the queue's memory for the next socket.
+        self.conns[i].in_flight = lost;
     }
 
     fn count_error(&mut self, scheduled: u64, kind: ErrorKind) {

@@ -3,7 +3,16 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use rtserve_reactor::Config;
+use rtserve_reactor::{Config, Discipline};
+
+/// `--discipline`: the worker queue's order (see [`Discipline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DisciplineArg {
+    /// First in, first out.
+    Fifo,
+    /// First in, first out, but newest first while the queue stands.
+    AdaptiveLifo,
+}
 
 /// rtserve: an HTTP/1.1 server for real-time services, built for tail latency. Every request
 /// has a deadline; past capacity it answers 503 at once rather than queue.
@@ -39,6 +48,16 @@ pub(crate) struct Args {
     #[arg(long, env = "RTSERVE_DEADLINE_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) deadline_ms: u64,
+
+    /// The order waiting jobs are served in. Either way a job that cannot make its deadline
+    /// is refused (503) at once, before it is queued or when a worker reaches it.
+    #[arg(long, env = "RTSERVE_DISCIPLINE", value_enum, default_value_t = DisciplineArg::Fifo)]
+    pub(crate) discipline: DisciplineArg,
+
+    /// Seconds for a Retry-After header on the 503s of refused or late jobs (none by default:
+    /// 0 would invite every client to retry at once).
+    #[arg(long, env = "RTSERVE_RETRY_AFTER_S")]
+    pub(crate) retry_after_s: Option<u32>,
 
     /// Time to send a whole request head (slowloris protection: 408).
     #[arg(long, env = "RTSERVE_HEADER_TIMEOUT_MS", default_value_t = 10_000,
@@ -110,6 +129,11 @@ impl Args {
         config.queue = self.queue as usize;
         config.max_connections = self.max_connections as usize;
         config.deadline = ms(self.deadline_ms);
+        config.discipline = match self.discipline {
+            DisciplineArg::Fifo => Discipline::Fifo,
+            DisciplineArg::AdaptiveLifo => Discipline::AdaptiveLifo,
+        };
+        config.retry_after = self.retry_after_s;
         config.header_timeout = ms(self.header_timeout_ms);
         config.body_timeout = ms(self.body_timeout_ms);
         config.idle_timeout = ms(self.idle_timeout_ms);

@@ -1,9 +1,9 @@
 //! The demo routes: one for each path through the reactor.
 
-use std::{fmt::Write as _, thread, time::Duration};
+use std::{fmt::Write as _, time::Duration};
 
 use rtserve_reactor::{
-    JobContext, LATENCY_BUCKETS_US, Reply, Request, Response, Router, StatusCode,
+    Histogram, JobContext, LATENCY_BUCKETS_US, Reply, Request, Response, Router, Shed, StatusCode,
 };
 
 /// `/hello` inline, `/slow?ms=N` on the worker pool, `/echo`, `/metrics`, `/healthz`.
@@ -36,15 +36,9 @@ fn slow(req: &Request<'_>, max: Duration) -> Reply {
     };
     let sleep = Duration::from_millis(ms).min(max);
     Reply::offload(move |ctx: &JobContext| {
-        // Sleep in steps, so that a request past its deadline (or whose client left) stops
-        // taking a worker soon; steps of 50 ms keep idle wake-ups rare.
-        let step = Duration::from_millis(50).min(ctx.remaining().max(Duration::from_millis(1)));
-        let mut left = sleep;
-        while !left.is_zero() && !ctx.is_cancelled() {
-            let now = step.min(left);
-            thread::sleep(now);
-            left -= now;
-        }
+        // A request past its deadline, or whose client left, wakes the sleep and frees the
+        // worker at once; what is returned then is dropped.
+        ctx.sleep(sleep);
         Response::text(StatusCode::OK, format!("slept {} ms\n", sleep.as_millis()))
     })
 }
@@ -100,23 +94,17 @@ pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
          # TYPE {histogram} histogram"
     );
     for route in &stats.routes {
-        let label = escape(&route.name);
-        let mut cumulative = 0;
-        for (bound, n) in LATENCY_BUCKETS_US.iter().zip(route.buckets) {
-            cumulative += n;
-            let le = *bound as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{histogram}_bucket{{route=\"{label}\",le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let count = route.requests();
-        let _ = writeln!(
-            out,
-            "{histogram}_bucket{{route=\"{label}\",le=\"+Inf\"}} {count}\n\
-             {histogram}_sum{{route=\"{label}\"}} {}\n\
-             {histogram}_count{{route=\"{label}\"}} {count}",
-            route.latency_sum_us as f64 / 1e6
+        let histogram = Histogram {
+            buckets: route.buckets,
+            count: route.requests(),
+            sum_us: route.latency_sum_us,
+        };
+        let label = format!("route=\"{}\"", escape(&route.name));
+        write_histogram(
+            &mut out,
+            "rtserve_request_duration_seconds",
+            &label,
+            &histogram,
         );
     }
     let _ = writeln!(
@@ -134,14 +122,9 @@ pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
             stats.accepted,
         ),
         (
-            "rtserve_shed_total",
-            "Requests answered 503 at once because the worker queue was full.",
-            stats.shed,
-        ),
-        (
             "rtserve_deadline_missed_total",
-            "Requests answered 503 because their deadline passed first.",
-            stats.deadline_missed,
+            "Offloaded requests answered 503 because their deadline passed first.",
+            stats.shed.get(Shed::Deadline),
         ),
         (
             "rtserve_accept_backoffs_total",
@@ -159,7 +142,60 @@ pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    let shed = "rtserve_shed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {shed} Offloaded requests answered 503 without their job's response, by reason \
+         (the reason is also in each response's rtserve-shed header).\n# TYPE {shed} counter"
+    );
+    for reason in Shed::ALL {
+        let (label, n) = (reason.as_str(), stats.shed.get(reason));
+        let _ = writeln!(out, "{shed}{{reason=\"{label}\"}} {n}");
+    }
+    let wait = "rtserve_queue_wait_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {wait} Time offloaded jobs waited for a worker.\n# TYPE {wait} histogram"
+    );
+    write_histogram(&mut out, wait, "", &stats.queue_wait);
+    let estimate = "rtserve_run_time_estimate_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {estimate} The worker pool's estimate of a route's job run time.\n\
+         # TYPE {estimate} gauge"
+    );
+    for route in &stats.routes {
+        let (label, us) = (escape(&route.name), route.run_time_estimate_us);
+        let _ = writeln!(out, "{estimate}{{route=\"{label}\"}} {}", us as f64 / 1e6);
+    }
     out
+}
+
+/// Writes one histogram's samples; `labels` go before `le` (empty, or `name="value"`).
+fn write_histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let braced = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let mut cumulative = 0;
+    for (bound, n) in LATENCY_BUCKETS_US.iter().zip(histogram.buckets) {
+        cumulative += n;
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let count = histogram.count;
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}\n\
+         {name}_sum{braced} {}\n\
+         {name}_count{braced} {count}",
+        histogram.sum_us as f64 / 1e6
+    );
 }
 
 /// Escapes a label value (backslash, double quote, newline).

@@ -933,6 +933,22 @@ fn histogram_count(scrape: &Scrape, route: &str) -> f64 {
         .unwrap_or_else(|| panic!("no +Inf bucket for {route}"))
 }
 
+/// How many waits the queue-wait histogram holds (its +Inf bucket).
+fn queue_waits(scrape: &Scrape) -> f64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "rtserve_queue_wait_seconds")
+        .expect("a queue-wait histogram");
+    let Value::Histogram(buckets) = &sample.value else {
+        panic!("not a histogram: {sample:?}");
+    };
+    buckets
+        .iter()
+        .find(|b| b.less_than.is_infinite())
+        .map_or(0.0, |b| b.count)
+}
+
 #[test]
 fn metrics_parse_and_move() {
     let server = Server::start(&["--threads", "2", "--deadline-ms", "300"]);
@@ -1016,7 +1032,6 @@ fn metrics_parse_and_move() {
 
     // The server-wide counters.
     for name in [
-        "rtserve_shed_total",
         "rtserve_deadline_missed_total",
         "rtserve_accept_backoffs_total",
     ] {
@@ -1029,7 +1044,13 @@ fn metrics_parse_and_move() {
         assert!(sample.labels.is_empty(), "{sample:?}");
         assert!(first.docs.contains_key(name), "{name} has no HELP");
     }
-    assert_eq!(value(&first, "rtserve_shed_total", &[]), Some(0.0));
+    // Refusals, by reason.
+    for reason in ["queue-full", "expected-miss", "not-started", "deadline"] {
+        let labels = [("reason", reason)];
+        assert_eq!(value(&first, "rtserve_shed_total", &labels), Some(0.0));
+    }
+    assert!(first.docs.contains_key("rtserve_shed_total"));
+    assert!(first.docs.contains_key("rtserve_queue_wait_seconds"));
     assert_eq!(
         value(&first, "rtserve_accept_backoffs_total", &[]),
         Some(0.0)
@@ -1083,6 +1104,24 @@ fn metrics_parse_and_move() {
     assert_eq!(
         count(&last, "rtserve_requests_total", &slow_503),
         slow_before + 1.0
+    );
+    assert_eq!(
+        count(&last, "rtserve_shed_total", &[("reason", "deadline")]),
+        missed_before + 1.0
+    );
+    // Its job waited for a worker (counted in the queue-wait histogram), and ran until the
+    // deadline woke it (a run-time estimate for /slow once the worker reports it).
+    assert!(
+        wait_until(|| {
+            last = scrape(&server);
+            let estimate = value(
+                &last,
+                "rtserve_run_time_estimate_seconds",
+                &[("route", "/slow")],
+            );
+            queue_waits(&last) >= 1.0 && estimate.is_some_and(|s| s > 0.0)
+        }),
+        "no queue wait or run-time estimate for /slow"
     );
 }
 

@@ -23,10 +23,13 @@ use support::{Client, TIMEOUT, TestServer, config};
 struct Counts {
     started: AtomicUsize,
     finished: AtomicUsize,
+    /// `/sleep` jobs whose sleep a cancellation cut short.
+    woken: AtomicUsize,
 }
 
 /// Routes: `/fast?id=` inline, `/slow?ms=&id=` offloaded (sleeps, answers its id),
-/// `/slow-deadline?ms=&deadline=&id=` with its own deadline, `/healthz`.
+/// `/slow-deadline?ms=&deadline=&id=` with its own deadline, `/sleep?ms=` (one
+/// `JobContext::sleep`), `/healthz`.
 fn routes(counts: Arc<Counts>) -> Router {
     let slow = {
         let counts = Arc::clone(&counts);
@@ -70,6 +73,23 @@ fn routes(counts: Arc<Counts>) -> Router {
                 .into()
         })
         .get("/slow-deadline", slow)
+        .get("/sleep", {
+            let counts = Arc::clone(&counts);
+            move |req: &Request<'_>| -> Reply {
+                let ms: u64 = req
+                    .query_param("ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let counts = Arc::clone(&counts);
+                Reply::offload(move |ctx: &JobContext| {
+                    counts.started.fetch_add(1, Ordering::SeqCst);
+                    if !ctx.sleep(Duration::from_millis(ms)) {
+                        counts.woken.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Response::text(StatusCode::OK, "slept")
+                })
+            }
+        })
         .get("/healthz", |req: &Request<'_>| -> Reply {
             if req.is_draining() {
                 Response::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n").into()
@@ -181,7 +201,108 @@ fn a_full_queue_sheds_at_once() {
     let c = client.response();
     assert_eq!((a.status, a.text().as_str()), (200, "slow a"));
     assert_eq!((b.status, b.text().as_str()), (200, "slow b"));
-    assert_eq!((c.status, c.text().as_str()), (503, "overloaded\n"));
+    assert_eq!(
+        (c.status, c.text().as_str()),
+        (503, "overloaded: the queue is full\n")
+    );
+    assert_eq!(c.header("rtserve-shed"), Some("queue-full"));
+    assert_eq!(
+        c.header("retry-after"),
+        None,
+        "no Retry-After unless configured"
+    );
+}
+
+#[test]
+fn under_overload_refusals_come_at_once_not_at_the_deadline() {
+    let mut config = config();
+    config.workers = 1;
+    config.deadline = Duration::from_secs(2);
+    config.retry_after = Some(1);
+    let (server, _) = server(config);
+    // Teach the pool what a /slow?ms=100 job costs.
+    let mut client = Client::new(server.connect());
+    for _ in 0..3 {
+        client.send(&get("/slow?ms=100&id=learn"));
+        assert_eq!(client.response().status, 200);
+    }
+    // Twice as many jobs at once as one worker can finish within the deadline.
+    let addr = server.addr;
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut client = Client::new(support::connect(addr));
+                let sent = Instant::now();
+                client.send(&get(&format!("/slow?ms=100&id={i}")));
+                let reply = client.response();
+                (reply, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut refusals = Vec::new();
+    let mut served = 0;
+    for client in clients {
+        let (reply, latency) = client.join().expect("a client");
+        match reply.status {
+            200 => served += 1,
+            503 => {
+                // Refused before it was queued, with the reason and the configured retry.
+                assert_eq!(
+                    reply.header("rtserve-shed"),
+                    Some("expected-miss"),
+                    "{reply:?}"
+                );
+                assert_eq!(reply.header("retry-after"), Some("1"));
+                refusals.push(latency);
+            }
+            _ => panic!("unexpected {reply:?}"),
+        }
+    }
+    assert!(served >= 1, "nothing was served");
+    assert!(refusals.len() >= 10, "only {} refused", refusals.len());
+    refusals.sort_unstable();
+    let median = refusals[refusals.len() / 2];
+    // Refusals take microseconds; half the deadline is a margin no busy machine needs.
+    assert!(
+        median < Duration::from_secs(1),
+        "median refusal after {median:?}"
+    );
+}
+
+#[test]
+fn a_cancelled_job_wakes_and_frees_its_worker() {
+    let mut config = config();
+    config.workers = 1;
+    config.deadline = Duration::from_secs(60);
+    let (server, counts) = server(config);
+    // The only worker sleeps on a 10 s job, through `JobContext::sleep`.
+    let gone = server.connect();
+    (&gone).write_all(&get("/sleep?ms=10000")).unwrap();
+    let wait = Instant::now();
+    while counts.started.load(Ordering::SeqCst) < 1 {
+        assert!(wait.elapsed() < TIMEOUT, "the job never started");
+        thread::sleep(Duration::from_millis(2));
+    }
+    // Its client resets the connection: the job is cancelled, its sleep woken.
+    socket2::SockRef::from(&gone)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(gone);
+    let mut next = Client::new(server.connect());
+    let sent = Instant::now();
+    next.send(&get("/slow?ms=1&id=next"));
+    assert_eq!(next.response().text(), "slow next");
+    // Far sooner than the 10 s the sleep would have taken (100 ms on an idle machine).
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        counts.woken.load(Ordering::SeqCst),
+        1,
+        "the sleep was not cut short"
+    );
 }
 
 #[test]

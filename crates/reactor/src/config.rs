@@ -81,6 +81,13 @@ pub struct Config {
     /// Default deadline of every request, counted from the moment its head was fully
     /// received: an offloaded job not done by then is answered 503. Default 5 s.
     pub deadline: Duration,
+    /// The order the pool serves waiting jobs in (see [`Discipline`]). Default
+    /// [`Discipline::Fifo`].
+    pub discipline: Discipline,
+    /// A `Retry-After` value, in seconds, for the 503s of offloaded requests refused or past
+    /// their deadline. Default none: in whole seconds it can only say 0 or 1, and 0 invites
+    /// every client to retry at the same moment.
+    pub retry_after: Option<u32>,
     /// How long `shutdown` keeps serving while reporting "draining" (see
     /// [`Request::is_draining`](crate::Request::is_draining)), so that a load balancer's health
     /// check can take the server out of rotation first. Default 0.
@@ -97,6 +104,24 @@ pub struct Config {
     /// A hook that sees every response (status, route, latency) on a logger thread of its
     /// own. Default: none.
     pub request_log: Option<RequestLog>,
+}
+
+/// The order in which the worker pool serves the jobs waiting for a worker.
+///
+/// Whatever the order, a job is refused at once, not at its deadline, when it cannot make its
+/// deadline: at the door, when the work queued ahead of it plus its own expected run time
+/// would take it past the deadline, and when a worker takes it, if the time left is below its
+/// expected run time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Discipline {
+    /// First in, first out.
+    #[default]
+    Fifo,
+    /// First in, first out while the queue drains; newest first while it stands (its shortest
+    /// wait over 100 ms stayed above 1 ms), as Facebook's adaptive LIFO does. The newest jobs
+    /// have the most time left; the oldest are refused as soon as they cannot make it.
+    AdaptiveLifo,
 }
 
 impl Default for Config {
@@ -119,6 +144,8 @@ impl Default for Config {
             workers: 16,
             queue: 1024,
             deadline: Duration::from_secs(5),
+            discipline: Discipline::Fifo,
+            retry_after: None,
             drain_grace: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
             shutdown_idle_wait: Duration::from_millis(250),

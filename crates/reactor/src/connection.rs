@@ -2,19 +2,12 @@
 //! the peer, timers) and the HTTP side ([`Session`]: kept input, the request count, and, while
 //! a request is in hand, an [`Exchange`]).
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Instant,
-};
+use std::{collections::VecDeque, time::Instant};
 
 use mio::net::TcpStream;
 use rtserve_protocol::{InputBuffer, Limits, RecvError, ResponseContext, ServerConn};
 
-use crate::{Response, timer::TimerTable, token::ConnId};
+use crate::{Response, pool::Ticket, timer::TimerTable, token::ConnId};
 
 /// A connection: its socket, timers and states, and its [`Session`].
 #[derive(Debug)]
@@ -122,11 +115,9 @@ pub(crate) struct Owed {
 
 #[derive(Debug)]
 pub(crate) enum OwedState {
-    /// On the worker pool; the flag tells the job its answer is no longer wanted.
-    Job {
-        cancelled: Arc<AtomicBool>,
-        deadline: Instant,
-    },
+    /// On the worker pool; cancelling the ticket tells the job its answer is no longer
+    /// wanted.
+    Job { ticket: Ticket, deadline: Instant },
     /// Ready, but behind one that is not.
     Ready(Response),
     /// The answer to a request that could not be parsed; the connection closes after it.
@@ -178,8 +169,8 @@ impl Exchange {
     /// drops what was owed.
     pub(crate) fn cancel_owed(&mut self) {
         for owed in self.owed.drain(..) {
-            if let OwedState::Job { cancelled, .. } = owed.state {
-                cancelled.store(true, Ordering::Relaxed);
+            if let OwedState::Job { ticket, .. } = owed.state {
+                ticket.cancel();
             }
         }
     }

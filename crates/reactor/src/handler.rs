@@ -13,7 +13,10 @@ use std::{
 
 use rtserve_protocol::{Method, OwnedHead, StatusCode, Version};
 
-use crate::stats::{Stats, StatsRegistry};
+use crate::{
+    pool::Ticket,
+    stats::{Stats, StatsRegistry},
+};
 
 /// A complete request, body included, as a handler sees it.
 ///
@@ -414,7 +417,7 @@ impl fmt::Debug for Job {
 #[derive(Clone, Debug)]
 pub struct JobContext {
     pub(crate) deadline: Instant,
-    pub(crate) cancelled: Arc<AtomicBool>,
+    pub(crate) ticket: Ticket,
 }
 
 impl JobContext {
@@ -431,7 +434,39 @@ impl JobContext {
     /// Whether the answer is no longer wanted: the deadline has passed or the client has
     /// gone. Cooperative work checks this and stops early; whatever it returns then is dropped.
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed) || Instant::now() >= self.deadline
+        Instant::now() >= self.deadline || self.ticket.is_cancelled()
+    }
+
+    /// Sleeps for `duration`, or less if the answer stops being wanted meanwhile: the client
+    /// leaves or the deadline passes, and the sleep ends at that moment, freeing the worker.
+    /// Returns whether it slept the whole time (`false`: cut short, the answer is not wanted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rtserve_reactor::{JobContext, Reply, Request, Response, Router, StatusCode};
+    ///
+    /// fn slow(_: &Request<'_>) -> Reply {
+    ///     Reply::offload(|ctx: &JobContext| {
+    ///         // Waiting on something slow; a client that leaves frees the worker at once.
+    ///         if !ctx.sleep(Duration::from_millis(20)) {
+    ///             return Response::new(StatusCode::SERVICE_UNAVAILABLE);
+    ///         }
+    ///         Response::text(StatusCode::OK, "done\n")
+    ///     })
+    /// }
+    /// let router = Router::new().get("/slow", slow);
+    /// # drop(router);
+    /// ```
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let until = Instant::now() + duration;
+        if until >= self.deadline {
+            // The deadline comes first: the sleep cannot be whole.
+            self.ticket.wait_until(self.deadline);
+            return false;
+        }
+        !self.ticket.wait_until(until)
     }
 }
 

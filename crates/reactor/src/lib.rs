@@ -70,7 +70,7 @@ mod stats;
 mod timer;
 mod token;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Discipline};
 pub use handler::{
     Body, Handler, HeaderValue, Job, JobContext, Reply, Request, Response, Router, StaticHeaders,
     with_deadline,
@@ -78,7 +78,7 @@ pub use handler::{
 pub use log::{LogRecord, RequestLog};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
-pub use stats::{LATENCY_BUCKETS_US, RouteStats, Stats};
+pub use stats::{Histogram, LATENCY_BUCKETS_US, RouteStats, Shed, Sheds, Stats};
 
 /// The HTTP/1.1 protocol crate this reactor is built on.
 pub use rtserve_protocol as protocol;

@@ -32,7 +32,16 @@ pub(crate) enum Message {
 pub(crate) struct Completion {
     pub(crate) conn: ConnId,
     pub(crate) seq: u64,
-    pub(crate) response: Response,
+    pub(crate) answer: Answer,
+}
+
+/// What became of an offloaded job.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// It ran, and this is its response.
+    Ran(Response),
+    /// A worker reached it too late to make its deadline, and did not start it.
+    NotStarted,
 }
 
 /// The sending side of one reactor's mailbox, shared through an `Arc`.

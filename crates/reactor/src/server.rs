@@ -66,9 +66,10 @@ impl Server {
         let draining = Arc::new(AtomicBool::new(false));
         // Worker threads exit once every reactor has dropped its handle to the pool; they are
         // not joined, so that a job blocked past shutdown cannot hold the process.
-        let (pool, _workers) =
-            WorkerPool::start(config.workers, config.queue).map_err(StartError::Io)?;
         let stats = Arc::new(StatsRegistry::new(config.reactors, handler.routes()));
+        let routes = stats.names.len() + 1;
+        let (pool, _workers) =
+            WorkerPool::start(&config, routes, Arc::clone(&stats.pool)).map_err(StartError::Io)?;
         let log = match &config.request_log {
             Some(log) => Some(crate::log::start(log, Arc::clone(&stats)).map_err(StartError::Io)?),
             None => None,

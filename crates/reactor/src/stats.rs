@@ -78,8 +78,8 @@ pub(crate) struct ReactorStats {
     open_connections: Counter,
     accepted: Counter,
     accept_backoffs: Counter,
-    shed: Counter,
-    deadline_missed: Counter,
+    /// By [`Shed`] reason.
+    shed: [Counter; Shed::ALL.len()],
     log_dropped: Counter,
     routes: Box<[RouteCells]>,
 }
@@ -91,8 +91,7 @@ impl ReactorStats {
             open_connections: Counter::default(),
             accepted: Counter::default(),
             accept_backoffs: Counter::default(),
-            shed: Counter::default(),
-            deadline_missed: Counter::default(),
+            shed: Default::default(),
             log_dropped: Counter::default(),
             routes: (0..=routes).map(|_| RouteCells::new()).collect(),
         }
@@ -111,12 +110,8 @@ impl ReactorStats {
         self.accept_backoffs.add(1);
     }
 
-    pub(crate) fn shed(&self) {
-        self.shed.add(1);
-    }
-
-    pub(crate) fn deadline_missed(&self) {
-        self.deadline_missed.add(1);
+    pub(crate) fn shed(&self, reason: Shed) {
+        self.shed[reason as usize].add(1);
     }
 
     pub(crate) fn log_dropped(&self) {
@@ -172,10 +167,10 @@ pub struct Stats {
     pub accepted: u64,
     /// Times accepting paused because the process ran out of file descriptors.
     pub accept_backoffs: u64,
-    /// Offloaded requests answered 503 at once because the worker queue was full.
-    pub shed: u64,
-    /// Requests answered 503 because their deadline passed first.
-    pub deadline_missed: u64,
+    /// Offloaded requests answered 503 without their job's response, by reason.
+    pub shed: Sheds,
+    /// How long jobs waited for a worker (run or refused when a worker reached them).
+    pub queue_wait: Histogram,
     /// Request-log records dropped because the logger fell behind.
     pub log_dropped: u64,
     /// Per route, in the order of [`Handler::routes`](crate::Handler::routes), then one for
@@ -196,6 +191,127 @@ pub struct RouteStats {
     pub buckets: [u64; LATENCY_BUCKETS_US.len()],
     /// Sum of latencies, in microseconds.
     pub latency_sum_us: u64,
+    /// The worker pool's current estimate of this route's job run time, in microseconds
+    /// (zero for a route that has offloaded nothing).
+    pub run_time_estimate_us: u64,
+}
+
+/// Why an offloaded request was answered 503 without its job's response. The response says
+/// which, in its body and in its `rtserve-shed` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Shed {
+    /// The worker queue was full.
+    QueueFull,
+    /// The work queued ahead of it plus its expected run time would have taken it past its
+    /// deadline: refused before it was queued.
+    ExpectedMiss,
+    /// A worker reached it with less time left than it was expected to take: not started.
+    NotStarted,
+    /// Its deadline passed before its job finished.
+    Deadline,
+}
+
+impl Shed {
+    /// Every reason, in the order of their counters.
+    pub const ALL: [Self; 4] = [
+        Self::QueueFull,
+        Self::ExpectedMiss,
+        Self::NotStarted,
+        Self::Deadline,
+    ];
+
+    /// The reason's name, as in the `rtserve-shed` header and the metrics' `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue-full",
+            Self::ExpectedMiss => "expected-miss",
+            Self::NotStarted => "not-started",
+            Self::Deadline => "deadline",
+        }
+    }
+}
+
+/// Offloaded requests answered 503 without their job's response, by [`Shed`] reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sheds {
+    /// Counts, in the order of [`Shed::ALL`].
+    pub by_reason: [u64; Shed::ALL.len()],
+}
+
+impl Sheds {
+    /// Those shed for `reason`.
+    pub fn get(&self, reason: Shed) -> u64 {
+        self.by_reason[reason as usize]
+    }
+
+    /// Those refused at once (every reason but [`Shed::Deadline`]).
+    pub fn at_once(&self) -> u64 {
+        self.total() - self.get(Shed::Deadline)
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.by_reason.iter().sum()
+    }
+}
+
+/// A histogram of durations over [`LATENCY_BUCKETS_US`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); those longer than the last bound are in `count` only.
+    pub buckets: [u64; LATENCY_BUCKETS_US.len()],
+    /// How many were recorded.
+    pub count: u64,
+    /// Their sum, in microseconds.
+    pub sum_us: u64,
+}
+
+/// What the worker pool records: written by every worker, so with atomic additions.
+#[derive(Debug)]
+pub(crate) struct PoolStats {
+    wait_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    wait_count: AtomicU64,
+    wait_sum_us: AtomicU64,
+    /// Per route: the current run-time estimate, µs.
+    run_time_us: Box<[AtomicU64]>,
+}
+
+impl PoolStats {
+    pub(crate) fn new(routes: usize) -> Self {
+        Self {
+            wait_buckets: Default::default(),
+            wait_count: AtomicU64::new(0),
+            wait_sum_us: AtomicU64::new(0),
+            run_time_us: (0..=routes).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// A job waited `waited` for a worker.
+    pub(crate) fn waited(&self, waited: Duration) {
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us <= b) {
+            self.wait_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.wait_count.fetch_add(1, Ordering::Relaxed);
+        self.wait_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Route `route`'s run-time estimate is now `estimate`.
+    pub(crate) fn estimated(&self, route: usize, estimate: Duration) {
+        if let Some(cell) = self.run_time_us.get(route) {
+            let us = u64::try_from(estimate.as_micros()).unwrap_or(u64::MAX);
+            cell.store(us, Ordering::Relaxed);
+        }
+    }
+
+    fn queue_wait(&self) -> Histogram {
+        Histogram {
+            buckets: std::array::from_fn(|i| self.wait_buckets[i].load(Ordering::Relaxed)),
+            count: self.wait_count.load(Ordering::Relaxed),
+            sum_us: self.wait_sum_us.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl RouteStats {
@@ -209,6 +325,7 @@ impl RouteStats {
 #[derive(Debug)]
 pub(crate) struct StatsRegistry {
     pub(crate) reactors: Vec<Arc<ReactorStats>>,
+    pub(crate) pool: Arc<PoolStats>,
     pub(crate) names: Vec<String>,
 }
 
@@ -218,12 +335,18 @@ impl StatsRegistry {
             reactors: (0..reactors)
                 .map(|_| Arc::new(ReactorStats::new(names.len())))
                 .collect(),
+            pool: Arc::new(PoolStats::new(names.len())),
             names,
         }
     }
 
     pub(crate) fn merged(&self) -> Stats {
-        merge(&self.reactors, &self.names)
+        let mut stats = merge(&self.reactors, &self.names);
+        stats.queue_wait = self.pool.queue_wait();
+        for (route, estimate) in stats.routes.iter_mut().zip(self.pool.run_time_us.iter()) {
+            route.run_time_estimate_us = estimate.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     /// The name of route `index` ("other" past the named ones).
@@ -246,8 +369,9 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
         stats.open_connections.push(r.open_connections.get());
         stats.accepted += r.accepted.get();
         stats.accept_backoffs += r.accept_backoffs.get();
-        stats.shed += r.shed.get();
-        stats.deadline_missed += r.deadline_missed.get();
+        for (merged, counter) in stats.shed.by_reason.iter_mut().zip(&r.shed) {
+            *merged += counter.get();
+        }
         stats.log_dropped += r.log_dropped.get();
         for (merged, cells) in stats.routes.iter_mut().zip(r.routes.iter()) {
             for (i, b) in cells.buckets.iter().enumerate() {
@@ -285,11 +409,13 @@ mod tests {
         b.response(0, 200, Duration::from_micros(300));
         b.response(0, 503, Duration::from_millis(20));
         a.response(7, 404, Duration::from_micros(1)); // clamped to "other"
-        a.shed();
+        a.shed(Shed::ExpectedMiss);
+        b.shed(Shed::Deadline);
         let stats = merge(&[a, b], &["/hello".to_owned()]);
         assert_eq!(stats.open_connections, [1, 0]);
         assert_eq!(stats.accepted, 2);
-        assert_eq!(stats.shed, 1);
+        assert_eq!(stats.shed.get(Shed::ExpectedMiss), 1);
+        assert_eq!((stats.shed.at_once(), stats.shed.total()), (1, 2));
         assert_eq!(stats.routes.len(), 2);
         let hello = &stats.routes[0];
         assert_eq!(hello.name, "/hello");

@@ -9,11 +9,7 @@ use std::{
     cell::Cell,
     ops::Range,
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-        mpsc::SyncSender,
-    },
+    sync::{Arc, mpsc::SyncSender},
     time::{Duration, Instant},
 };
 
@@ -23,12 +19,12 @@ use rtserve_protocol::{
 
 use super::clock::Clock;
 use crate::{
-    Config, Handler, JobContext, Reply, Request, Response,
+    Config, Handler, Reply, Request, Response, Shed,
     connection::{Exchange, ExchangePool, OwedState, Session},
     handler::{Job, ServerView},
     log::LogEntry,
-    mailbox::{Completion, Mailbox},
-    pool::{Task, WorkerPool},
+    mailbox::{Answer, Completion, Mailbox},
+    pool::{Refused, Task, WorkerPool},
     stats::ReactorStats,
     token::ConnId,
 };
@@ -300,32 +296,53 @@ impl Dispatcher {
         let received = exchange.received;
         let deadline = deadline_after(received, job.deadline.unwrap_or(self.config.deadline));
         if deadline <= self.clock.now {
-            self.stats.deadline_missed();
-            return Err(deadline_missed());
+            return Err(self.shed(Shed::Deadline));
         }
-        let cancelled = Arc::new(AtomicBool::new(false));
         let task = Task {
             job,
-            ctx: JobContext {
-                deadline,
-                cancelled: Arc::clone(&cancelled),
-            },
+            deadline,
+            route,
             reply_to: Arc::clone(&self.reply_to),
             conn: id,
             // `owe` gives the next sequence number to the slot below.
             seq: exchange.next_seq,
         };
-        if self.pool.try_submit(task).is_err() {
-            // The queue is full: shed now rather than queue past the deadline.
-            self.stats.shed();
-            return Err(overloaded());
-        }
-        let state = OwedState::Job {
-            cancelled,
-            deadline,
+        let ticket = match self.pool.submit(self.clock.now, task) {
+            Ok(ticket) => ticket,
+            Err(Refused::QueueFull) => return Err(self.shed(Shed::QueueFull)),
+            Err(Refused::ExpectedMiss) => return Err(self.shed(Shed::ExpectedMiss)),
         };
+        let state = OwedState::Job { ticket, deadline };
         exchange.owe(ctx, route, received, state);
         Ok(deadline)
+    }
+
+    /// Counts a 503 for `reason` and makes it: the reason in the body and in the
+    /// `rtserve-shed` header, and `Retry-After` if configured.
+    fn shed(&self, reason: Shed) -> Response {
+        self.stats.shed(reason);
+        // (body, header): static, so that a refusal allocates nothing for them.
+        let (body, header): (&str, &'static [(&str, &[u8])]) = match reason {
+            Shed::QueueFull => (
+                "overloaded: the queue is full\n",
+                &[("rtserve-shed", b"queue-full")],
+            ),
+            Shed::ExpectedMiss => (
+                "overloaded: expected to miss the deadline\n",
+                &[("rtserve-shed", b"expected-miss")],
+            ),
+            Shed::NotStarted => (
+                "overloaded: not started in time\n",
+                &[("rtserve-shed", b"not-started")],
+            ),
+            Shed::Deadline => ("deadline exceeded\n", &[("rtserve-shed", b"deadline")]),
+        };
+        let response =
+            Response::text(StatusCode::SERVICE_UNAVAILABLE, body).with_static_headers(header);
+        match self.config.retry_after {
+            Some(seconds) => response.with_header("Retry-After", seconds.to_string().into_bytes()),
+            None => response,
+        }
     }
 
     /// Answers a request that could not be parsed, in its place in line: now if nothing is
@@ -386,12 +403,12 @@ impl Dispatcher {
         };
         // Finished, but after its deadline: the timer has not popped yet (poll timeouts are
         // whole milliseconds), and the late result is dropped all the same.
-        owed.state = if self.clock.now >= deadline {
-            self.stats.deadline_missed();
-            OwedState::Ready(deadline_missed())
-        } else {
-            OwedState::Ready(completion.response)
+        let response = match completion.answer {
+            _ if self.clock.now >= deadline => self.shed(Shed::Deadline),
+            Answer::NotStarted => self.shed(Shed::NotStarted),
+            Answer::Ran(response) => response,
         };
+        owed.state = OwedState::Ready(response);
         true
     }
 
@@ -401,15 +418,10 @@ impl Dispatcher {
         let exchange = session.exchange.as_deref_mut()?;
         let mut next: Option<Instant> = None;
         for owed in &mut exchange.owed {
-            if let OwedState::Job {
-                cancelled,
-                deadline,
-            } = &owed.state
-            {
+            if let OwedState::Job { ticket, deadline } = &owed.state {
                 if *deadline <= self.clock.now {
-                    cancelled.store(true, Ordering::Relaxed);
-                    owed.state = OwedState::Ready(deadline_missed());
-                    self.stats.deadline_missed();
+                    ticket.cancel();
+                    owed.state = OwedState::Ready(self.shed(Shed::Deadline));
                 } else {
                     next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
                 }
@@ -545,14 +557,6 @@ fn internal_error() -> Response {
     Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
 }
 
-fn deadline_missed() -> Response {
-    Response::text(StatusCode::SERVICE_UNAVAILABLE, "deadline exceeded\n")
-}
-
-fn overloaded() -> Response {
-    Response::text(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n")
-}
-
 #[cfg(test)]
 mod tests {
     //! The dispatcher driven with bytes in and bytes out: no socket, and a clock that moves
@@ -563,18 +567,22 @@ mod tests {
     use mio::Poll;
 
     use super::*;
-    use crate::{mailbox::Message, stats::StatsRegistry};
+    use crate::{JobContext, mailbox::Message, stats::StatsRegistry};
 
     /// A dispatcher for `handler` with a stopped clock, one worker, and what keeps its
     /// mailbox alive.
     fn dispatcher(handler: impl Handler) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
         let poll = Poll::new().expect("a poll");
         let (mailbox, receiver) = Mailbox::new(poll.registry()).expect("a mailbox");
-        let (pool, _workers) = WorkerPool::start(1, 4).expect("a pool");
         let stats = Arc::new(StatsRegistry::new(1, handler.routes()));
+        let mut config = Config::default();
+        (config.workers, config.queue) = (1, 4);
+        let routes = stats.names.len() + 1;
+        let (pool, _workers) =
+            WorkerPool::start(&config, routes, Arc::clone(&stats.pool)).expect("a pool");
         let shared = Shared {
             handler: Arc::new(handler),
-            config: Arc::new(Config::default()),
+            config: Arc::new(config),
             pool,
             view: Arc::new(ServerView {
                 draining: Arc::new(AtomicBool::new(false)),

@@ -150,6 +150,9 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Per-request timeout from the actual send (and the connect timeout).
     pub timeout: Duration,
+    /// The clients' deadline, if they have one: the report then counts goodput, the `2xx`
+    /// responses whose corrected latency is within it.
+    pub deadline: Option<Duration>,
     /// Generator threads, each with its own `mio::Poll` and share of connections.
     pub threads: usize,
     /// CPUs to pin the threads to, round-robin (empty: no pinning).
@@ -173,6 +176,7 @@ impl LoadConfig {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
+            deadline: None,
             threads: 1,
             cpus: Vec::new(),
             progress: false,

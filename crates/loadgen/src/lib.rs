@@ -111,25 +111,7 @@ pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
         report_progress(&config, &live, start, &handles);
     }
 
-    let mut report = Report {
-        target_rate: config.rate,
-        duration: config.duration,
-        connections: config.connections,
-        threads: config.threads,
-        corrected: report::new_histogram(),
-        uncorrected: report::new_histogram(),
-        schedule_lag: report::new_histogram(),
-        scheduled: 0,
-        sent: 0,
-        completed: 0,
-        unsent: 0,
-        queued: 0,
-        errors: ErrorCounts::default(),
-        statuses: Default::default(),
-        cpu: Duration::ZERO,
-        max_thread_utilization: 0.0,
-        max_thread_busy: 0.0,
-    };
+    let mut report = Report::new(&config);
     let mut failure = None;
     for handle in handles {
         let outcome = match handle.join() {

@@ -52,6 +52,10 @@ struct Args {
     /// Per-request timeout in milliseconds, counted from the send; also the connect timeout.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// The clients' deadline in milliseconds: report goodput (2xx responses within it, per
+    /// second) and the share of all responses within it plus 1 ms.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
     /// Print the report as JSON instead of Markdown (latencies in microseconds).
     #[arg(long)]
     json: bool,
@@ -87,6 +91,7 @@ fn run(args: Args) -> Result<(), String> {
     config.pipeline = args.pipeline;
     config.method = args.method.to_ascii_uppercase();
     config.timeout = Duration::from_millis(args.timeout_ms);
+    config.deadline = args.deadline_ms.map(Duration::from_millis);
     config.progress = !args.quiet;
     if let Some(path) = &args.body_file {
         config.body =

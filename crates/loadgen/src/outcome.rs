@@ -25,6 +25,10 @@ pub(crate) enum ErrorKind {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub(crate) corrected: Histogram<u64>,
+    /// `corrected`, of the `2xx` responses only.
+    pub(crate) success: Histogram<u64>,
+    /// `corrected`, of the `503` responses only.
+    pub(crate) refused: Histogram<u64>,
     pub(crate) uncorrected: Histogram<u64>,
     pub(crate) schedule_lag: Histogram<u64>,
     pub(crate) scheduled: u64,
@@ -45,6 +49,8 @@ impl Outcome {
     pub(crate) fn new() -> Self {
         Self {
             corrected: new_histogram(),
+            success: new_histogram(),
+            refused: new_histogram(),
             uncorrected: new_histogram(),
             schedule_lag: new_histogram(),
             scheduled: 0,
@@ -65,6 +71,11 @@ impl Outcome {
     pub(crate) fn answered(&mut self, status: u16, corrected: Duration, uncorrected: Duration) {
         self.completed += 1;
         self.corrected.saturating_record(micros(corrected));
+        match status {
+            200..=299 => self.success.saturating_record(micros(corrected)),
+            503 => self.refused.saturating_record(micros(corrected)),
+            _ => {}
+        }
         self.uncorrected.saturating_record(micros(uncorrected));
         *self.statuses.entry(status).or_insert(0) += 1;
     }
@@ -84,6 +95,8 @@ impl Outcome {
     pub(crate) fn add_to(self, report: &mut Report) {
         // All histograms share the same bounds, so adding cannot fail; saturate if it did.
         let _ = report.corrected.add(&self.corrected);
+        let _ = report.success.add(&self.success);
+        let _ = report.refused.add(&self.refused);
         let _ = report.uncorrected.add(&self.uncorrected);
         let _ = report.schedule_lag.add(&self.schedule_lag);
         report.scheduled += self.scheduled;

@@ -61,6 +61,12 @@ pub struct Report {
     /// Latency from each request's *scheduled* send time to the last byte of its response, µs
     /// (coordinated omission corrected).
     pub corrected: Histogram<u64>,
+    /// `corrected`, of the `2xx` responses only.
+    pub success: Histogram<u64>,
+    /// `corrected`, of the `503` responses only (refusals: how soon did they come?).
+    pub refused: Histogram<u64>,
+    /// The clients' deadline, if given: goodput counts the `2xx` responses within it.
+    pub deadline: Option<Duration>,
     /// Latency from each request's *actual* send to the last byte of its response, µs.
     pub uncorrected: Histogram<u64>,
     /// How late the generator issued each request relative to its schedule, µs: a measure of
@@ -94,6 +100,49 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report for a run of `config`.
+    pub(crate) fn new(config: &crate::LoadConfig) -> Self {
+        Self {
+            target_rate: config.rate,
+            duration: config.duration,
+            connections: config.connections,
+            threads: config.threads,
+            corrected: new_histogram(),
+            success: new_histogram(),
+            refused: new_histogram(),
+            deadline: config.deadline,
+            uncorrected: new_histogram(),
+            schedule_lag: new_histogram(),
+            scheduled: 0,
+            sent: 0,
+            completed: 0,
+            unsent: 0,
+            queued: 0,
+            errors: ErrorCounts::default(),
+            statuses: BTreeMap::new(),
+            cpu: Duration::ZERO,
+            max_thread_utilization: 0.0,
+            max_thread_busy: 0.0,
+        }
+    }
+
+    /// Goodput, per second: `2xx` responses within the deadline (all `2xx` without one).
+    pub fn goodput(&self) -> f64 {
+        let good = match self.deadline {
+            Some(deadline) => within(&self.success, deadline),
+            None => self.success.len(),
+        };
+        good as f64 / self.duration.as_secs_f64()
+    }
+
+    /// The share of all responses whose corrected latency is within `limit`.
+    pub fn share_within(&self, limit: Duration) -> f64 {
+        if self.corrected.is_empty() {
+            return 0.0;
+        }
+        within(&self.corrected, limit) as f64 / self.corrected.len() as f64
+    }
+
     /// Responses per second achieved over the measured duration: responses to requests
     /// scheduled in the measured window, divided by its length. Under overload this can be
     /// below the server's momentary throughput, which also serves the warm-up's backlog.
@@ -130,11 +179,14 @@ impl Report {
         );
         out.push_str("| latency (ms) | p50 | p90 | p99 | p99.9 | p99.99 | max |\n");
         out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-        for (name, h) in [
-            ("corrected (from schedule)", &self.corrected),
-            ("uncorrected (from send)", &self.uncorrected),
-            ("schedule lag", &self.schedule_lag),
-        ] {
+        let mut rows = vec![("corrected (from schedule)", &self.corrected)];
+        if !self.refused.is_empty() {
+            rows.push(("corrected, 2xx only", &self.success));
+            rows.push(("corrected, 503 only", &self.refused));
+        }
+        rows.push(("uncorrected (from send)", &self.uncorrected));
+        rows.push(("schedule lag", &self.schedule_lag));
+        for (name, h) in rows {
             let _ = write!(out, "| {name} |");
             for q in QUANTILES {
                 let _ = write!(out, " {} |", millis(quantile(h, q)));
@@ -155,6 +207,16 @@ impl Report {
             self.status_503(),
             self.status_other(),
         );
+        if let Some(deadline) = self.deadline {
+            let ms = deadline.as_secs_f64() * 1000.0;
+            let _ = writeln!(
+                out,
+                "\ngoodput: {:.1} 2xx/s within the {ms} ms deadline; {:.2}% of all responses \
+                 within the deadline + 1 ms",
+                self.goodput(),
+                self.share_within(deadline + Duration::from_millis(1)) * 100.0
+            );
+        }
         let e = &self.errors;
         let _ = writeln!(
             out,
@@ -204,11 +266,21 @@ impl Report {
             .map(|(code, n)| format!("\"{code}\":{n}"))
             .collect::<Vec<_>>()
             .join(",");
+        let deadline = match self.deadline {
+            Some(d) => format!(
+                "{{\"us\":{},\"goodput_rate\":{:.3},\"share_within_plus_1ms\":{:.6}}}",
+                d.as_micros(),
+                self.goodput(),
+                self.share_within(d + Duration::from_millis(1))
+            ),
+            None => "null".to_owned(),
+        };
         let e = &self.errors;
         format!(
             "{{\"target_rate\":{:.3},\"achieved_rate\":{:.3},\"duration_s\":{:.3},\
              \"connections\":{},\"threads\":{},\
-             \"latency_us\":{{\"corrected\":{},\"uncorrected\":{},\"schedule_lag\":{}}},\
+             \"latency_us\":{{\"corrected\":{},\"2xx\":{},\"503\":{},\"uncorrected\":{},\"schedule_lag\":{}}},\
+             \"deadline\":{},\
              \"requests\":{{\"scheduled\":{},\"sent\":{},\"completed\":{},\"unsent\":{},\"queued\":{}}},\
              \"status\":{{\"2xx\":{},\"503\":{},\"other\":{},\"by_code\":{{{statuses}}}}},\
              \"errors\":{{\"connect\":{},\"closed\":{},\"timeout\":{},\"malformed\":{},\"total\":{}}},\
@@ -219,8 +291,11 @@ impl Report {
             self.connections,
             self.threads,
             histogram(&self.corrected),
+            histogram(&self.success),
+            histogram(&self.refused),
             histogram(&self.uncorrected),
             histogram(&self.schedule_lag),
+            deadline,
             self.scheduled,
             self.sent,
             self.completed,
@@ -245,6 +320,16 @@ impl Report {
     /// online plotter read it.
     pub fn to_hgrm(&self) -> String {
         hgrm(&self.corrected)
+    }
+}
+
+/// How many values of `h` (µs) are at most `limit`.
+fn within(h: &Histogram<u64>, limit: Duration) -> u64 {
+    let limit = u64::try_from(limit.as_micros()).unwrap_or(u64::MAX);
+    if h.is_empty() {
+        0
+    } else {
+        h.count_between(0, limit.min(h.high()))
     }
 }
 
@@ -320,14 +405,24 @@ mod tests {
 
     fn report() -> Report {
         let mut corrected = new_histogram();
+        let (mut success, mut refused) = (new_histogram(), new_histogram());
         for v in 1..=1000 {
             corrected.record(v * 100).unwrap();
+            // 100 µs to 99 ms answered 200, the six slowest but four 503.
+            match v {
+                ..=990 => success.record(v * 100).unwrap(),
+                995.. => refused.record(v * 100).unwrap(),
+                _ => {}
+            }
         }
         Report {
             target_rate: 100.0,
             duration: Duration::from_secs(10),
             connections: 4,
             threads: 1,
+            success,
+            refused,
+            deadline: Some(Duration::from_millis(50)),
             uncorrected: corrected.clone(),
             schedule_lag: new_histogram(),
             corrected,
@@ -345,6 +440,24 @@ mod tests {
             max_thread_utilization: 0.025,
             max_thread_busy: 0.01,
         }
+    }
+
+    #[test]
+    fn goodput_counts_the_2xx_within_the_deadline() {
+        let r = report();
+        // 500 of the 2xx took at most 50 ms, over 10 s.
+        assert!((r.goodput() - 50.0).abs() < 0.5, "{}", r.goodput());
+        // 510 of the 1000 responses took at most 51 ms.
+        let share = r.share_within(Duration::from_millis(51));
+        assert!((share - 0.51).abs() < 0.005, "{share}");
+        assert!(
+            r.to_markdown()
+                .contains("goodput: 50.0 2xx/s within the 50 ms deadline")
+        );
+        assert!(
+            r.to_json()
+                .contains("\"deadline\":{\"us\":50000,\"goodput_rate\":50.000")
+        );
     }
 
     #[test]

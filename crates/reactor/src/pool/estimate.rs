@@ -68,6 +68,12 @@ impl RunTime {
         self.floor[0].min(self.floor[1])
     }
 
+    /// The shortest run among the recent ones: the least a job can be expected to take. Zero
+    /// before any run.
+    pub(crate) fn shortest(&self) -> Duration {
+        Duration::from_nanos(self.floor())
+    }
+
     /// Expected run time of the next job: the mean, capped at [`CAP`] times the recent shortest
     /// run.
     /// Zero before any run (so that a new route is tried rather than refused).
@@ -128,6 +134,7 @@ mod tests {
         }
         assert_eq!(cost.expected(), 4 * MS);
         assert_eq!(cost.needed(), 4 * MS);
+        assert_eq!(cost.shortest(), MS);
         // Once contention lasts two windows, the shortest recent run is the contended one:
         // the job does cost that now.
         for _ in 0..2 * WINDOW {

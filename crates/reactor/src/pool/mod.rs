@@ -174,12 +174,20 @@ impl WorkerPool {
 
 /// A worker's loop: until every handle is gone and the queue is empty.
 fn work(shared: &Shared, worker: usize) {
-    // The job this worker ran last: (route, run time, ticket slot), reported at the next take.
-    let mut done: Option<(usize, Duration, usize)> = None;
+    // The job this worker took last: (route, what its run says of its cost, ticket slot),
+    // reported at the next take.
+    let mut done: Option<(usize, Sample, usize)> = None;
     loop {
         let taken = {
             let mut state = shared.lock();
-            if let Some((route, ran, slot)) = done.take() {
+            if let Some((route, sample, slot)) = done.take() {
+                let ran = match sample {
+                    Sample::Whole(ran) => Some(ran),
+                    // Cut short: it would have taken at least this long. Only a longer run
+                    // than expected says anything; a shorter one is not a cost.
+                    Sample::AtLeast(ran) if ran > state.queue.expected(route) => Some(ran),
+                    Sample::AtLeast(_) | Sample::None => None,
+                };
                 state.queue.finished(worker, route, ran);
                 shared.stats.estimated(route, state.queue.expected(route));
                 state.free.push(slot);
@@ -228,16 +236,25 @@ fn work(shared: &Shared, worker: usize) {
             } => {
                 shared.stats.waited(waited);
                 let slot = ticket.index();
-                let started = Instant::now();
-                run(task, ticket);
-                done = Some((route, started.elapsed(), slot));
+                done = Some((route, run(task, ticket), slot));
             }
         }
     }
 }
 
+/// What one job's run tells of its route's cost.
+#[derive(Clone, Copy, Debug)]
+enum Sample {
+    /// It ran to the end in this time.
+    Whole(Duration),
+    /// It was cancelled while it ran, after this time.
+    AtLeast(Duration),
+    /// It was not run (cancelled before it started).
+    None,
+}
+
 /// Runs a job and posts its response, unless its answer is no longer wanted.
-fn run(task: Task, ticket: Ticket) {
+fn run(task: Task, ticket: Ticket) -> Sample {
     let Task {
         job,
         deadline,
@@ -249,20 +266,23 @@ fn run(task: Task, ticket: Ticket) {
     let ctx = JobContext { deadline, ticket };
     // Its client is gone, or the reactor answered at the deadline: do not run it at all.
     if ctx.is_cancelled() {
-        return;
+        return Sample::None;
     }
+    let started = Instant::now();
     let work = job.work;
     let response = catch_unwind(AssertUnwindSafe(|| work(&ctx))).unwrap_or_else(|_| {
         Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
     });
+    let ran = started.elapsed();
     // Finished too late, or its client left meanwhile: the reactor answers (or answered)
     // without it.
     if ctx.is_cancelled() {
-        return;
+        return Sample::AtLeast(ran);
     }
     reply_to.send(Message::Completion(Completion {
         conn,
         seq,
         answer: Answer::Ran(response),
     }));
+    Sample::Whole(ran)
 }

@@ -12,8 +12,11 @@
 //!   the running ones) spread over the workers, so a queue of 200 ms jobs and one of 2 ms jobs
 //!   are told apart. An idle pool lets every job in, so that an estimate gone wrong is
 //!   corrected by the next run rather than kept by refusing everything.
-//! * **At the head**, a job whose deadline comes before its expected run time would end is
-//!   not started: it is handed back to be refused at once.
+//! * **At the head**, a job whose deadline comes before even the shortest recent run of its
+//!   route would end is not started: it is handed back to be refused at once. The shortest
+//!   run, not the mean: a mean inflated by a few runs that waited for a CPU would otherwise
+//!   refuse every job at the head, and with no job run nothing would bring it down. Jobs
+//!   that would probably miss are kept out at the door, where the mean is used.
 //! * **Order**: first in, first out, unless the discipline is [`Discipline::AdaptiveLifo`] and
 //!   the queue is standing (its shortest wait over the last [`INTERVAL`] was above
 //!   [`TARGET`], as CoDel tells a standing queue from a burst): then the newest job, which has
@@ -195,16 +198,19 @@ impl<T> Queue<T> {
         })
     }
 
-    /// `worker`'s job of `route` ended after running for `ran`.
-    pub(crate) fn finished(&mut self, worker: usize, route: usize, ran: Duration) {
+    /// `worker`'s job of `route` ended; `ran`: its run time, if it tells the route's cost.
+    pub(crate) fn finished(&mut self, worker: usize, route: usize, ran: Option<Duration>) {
         self.running[worker] = None;
         let last = self.costs.len() - 1;
-        self.costs[route.min(last)].record(ran);
+        if let Some(ran) = ran {
+            self.costs[route.min(last)].record(ran);
+        }
     }
 
-    /// Whether `job`, started now, would be expected to end after its deadline.
+    /// Whether `job`, started now, would end after its deadline even if it ran as fast as its
+    /// route's fastest recent job.
     fn hopeless(&self, job: &Queued<T>, now: Instant) -> bool {
-        now + self.expected(job.route) > job.deadline
+        now + self.cost(job.route).shortest() > job.deadline
     }
 }
 
@@ -250,7 +256,7 @@ mod tests {
     /// Teaches route 0 that its jobs take `run`.
     fn learn(q: &mut Queue<u32>, run: Duration) {
         for _ in 0..50 {
-            q.finished(0, 0, run);
+            q.finished(0, 0, Some(run));
         }
     }
 
@@ -284,6 +290,35 @@ mod tests {
     }
 
     #[test]
+    fn a_mean_inflated_past_the_deadline_still_lets_jobs_run_and_come_down() {
+        let (mut q, t0) = queue(100, 1, Discipline::Fifo);
+        learn(&mut q, 2 * MS);
+        // A few runs that waited for a CPU: the mean passes the 5 ms deadline.
+        for _ in 0..20 {
+            q.finished(0, 0, Some(7 * MS));
+        }
+        assert!(q.expected(0) > 5 * MS, "{:?}", q.expected(0));
+        let mut now = t0;
+        for i in 0..100 {
+            // An idle pool lets the job in, and a job with time for its fastest run starts.
+            assert!(q.admit(now, 0, now + 5 * MS, i).is_ok());
+            assert!(matches!(q.take(now, 0), Some(Taken::Run { .. })), "job {i}");
+            q.finished(0, 0, Some(2 * MS));
+            now += 2 * MS;
+        }
+        assert!(q.expected(0) < 2100 * MS / 1000, "{:?}", q.expected(0));
+    }
+
+    #[test]
+    fn a_job_that_was_not_run_teaches_nothing() {
+        let (mut q, _) = queue(100, 1, Discipline::Fifo);
+        learn(&mut q, 2 * MS);
+        // A job skipped (its client left) would otherwise read as a job that costs nothing.
+        q.finished(0, 0, None);
+        assert_eq!(q.expected(0), 2 * MS);
+    }
+
+    #[test]
     fn the_wait_counts_what_is_left_of_running_jobs() {
         let (mut q, t0) = queue(100, 1, Discipline::Fifo);
         learn(&mut q, 4 * MS);
@@ -291,7 +326,7 @@ mod tests {
         assert_eq!(q.expected_wait(t0), 4 * MS);
         assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
         assert_eq!(q.expected_wait(t0 + MS), 3 * MS);
-        q.finished(0, 0, 4 * MS);
+        q.finished(0, 0, Some(4 * MS));
         assert_eq!(q.expected_wait(t0 + 4 * MS), Duration::ZERO);
     }
 
@@ -314,7 +349,7 @@ mod tests {
         assert!(q.admit(t0, 0, t0 + 10 * MS, 1).is_ok());
         assert!(q.admit(t0, 0, t0 + 10 * MS, 2).is_ok());
         assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
-        q.finished(0, 0, 2 * MS);
+        q.finished(0, 0, Some(2 * MS));
         // Taken at 9 ms, it would end at 11: refused, and the worker takes again.
         let late = t0 + 9 * MS;
         assert_eq!(
@@ -338,10 +373,10 @@ mod tests {
             assert!(q.admit(now, 0, far(now), i).is_ok());
             assert!(q.admit(now, 0, far(now), 1000 + i).is_ok());
             assert!(matches!(q.take(now, 0), Some(Taken::Run { item, .. }) if item == i));
-            q.finished(0, 0, MS);
+            q.finished(0, 0, Some(MS));
             now += MS;
             assert!(matches!(q.take(now, 0), Some(Taken::Run { item, .. }) if item == 1000 + i));
-            q.finished(0, 0, MS);
+            q.finished(0, 0, Some(MS));
         }
         assert!(!q.is_standing());
         // Overload: every job waits 5 ms or more for an interval; the queue stands.
@@ -358,14 +393,14 @@ mod tests {
             if let Some(Taken::Run { item, .. }) = q.take(now, 0) {
                 order.push(item);
             }
-            q.finished(0, 0, MS);
+            q.finished(0, 0, Some(MS));
         }
         assert!(q.is_standing());
         // Newest first: the job just let in is served while the older wait.
         assert_eq!(order.last(), Some(&newest));
         // Drained: the shortest wait falls to nothing, and the order is FIFO again.
         while q.take(now, 0).is_some() {
-            q.finished(0, 0, MS);
+            q.finished(0, 0, Some(MS));
         }
         now += INTERVAL;
         assert_eq!(q.take(now, 0), None);
@@ -388,7 +423,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(q.take(now, 0), Some(Taken::Run { item: 2, .. })));
-        q.finished(0, 0, 2 * MS);
+        q.finished(0, 0, Some(2 * MS));
         // ...and an old job that became hopeless at the front is refused before any other.
         assert!(q.admit(now, 0, now + 30 * MS, 4).is_ok());
         let late = t0 + 29 * MS;

@@ -51,7 +51,7 @@ pub(crate) struct Args {
 
     /// The order waiting jobs are served in. Either way a job that cannot make its deadline
     /// is refused (503) at once, before it is queued or when a worker reaches it.
-    #[arg(long, env = "RTSERVE_DISCIPLINE", value_enum, default_value_t = DisciplineArg::Fifo)]
+    #[arg(long, env = "RTSERVE_DISCIPLINE", value_enum, default_value_t = DisciplineArg::AdaptiveLifo)]
     pub(crate) discipline: DisciplineArg,
 
     /// Seconds for a Retry-After header on the 503s of refused or late jobs (none by default:

@@ -95,7 +95,8 @@ pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
     );
     for route in &stats.routes {
         let histogram = Histogram {
-            buckets: route.buckets,
+            bounds_us: &LATENCY_BUCKETS_US,
+            buckets: route.buckets.to_vec(),
             count: route.requests(),
             sum_us: route.latency_sum_us,
         };
@@ -158,6 +159,13 @@ pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
         "# HELP {wait} Time offloaded jobs waited for a worker.\n# TYPE {wait} histogram"
     );
     write_histogram(&mut out, wait, "", &stats.queue_wait);
+    let late = "rtserve_deadline_lateness_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {late} How long after its deadline each 503 for a missed deadline went out.\n\
+         # TYPE {late} histogram"
+    );
+    write_histogram(&mut out, late, "", &stats.deadline_lateness);
     let estimate = "rtserve_run_time_estimate_seconds";
     let _ = writeln!(
         out,
@@ -180,7 +188,7 @@ fn write_histogram(out: &mut String, name: &str, labels: &str, histogram: &Histo
         format!("{{{labels}}}")
     };
     let mut cumulative = 0;
-    for (bound, n) in LATENCY_BUCKETS_US.iter().zip(histogram.buckets) {
+    for (bound, n) in histogram.bounds_us.iter().zip(&histogram.buckets) {
         cumulative += n;
         let le = *bound as f64 / 1e6;
         let _ = writeln!(

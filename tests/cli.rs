@@ -933,13 +933,18 @@ fn histogram_count(scrape: &Scrape, route: &str) -> f64 {
         .unwrap_or_else(|| panic!("no +Inf bucket for {route}"))
 }
 
-/// How many waits the queue-wait histogram holds (its +Inf bucket).
+/// How many waits the queue-wait histogram holds.
 fn queue_waits(scrape: &Scrape) -> f64 {
+    histogram_total(scrape, "rtserve_queue_wait_seconds")
+}
+
+/// How many values an unlabelled histogram holds (its +Inf bucket).
+fn histogram_total(scrape: &Scrape, metric: &str) -> f64 {
     let sample = scrape
         .samples
         .iter()
-        .find(|s| s.metric == "rtserve_queue_wait_seconds")
-        .expect("a queue-wait histogram");
+        .find(|s| s.metric == metric)
+        .unwrap_or_else(|| panic!("no {metric}"));
     let Value::Histogram(buckets) = &sample.value else {
         panic!("not a histogram: {sample:?}");
     };
@@ -1107,6 +1112,11 @@ fn metrics_parse_and_move() {
     );
     assert_eq!(
         count(&last, "rtserve_shed_total", &[("reason", "deadline")]),
+        missed_before + 1.0
+    );
+    // And how late its 503 went out.
+    assert_eq!(
+        histogram_total(&last, "rtserve_deadline_lateness_seconds"),
         missed_before + 1.0
     );
     // Its job waited for a worker (counted in the queue-wait histogram), and ran until the

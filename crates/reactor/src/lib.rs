@@ -78,7 +78,9 @@ pub use handler::{
 pub use log::{LogRecord, RequestLog};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
-pub use stats::{Histogram, LATENCY_BUCKETS_US, RouteStats, Shed, Sheds, Stats};
+pub use stats::{
+    Histogram, LATENCY_BUCKETS_US, LATENESS_BUCKETS_US, RouteStats, Shed, Sheds, Stats,
+};
 
 /// The HTTP/1.1 protocol crate this reactor is built on.
 pub use rtserve_protocol as protocol;

@@ -80,6 +80,7 @@ pub(crate) struct ReactorStats {
     accept_backoffs: Counter,
     /// By [`Shed`] reason.
     shed: [Counter; Shed::ALL.len()],
+    lateness: HistogramCells,
     log_dropped: Counter,
     routes: Box<[RouteCells]>,
 }
@@ -92,6 +93,7 @@ impl ReactorStats {
             accepted: Counter::default(),
             accept_backoffs: Counter::default(),
             shed: Default::default(),
+            lateness: HistogramCells::new(&LATENESS_BUCKETS_US),
             log_dropped: Counter::default(),
             routes: (0..=routes).map(|_| RouteCells::new()).collect(),
         }
@@ -112,6 +114,11 @@ impl ReactorStats {
 
     pub(crate) fn shed(&self, reason: Shed) {
         self.shed[reason as usize].add(1);
+    }
+
+    /// A 503 for a missed deadline went out `late` after the deadline.
+    pub(crate) fn late(&self, late: Duration) {
+        self.lateness.record(late);
     }
 
     pub(crate) fn log_dropped(&self) {
@@ -171,6 +178,8 @@ pub struct Stats {
     pub shed: Sheds,
     /// How long jobs waited for a worker (run or refused when a worker reached them).
     pub queue_wait: Histogram,
+    /// How long after their deadline the 503s for missed deadlines went out.
+    pub deadline_lateness: Histogram,
     /// Request-log records dropped because the logger fell behind.
     pub log_dropped: u64,
     /// Per route, in the order of [`Handler::routes`](crate::Handler::routes), then one for
@@ -256,15 +265,62 @@ impl Sheds {
     }
 }
 
-/// A histogram of durations over [`LATENCY_BUCKETS_US`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Upper bounds of the deadline-lateness histogram's buckets, in microseconds: how long after
+/// its deadline a 503 for a missed deadline went out.
+pub const LATENESS_BUCKETS_US: [u64; 10] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+
+/// A histogram of durations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Histogram {
+    /// Upper bounds of the buckets, in microseconds.
+    pub bounds_us: &'static [u64],
     /// Per bucket (not cumulative); those longer than the last bound are in `count` only.
-    pub buckets: [u64; LATENCY_BUCKETS_US.len()],
+    pub buckets: Vec<u64>,
     /// How many were recorded.
     pub count: u64,
     /// Their sum, in microseconds.
     pub sum_us: u64,
+}
+
+/// A histogram's cells for one writer.
+#[derive(Debug)]
+struct HistogramCells {
+    bounds_us: &'static [u64],
+    buckets: Box<[Counter]>,
+    count: Counter,
+    sum_us: Counter,
+}
+
+impl HistogramCells {
+    fn new(bounds_us: &'static [u64]) -> Self {
+        Self {
+            bounds_us,
+            buckets: bounds_us.iter().map(|_| Counter::default()).collect(),
+            count: Counter::default(),
+            sum_us: Counter::default(),
+        }
+    }
+
+    fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        if let Some(i) = self.bounds_us.iter().position(|&b| us <= b) {
+            self.buckets[i].add(1);
+        }
+        self.count.add(1);
+        self.sum_us.add(us);
+    }
+
+    fn add_to(&self, merged: &mut Histogram) {
+        if merged.buckets.is_empty() {
+            merged.bounds_us = self.bounds_us;
+            merged.buckets = vec![0; self.bounds_us.len()];
+        }
+        for (m, c) in merged.buckets.iter_mut().zip(self.buckets.iter()) {
+            *m += c.get();
+        }
+        merged.count += self.count.get();
+        merged.sum_us += self.sum_us.get();
+    }
 }
 
 /// What the worker pool records: written by every worker, so with atomic additions.
@@ -307,7 +363,12 @@ impl PoolStats {
 
     fn queue_wait(&self) -> Histogram {
         Histogram {
-            buckets: std::array::from_fn(|i| self.wait_buckets[i].load(Ordering::Relaxed)),
+            bounds_us: &LATENCY_BUCKETS_US,
+            buckets: self
+                .wait_buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
             count: self.wait_count.load(Ordering::Relaxed),
             sum_us: self.wait_sum_us.load(Ordering::Relaxed),
         }
@@ -372,6 +433,7 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
         for (merged, counter) in stats.shed.by_reason.iter_mut().zip(&r.shed) {
             *merged += counter.get();
         }
+        r.lateness.add_to(&mut stats.deadline_lateness);
         stats.log_dropped += r.log_dropped.get();
         for (merged, cells) in stats.routes.iter_mut().zip(r.routes.iter()) {
             for (i, b) in cells.buckets.iter().enumerate() {

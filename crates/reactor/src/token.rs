@@ -6,6 +6,8 @@ use mio::Token;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// The listener's token.
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+/// The alarm clock's token (the reactor's `timerfd`).
+pub(crate) const ALARM: Token = Token(usize::MAX - 2);
 
 /// A connection: its slab index and the generation of that slot.
 ///
@@ -26,7 +28,7 @@ impl ConnId {
 
     /// The identity a token carries, if it names a connection.
     pub(crate) fn from_token(token: Token) -> Option<Self> {
-        if token == WAKER || token == LISTENER {
+        if token == WAKER || token == LISTENER || token == ALARM {
             return None;
         }
         Some(Self {

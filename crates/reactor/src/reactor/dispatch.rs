@@ -404,7 +404,10 @@ impl Dispatcher {
         // Finished, but after its deadline: the timer has not popped yet (poll timeouts are
         // whole milliseconds), and the late result is dropped all the same.
         let response = match completion.answer {
-            _ if self.clock.now >= deadline => self.shed(Shed::Deadline),
+            _ if self.clock.now >= deadline => {
+                self.stats.late(self.clock.now - deadline);
+                self.shed(Shed::Deadline)
+            }
             Answer::NotStarted => self.shed(Shed::NotStarted),
             Answer::Ran(response) => response,
         };
@@ -421,6 +424,7 @@ impl Dispatcher {
             if let OwedState::Job { ticket, deadline } = &owed.state {
                 if *deadline <= self.clock.now {
                     ticket.cancel();
+                    self.stats.late(self.clock.now - *deadline);
                     owed.state = OwedState::Ready(self.shed(Shed::Deadline));
                 } else {
                     next = Some(next.map_or(*deadline, |n| n.min(*deadline)));

@@ -2,8 +2,8 @@
 //!
 //! Theory of operation, one turn of the loop:
 //!
-//! 1. Poll with a timeout of the nearest timer (zero while connections are on the still-ready
-//!    list). Tick the clock, once.
+//! 1. Poll until an event, or until the alarm (`alarm.rs`, a `timerfd`) rings for the nearest
+//!    timer (no wait while connections are on the still-ready list). Tick the clock, once.
 //! 2. Handle events: the waker drains the mailbox; the listener accepts until `WouldBlock`
 //!    (`accept.rs`); a connection reads, has its requests answered (`dispatch.rs`), then
 //!    writes (`io.rs`).
@@ -20,6 +20,7 @@
 //! space freeing up raises a new edge.
 
 mod accept;
+mod alarm;
 mod clock;
 mod dispatch;
 mod io;
@@ -36,14 +37,14 @@ use mio::{Events, Interest, Poll, net::TcpListener};
 use slab::Slab;
 
 pub(crate) use self::dispatch::Shared;
-use self::{accept::Accepting, dispatch::Dispatcher, shutdown::Stage};
+use self::{accept::Accepting, alarm::Alarm, dispatch::Dispatcher, shutdown::Stage};
 use crate::{
     Config,
     connection::{Connection, Peer, Reading},
     mailbox::{Mailbox, Message},
     stats::ReactorStats,
     timer::TimerQueue,
-    token::{ConnId, LISTENER, WAKER},
+    token::{ALARM, ConnId, LISTENER, WAKER},
 };
 
 /// Bytes read from a socket per system call.
@@ -60,6 +61,8 @@ pub(crate) struct Reactor {
     conns: Slab<Connection>,
     next_generation: u32,
     timers: TimerQueue,
+    /// Rings for the nearest timer.
+    alarm: Alarm,
     /// Where sockets are read into; requests are parsed where they lie.
     scratch: Box<[u8]>,
     still_ready: Vec<ConnId>,
@@ -86,6 +89,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let config = Arc::clone(&shared.config);
         let stats = Arc::clone(&shared.view.stats.reactors[id]);
+        let alarm = Alarm::new(poll.registry())?;
         Ok(Self {
             poll,
             listener: Some(listener),
@@ -93,6 +97,7 @@ impl Reactor {
             conns: Slab::new(),
             next_generation: 0,
             timers: TimerQueue::default(),
+            alarm,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             still_ready: Vec::new(),
             touched: Vec::new(),
@@ -122,6 +127,8 @@ impl Reactor {
                 match event.token() {
                     WAKER => self.handle_mailbox(),
                     LISTENER => self.accept(),
+                    // Due timers fire below, after the events.
+                    ALARM => self.alarm.rang(),
                     token => {
                         let Some(id) = ConnId::from_token(token) else {
                             continue;
@@ -158,7 +165,9 @@ impl Reactor {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// How long to poll: not at all while work is waiting or a timer is due; else until an
+    /// event or the alarm, set for the nearest timer.
+    fn poll_timeout(&mut self) -> Option<Duration> {
         if !self.still_ready.is_empty() {
             return Some(Duration::ZERO);
         }
@@ -169,9 +178,17 @@ impl Reactor {
         ]
         .into_iter()
         .flatten()
-        .min();
-        // The clock is from before this turn's work; a time already passed polls with zero.
-        next.map(|at| at.saturating_duration_since(Instant::now()))
+        .min()?;
+        // The clock is from before this turn's work: read it again.
+        let now = Instant::now();
+        if next <= now {
+            return Some(Duration::ZERO);
+        }
+        match self.alarm.ring_by(next, now) {
+            Ok(()) => None,
+            // No alarm: the poll's own timeout, whole milliseconds rounded up.
+            Err(_) => Some(next - now),
+        }
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection> {

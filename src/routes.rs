@@ -6,11 +6,14 @@ use rtserve_reactor::{
     Histogram, JobContext, LATENCY_BUCKETS_US, Reply, Request, Response, Router, Shed, StatusCode,
 };
 
-/// `/hello` inline, `/slow?ms=N` on the worker pool, `/echo`, `/metrics`, `/healthz`.
+/// `/hello` inline, `/slow?ms=N` and `/spin?us=N` on the worker pool, `/status?code=N`,
+/// `/echo`, `/metrics`, `/healthz`.
 pub(crate) fn router(max_slow: Duration) -> Router {
     Router::new()
         .get("/hello", hello)
         .get("/slow", move |req: &Request<'_>| slow(req, max_slow))
+        .get("/spin", move |req: &Request<'_>| spin(req, max_slow))
+        .get("/status", status)
         .post("/echo", echo)
         .get("/metrics", metrics)
         .get("/healthz", healthz)
@@ -41,6 +44,58 @@ fn slow(req: &Request<'_>, max: Duration) -> Reply {
         ctx.sleep(sleep);
         Response::text(StatusCode::OK, format!("slept {} ms\n", sleep.as_millis()))
     })
+}
+
+/// Busy for `us` microseconds of this thread's CPU time (default 1000, at most
+/// `--max-slow-ms`) on the worker pool: CPU-bound work, which slows down when more workers
+/// than cores share the CPU. It stops early once the answer is no longer wanted.
+fn spin(req: &Request<'_>, max: Duration) -> Reply {
+    let us = match req.query_param("us").map(str::parse::<u64>) {
+        None => 1000,
+        Some(Ok(us)) => us,
+        Some(Err(_)) => {
+            return Response::text(StatusCode::BAD_REQUEST, "us must be a whole number\n").into();
+        }
+    };
+    let work = Duration::from_micros(us).min(max);
+    Reply::offload(move |ctx: &JobContext| {
+        let start = thread_cpu_time();
+        let mut x = 0u64;
+        loop {
+            // A few microseconds of arithmetic between checks.
+            for i in 0..1000 {
+                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+            }
+            if thread_cpu_time().saturating_sub(start) >= work || ctx.is_cancelled() {
+                break;
+            }
+        }
+        Response::text(StatusCode::OK, format!("spun {} µs\n", work.as_micros()))
+    })
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// An empty response with the status asked for (`code`, 200 to 599; default 200), answered on
+/// the reactor: a cheap answer of any status, for tests and benchmarks.
+fn status(req: &Request<'_>) -> Reply {
+    let code = req
+        .query_param("code")
+        .map_or(Ok(200), str::parse::<u16>)
+        .ok()
+        .filter(|c| (200..=599).contains(c))
+        .and_then(StatusCode::from_u16);
+    match code {
+        Some(code) => Response::new(code).into(),
+        None => Response::text(StatusCode::BAD_REQUEST, "code must be 200 to 599\n").into(),
+    }
 }
 
 /// The request body back, with its Content-Type.

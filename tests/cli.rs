@@ -314,6 +314,16 @@ fn every_route_and_status() {
     let bad = server.get("/slow?ms=abc");
     assert_eq!(bad.status, 400, "{bad:?}");
 
+    let spin = server.get("/spin?us=500");
+    assert_eq!((spin.status, spin.text().as_str()), (200, "spun 500 µs\n"));
+    assert_eq!(server.get("/spin?us=-1").status, 400);
+
+    assert_eq!(server.get("/status?code=503").status, 503);
+    assert_eq!(server.get("/status").status, 200);
+    for bad in ["/status?code=99", "/status?code=600", "/status?code=x"] {
+        assert_eq!(server.get(bad).status, 400, "{bad}");
+    }
+
     let json = br#"{"id":7,"tags":["a","b"],"ok":true}"#;
     let mut echo = format!(
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\

@@ -153,12 +153,27 @@ pub struct LoadConfig {
     /// The clients' deadline, if they have one: the report then counts goodput, the `2xx`
     /// responses whose corrected latency is within it.
     pub deadline: Option<Duration>,
+    /// A stretch of the measured window at another rate.
+    pub burst: Option<Burst>,
+    /// Report requests offered and goodput per window of this width, by scheduled time.
+    pub window: Option<Duration>,
     /// Generator threads, each with its own `mio::Poll` and share of connections.
     pub threads: usize,
     /// CPUs to pin the threads to, round-robin (empty: no pinning).
     pub cpus: Vec<usize>,
     /// Print a progress line on stderr once a second.
     pub progress: bool,
+}
+
+/// A stretch of the measured window at another rate: a step up (or down) and back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burst {
+    /// When it starts, counted from the end of the warm-up.
+    pub start: Duration,
+    /// How long it lasts.
+    pub length: Duration,
+    /// Its rate, requests per second over all connections.
+    pub rate: f64,
 }
 
 impl LoadConfig {
@@ -177,6 +192,8 @@ impl LoadConfig {
             warmup: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
             deadline: None,
+            burst: None,
+            window: None,
             threads: 1,
             cpus: Vec::new(),
             progress: false,

@@ -49,8 +49,9 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use config::{LoadConfig, LoadError, Target};
+pub use config::{Burst, LoadConfig, LoadError, Target};
 pub use hdrhistogram::Histogram;
+pub use outcome::{Window, Windows};
 pub use report::{ErrorCounts, Report};
 
 use worker::{Live, Plan};

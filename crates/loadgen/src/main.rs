@@ -56,6 +56,13 @@ struct Args {
     /// second) and the share of all responses within it plus 1 ms.
     #[arg(long)]
     deadline_ms: Option<u64>,
+    /// A burst within the measured time, `START:LENGTH:RATE` (e.g. `2s:2s:6000`): from START
+    /// after the warm-up, for LENGTH, send at RATE instead.
+    #[arg(long, value_parser = parse_burst)]
+    burst: Option<rtserve_loadgen::Burst>,
+    /// Report requests offered and goodput per window of this many milliseconds.
+    #[arg(long)]
+    window_ms: Option<u64>,
     /// Print the report as JSON instead of Markdown (latencies in microseconds).
     #[arg(long)]
     json: bool,
@@ -92,6 +99,8 @@ fn run(args: Args) -> Result<(), String> {
     config.method = args.method.to_ascii_uppercase();
     config.timeout = Duration::from_millis(args.timeout_ms);
     config.deadline = args.deadline_ms.map(Duration::from_millis);
+    config.burst = args.burst;
+    config.window = args.window_ms.map(Duration::from_millis);
     config.progress = !args.quiet;
     if let Some(path) = &args.body_file {
         config.body =
@@ -108,6 +117,26 @@ fn run(args: Args) -> Result<(), String> {
         print!("{}", report.to_markdown());
     }
     Ok(())
+}
+
+/// `START:LENGTH:RATE`, the first two durations, the last requests per second.
+fn parse_burst(text: &str) -> Result<rtserve_loadgen::Burst, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [start, length, rate] = parts[..] else {
+        return Err(format!(
+            "invalid burst {text:?} (use START:LENGTH:RATE, e.g. 2s:2s:6000)"
+        ));
+    };
+    let rate: f64 = rate
+        .parse()
+        .ok()
+        .filter(|r: &f64| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("invalid burst rate {rate:?}"))?;
+    Ok(rtserve_loadgen::Burst {
+        start: parse_duration(start)?,
+        length: parse_duration(length)?,
+        rate,
+    })
 }
 
 /// `10s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
@@ -145,6 +174,13 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("5x").is_err());
+        let burst = parse_burst("2s:500ms:6000").unwrap();
+        assert_eq!(
+            (burst.start, burst.length, burst.rate),
+            (Duration::from_secs(2), Duration::from_millis(500), 6000.0)
+        );
+        assert!(parse_burst("2s:6000").is_err());
+        assert!(parse_burst("2s:1s:-5").is_err());
         assert!(parse_duration("").is_err());
     }
 

@@ -67,6 +67,8 @@ pub struct Report {
     pub refused: Histogram<u64>,
     /// The clients' deadline, if given: goodput counts the `2xx` responses within it.
     pub deadline: Option<Duration>,
+    /// Requests offered and goodput per window, if windows were asked for.
+    pub windows: crate::Windows,
     /// Latency from each request's *actual* send to the last byte of its response, µs.
     pub uncorrected: Histogram<u64>,
     /// How late the generator issued each request relative to its schedule, µs: a measure of
@@ -111,6 +113,7 @@ impl Report {
             success: new_histogram(),
             refused: new_histogram(),
             deadline: config.deadline,
+            windows: crate::Windows::default(),
             uncorrected: new_histogram(),
             schedule_lag: new_histogram(),
             scheduled: 0,
@@ -275,12 +278,31 @@ impl Report {
             ),
             None => "null".to_owned(),
         };
+        let windows = if self.windows.counts.is_empty() {
+            "null".to_owned()
+        } else {
+            let list = |f: fn(&crate::Window) -> u64| {
+                let items: Vec<String> = self
+                    .windows
+                    .counts
+                    .iter()
+                    .map(|w| f(w).to_string())
+                    .collect();
+                items.join(",")
+            };
+            format!(
+                "{{\"ms\":{},\"offered\":[{}],\"good\":[{}]}}",
+                self.windows.width.as_millis(),
+                list(|w| w.offered),
+                list(|w| w.good)
+            )
+        };
         let e = &self.errors;
         format!(
             "{{\"target_rate\":{:.3},\"achieved_rate\":{:.3},\"duration_s\":{:.3},\
              \"connections\":{},\"threads\":{},\
              \"latency_us\":{{\"corrected\":{},\"2xx\":{},\"503\":{},\"uncorrected\":{},\"schedule_lag\":{}}},\
-             \"deadline\":{},\
+             \"deadline\":{},\"windows\":{},\
              \"requests\":{{\"scheduled\":{},\"sent\":{},\"completed\":{},\"unsent\":{},\"queued\":{}}},\
              \"status\":{{\"2xx\":{},\"503\":{},\"other\":{},\"by_code\":{{{statuses}}}}},\
              \"errors\":{{\"connect\":{},\"closed\":{},\"timeout\":{},\"malformed\":{},\"total\":{}}},\
@@ -296,6 +318,7 @@ impl Report {
             histogram(&self.uncorrected),
             histogram(&self.schedule_lag),
             deadline,
+            windows,
             self.scheduled,
             self.sent,
             self.completed,
@@ -423,6 +446,7 @@ mod tests {
             success,
             refused,
             deadline: Some(Duration::from_millis(50)),
+            windows: crate::Windows::default(),
             uncorrected: corrected.clone(),
             schedule_lag: new_histogram(),
             corrected,

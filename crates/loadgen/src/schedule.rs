@@ -1,7 +1,8 @@
 //! The open-loop schedule: when each request is due, whatever became of the earlier ones.
 //!
 //! Request number `g` of the whole run (over every thread) is due `g / rate` seconds after
-//! the start and goes to connection `g mod connections`; connection `c`'s `k`-th request is
+//! the start (with a [burst](Schedule::with_burst), at another rate for a stretch of the
+//! run) and goes to connection `g mod connections`; connection `c`'s `k`-th request is
 //! therefore number `k * connections + c`. Times are computed from the index, never summed,
 //! so they do not drift however long the run. The [`Timeline`] holds each connection's next
 //! due time and hands out, in order, every request whose time has come: after a stall, all the
@@ -21,6 +22,19 @@ pub(crate) struct Schedule {
     connections: u64,
     /// Nanoseconds after the start at which scheduling stops.
     end_ns: u64,
+    burst: Option<Stretch>,
+}
+
+/// A stretch of the run at another rate.
+#[derive(Clone, Copy, Debug)]
+struct Stretch {
+    /// From and to, ns after the start.
+    from: f64,
+    to: f64,
+    rate: f64,
+    /// Requests due before it, and during it (fractional: the rates need not divide).
+    before: f64,
+    during: f64,
 }
 
 impl Schedule {
@@ -29,13 +43,37 @@ impl Schedule {
             rate,
             connections: connections as u64,
             end_ns,
+            burst: None,
+        }
+    }
+
+    /// The same schedule, at `rate` from `from_ns` to `to_ns` after the start.
+    pub(crate) fn with_burst(self, from_ns: u64, to_ns: u64, rate: f64) -> Self {
+        let (from, to) = (from_ns as f64, to_ns.max(from_ns) as f64);
+        let burst = Stretch {
+            from,
+            to,
+            rate,
+            before: from * self.rate / 1e9,
+            during: (to - from) * rate / 1e9,
+        };
+        Self {
+            burst: Some(burst),
+            ..self
         }
     }
 
     /// Nanoseconds after the start at which connection `conn`'s `k`-th request is due.
     pub(crate) fn due(&self, conn: u64, k: u64) -> u64 {
-        let global = k * self.connections + conn;
-        (global as f64 * 1e9 / self.rate) as u64
+        let global = (k * self.connections + conn) as f64;
+        let at = match self.burst {
+            Some(b) if global >= b.before + b.during => {
+                b.to + (global - b.before - b.during) * 1e9 / self.rate
+            }
+            Some(b) if global >= b.before => b.from + (global - b.before) * 1e9 / b.rate,
+            _ => global * 1e9 / self.rate,
+        };
+        at as u64
     }
 
     /// The due time of that request, if it falls before the end.
@@ -161,6 +199,25 @@ mod tests {
             .collect();
         assert_eq!(missed, (1..=10).map(|k| k * 1_000_000).collect::<Vec<_>>());
         assert_eq!(timeline.next_at(), Some(11_000_000));
+    }
+
+    #[test]
+    fn a_burst_runs_at_its_own_rate_then_the_base_rate_resumes() {
+        // 1,000 req/s, 5,000 req/s from 10 ms to 20 ms, over 2 connections.
+        let schedule =
+            Schedule::new(1000.0, 2, 40_000_000).with_burst(10_000_000, 20_000_000, 5000.0);
+        let mut timeline = Timeline::new(schedule, &[0, 1]);
+        let due: Vec<u64> = std::iter::from_fn(|| timeline.pop_due(u64::MAX))
+            .map(|d| d.at)
+            .collect();
+        let count = |from: u64, to: u64| due.iter().filter(|&&at| at >= from && at < to).count();
+        let ms = 1_000_000;
+        assert_eq!(count(0, 10 * ms), 10, "before: 1 per ms");
+        assert_eq!(count(10 * ms, 20 * ms), 50, "during: 5 per ms");
+        assert_eq!(count(20 * ms, 40 * ms), 20, "after: 1 per ms again");
+        assert!(due.windows(2).all(|w| w[0] <= w[1]), "in order");
+        assert_eq!(due[10], 10 * ms);
+        assert_eq!(due[60], 20 * ms);
     }
 
     #[test]

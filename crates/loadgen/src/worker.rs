@@ -28,7 +28,7 @@ use mio::{Events, Poll};
 
 use crate::config::LoadConfig;
 use crate::conn::{Conn, ConnState, Handshake, InFlight, Transfer};
-use crate::outcome::{ErrorKind, Outcome, micros};
+use crate::outcome::{ErrorKind, Outcome, Windows, micros};
 use crate::response::Completed;
 use crate::schedule::{Due, Schedule, Timeline};
 
@@ -91,13 +91,22 @@ impl<'p> Worker<'p> {
         let warmup_ns = duration_ns(config.warmup);
         let end_ns = warmup_ns.saturating_add(duration_ns(config.duration));
         let globals: Vec<u64> = plan.connections.iter().map(|&g| g as u64).collect();
-        let schedule = Schedule::new(config.rate, config.connections, end_ns);
+        let mut schedule = Schedule::new(config.rate, config.connections, end_ns);
+        if let Some(burst) = config.burst {
+            let from = warmup_ns.saturating_add(duration_ns(burst.start));
+            let to = from.saturating_add(duration_ns(burst.length));
+            schedule = schedule.with_burst(from, to, burst.rate);
+        }
+        let mut stats = Outcome::new();
+        if let Some(width) = config.window {
+            stats.windows = Windows::new(width, config.duration, config.deadline);
+        }
         Ok(Self {
             plan,
             poll: Poll::new()?,
             conns,
             timeline: Timeline::new(schedule, &globals),
-            stats: Outcome::new(),
+            stats,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
             warmup_ns,
             end_ns,
@@ -210,7 +219,8 @@ impl<'p> Worker<'p> {
             let conn = &mut self.conns[i];
             let measured = scheduled >= self.warmup_ns;
             if measured {
-                self.stats.scheduled += 1;
+                self.stats
+                    .offered(Duration::from_nanos(scheduled - self.warmup_ns));
                 self.stats
                     .schedule_lag
                     .saturating_record(micros(now.saturating_duration_since(at)));
@@ -386,7 +396,9 @@ impl<'p> Worker<'p> {
             let scheduled_at = self.plan.start + Duration::from_nanos(scheduled);
             let corrected = now.saturating_duration_since(scheduled_at);
             let uncorrected = now.saturating_duration_since(sent);
-            self.stats.answered(done.status, corrected, uncorrected);
+            let offset = Duration::from_nanos(scheduled - self.warmup_ns);
+            self.stats
+                .answered(done.status, corrected, uncorrected, offset);
         }
         let reuse = !done.close && !self.plan.config.new_connection_per_request;
         if !reuse {

@@ -164,8 +164,11 @@ impl WorkerPool {
                 shared.work.notify_one();
                 Ok(ticket)
             }
-            Err((_, refused)) => {
+            Err((job, refused)) => {
                 state.free.push(slot);
+                // The job's closure is dropped after the lock: its captures are the handler's.
+                drop(state);
+                drop(job);
                 Err(refused)
             }
         }

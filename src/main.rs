@@ -45,6 +45,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// The listening sockets systemd (or `systemd-socket-activate`) passed in `LISTEN_FDS`, if
+/// any: then they are served, one reactor each, and `--bind` and `--threads` are not used.
+fn inherited_listeners() -> Result<Option<Vec<std::net::TcpListener>>, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    (0..fds.len())
+        .map(|i| match fds.take_tcp_listener(i) {
+            Ok(Some(listener)) => Ok(listener),
+            Ok(None) => Err(format!("LISTEN_FDS: socket {} was already taken", i + 3)),
+            Err(e) => Err(format!(
+                "LISTEN_FDS: socket {} is not a TCP listener: {e}",
+                i + 3
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 fn run(args: &Args) -> Result<ExitCode, String> {
     // Signals first, so that one arriving while the server starts is not lost.
     let mut signals =
@@ -54,14 +74,19 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if let Some(path) = &args.access_log {
         config.request_log = Some(access_log(path)?);
     }
-    let (reactors, workers) = (config.reactors, config.workers);
-    let server = Server::start(
-        config,
-        routes::router(Duration::from_millis(args.max_slow_ms)),
-    )
+    let router = routes::router(Duration::from_millis(args.max_slow_ms));
+    let inherited = inherited_listeners()?;
+    let (reactors, workers, from) = match &inherited {
+        Some(sockets) => (sockets.len(), config.workers, ", sockets from LISTEN_FDS"),
+        None => (config.reactors, config.workers, ""),
+    };
+    let server = match inherited {
+        Some(sockets) => Server::start_on(config, sockets, router),
+        None => Server::start(config, router),
+    }
     .map_err(|e| e.to_string())?;
     notices.line(format!(
-        "rtserve {} listening on http://{} (reactors {reactors}, workers {workers})",
+        "rtserve {} listening on http://{} (reactors {reactors}, workers {workers}{from})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
     ));

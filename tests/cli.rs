@@ -36,7 +36,12 @@ const LISTENING: &str = " listening on http://";
 /// developer's environment cannot change what a test sees), stdin and stdout closed, stderr
 /// piped.
 fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_of(BIN.as_ref(), args)
+}
+
+/// [`command`] for another program (one that runs the binary).
+fn command_of(program: &std::ffi::OsStr, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(|k| k.starts_with("RTSERVE_")) {
             cmd.env_remove(key);
@@ -864,6 +869,85 @@ fn shared_port_joins_another_rtserve() {
     for _ in 0..8 {
         assert_eq!(second.get("/hello").status, 200);
     }
+}
+
+/// Where `systemd-socket-activate` is, if it is installed (`.ci/run` installs it).
+fn socket_activate() -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join("systemd-socket-activate"))
+        .find(|path| path.is_file())
+}
+
+#[test]
+fn a_socket_from_systemd_socket_activation_is_served() {
+    let Some(activate) = socket_activate() else {
+        eprintln!("skipped: systemd-socket-activate is not installed (Debian package systemd)");
+        return;
+    };
+    // A free port, for systemd-socket-activate to listen on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    // Its own --bind and --threads are not used: the one inherited socket is served.
+    let mut cmd = Command::new(activate);
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("RTSERVE_")) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args([
+        "-l",
+        &listen,
+        BIN,
+        "--bind",
+        "127.0.0.1:1",
+        "--threads",
+        "3",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().expect("start systemd-socket-activate"));
+    let (stderr, reader) = drain(child.0.stderr.take().expect("piped stderr"), None);
+    let text = || stderr.lock().unwrap().clone();
+    assert!(
+        wait_until(|| text().contains("Listening on")),
+        "systemd-socket-activate did not listen:\n{}",
+        text()
+    );
+    // The first connection makes it start rtserve on the socket; it is answered too.
+    let addr: SocketAddr = listen.parse().unwrap();
+    let mut client = Client::new(support::connect(addr));
+    client.send(&get("/hello"));
+    let reply = client.response();
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "Hello, world!\n")
+    );
+    assert!(
+        wait_until(|| text().contains(LISTENING)),
+        "no startup line:\n{}",
+        text()
+    );
+    let startup = text();
+    assert!(
+        startup.contains(&format!(
+            "http://{listen} (reactors 1, workers 16, sockets from LISTEN_FDS)"
+        )),
+        "{startup}"
+    );
+    client.send(&get("/hello"));
+    assert_eq!(client.response().status, 200);
+    // It execs rtserve in its own process: the signal goes to rtserve.
+    let raw = i32::try_from(child.0.id()).expect("pid fits in i32");
+    kill_process(Pid::from_raw(raw).expect("pid"), Signal::TERM).expect("send SIGTERM");
+    let status = child.wait_timeout(TIMEOUT).expect("rtserve exits");
+    join_reader(reader);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", text());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,31 @@ pub(crate) fn bind(
     Ok((listeners, addr))
 }
 
+/// Checks sockets made elsewhere (each must be a TCP socket that is listening, all on one
+/// address) and makes them non-blocking; returns their address.
+pub(crate) fn adopt(listeners: &[StdListener]) -> io::Result<SocketAddr> {
+    let mut addr = None;
+    for listener in listeners {
+        let socket = socket2::SockRef::from(listener);
+        if socket.r#type()? != Type::STREAM || !socket.is_listener()? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an inherited socket is not a listening TCP socket",
+            ));
+        }
+        let this = listener.local_addr()?;
+        if addr.is_some_and(|a| a != this) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("inherited sockets listen on different addresses ({this} and {addr:?})"),
+            ));
+        }
+        addr = Some(this);
+        listener.set_nonblocking(true)?;
+    }
+    addr.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve on"))
+}
+
 fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
@@ -98,6 +123,27 @@ mod tests {
         // Joining on purpose works.
         let (joined, same) = bind(addr, 2, 16, true).unwrap();
         assert_eq!((joined.len(), same), (2, addr));
+    }
+
+    #[test]
+    fn adopted_sockets_must_be_listening_tcp_on_one_address() {
+        let a = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = a.local_addr().unwrap();
+        assert_eq!(adopt(std::slice::from_ref(&a)).unwrap(), addr);
+        let b = StdListener::bind("127.0.0.1:0").unwrap();
+        let err = adopt(&[a, b]).unwrap_err();
+        assert!(err.to_string().contains("different addresses"), "{err}");
+        assert!(adopt(&[]).is_err());
+        // Bound but not listening.
+        let socket = new_socket(addr).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let err = adopt(&[StdListener::from(socket)]).unwrap_err();
+        assert!(
+            err.to_string().contains("not a listening TCP socket"),
+            "{err}"
+        );
     }
 
     #[test]

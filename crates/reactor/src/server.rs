@@ -2,7 +2,7 @@
 
 use std::{
     fmt, io,
-    net::SocketAddr,
+    net::{SocketAddr, TcpListener as StdListener},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -61,6 +61,55 @@ impl Server {
             config.shared_port,
         )
         .map_err(StartError::Io)?;
+        Self::run(config, listeners, local_addr, handler)
+    }
+
+    /// Like [`start`](Self::start), but serves on listening sockets made elsewhere (inherited
+    /// through systemd socket activation, say) instead of binding its own: one reactor per
+    /// socket, so `config.reactors` and `config.addr` are not used. For N reactors, give N
+    /// sockets of one SO_REUSEPORT group (systemd: N `ListenStream=` lines with
+    /// `ReusePort=yes`), and the kernel spreads connections over them.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Config`] for a bad setting or no socket; [`StartError::Io`] when a socket
+    /// is not a listening TCP socket or a thread cannot start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Config, Reply, Request, Response, Server, StatusCode};
+    ///
+    /// let inherited = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = inherited.local_addr()?;
+    /// let handle = Server::start_on(Config::default(), vec![inherited], |_: &Request<'_>| -> Reply {
+    ///     Response::text(StatusCode::OK, "hello\n").into()
+    /// })?;
+    /// assert_eq!(handle.local_addr(), addr);
+    /// handle.shutdown();
+    /// handle.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_on(
+        mut config: Config,
+        listeners: Vec<StdListener>,
+        handler: impl Handler,
+    ) -> Result<ServerHandle, StartError> {
+        config.reactors = listeners.len();
+        config.validate().map_err(StartError::Config)?;
+        listener::raise_fd_limit();
+        let local_addr = listener::adopt(&listeners).map_err(StartError::Io)?;
+        config.addr = local_addr;
+        Self::run(config, listeners, local_addr, handler)
+    }
+
+    /// Starts the reactors on `listeners`.
+    fn run(
+        config: Config,
+        listeners: Vec<StdListener>,
+        local_addr: SocketAddr,
+        handler: impl Handler,
+    ) -> Result<ServerHandle, StartError> {
         let config = Arc::new(config);
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let draining = Arc::new(AtomicBool::new(false));

@@ -54,6 +54,12 @@ pub(crate) struct Args {
     #[arg(long, env = "RTSERVE_DISCIPLINE", value_enum, default_value_t = DisciplineArg::AdaptiveLifo)]
     pub(crate) discipline: DisciplineArg,
 
+    /// A control Unix socket for in-place upgrades: a new rtserve started with the same path
+    /// takes this one's listening sockets over (so none ever closes), and this one drains and
+    /// exits. Nothing listening there: the sockets are bound as usual.
+    #[arg(long, env = "RTSERVE_CONTROL", value_name = "PATH")]
+    pub(crate) control: Option<PathBuf>,
+
     /// Seconds for a Retry-After header on the 503s of refused or late jobs (none by default:
     /// 0 would invite every client to retry at once).
     #[arg(long, env = "RTSERVE_RETRY_AFTER_S")]

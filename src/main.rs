@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod handover;
 mod routes;
 
 use std::{
@@ -45,6 +46,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// The sockets were handed over: shut down as on SIGTERM (the new rtserve serves them on).
+fn hand_over_done() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+}
+
 /// The listening sockets systemd (or `systemd-socket-activate`) passed in `LISTEN_FDS`, if
 /// any: then they are served, one reactor each, and `--bind` and `--threads` are not used.
 fn inherited_listeners() -> Result<Option<Vec<std::net::TcpListener>>, String> {
@@ -75,16 +81,30 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         config.request_log = Some(access_log(path)?);
     }
     let router = routes::router(Duration::from_millis(args.max_slow_ms));
-    let inherited = inherited_listeners()?;
-    let (reactors, workers, from) = match &inherited {
-        Some(sockets) => (sockets.len(), config.workers, ", sockets from LISTEN_FDS"),
-        None => (config.reactors, config.workers, ""),
+    // The sockets: systemd's, the running rtserve's, or our own.
+    let taken = match &args.control {
+        Some(path) => handover::take_over(path)?.map(|s| {
+            (
+                s,
+                format!(", sockets taken over through {}", path.display()),
+            )
+        }),
+        None => None,
     };
-    let server = match inherited {
-        Some(sockets) => Server::start_on(config, sockets, router),
-        None => Server::start(config, router),
-    }
-    .map_err(|e| e.to_string())?;
+    let (sockets, from) = match (inherited_listeners()?, taken) {
+        (Some(sockets), _) => (sockets, ", sockets from LISTEN_FDS".to_owned()),
+        (None, Some(taken)) => taken,
+        (None, None) => (
+            Server::bind(&config).map_err(|e| e.to_string())?,
+            String::new(),
+        ),
+    };
+    let (reactors, workers) = (sockets.len(), config.workers);
+    let control = match &args.control {
+        Some(path) => Some(handover::Control::start(path, &sockets, hand_over_done)?),
+        None => None,
+    };
+    let server = Server::start_on(config, sockets, router).map_err(|e| e.to_string())?;
     notices.line(format!(
         "rtserve {} listening on http://{} (reactors {reactors}, workers {workers}{from})",
         env!("CARGO_PKG_VERSION"),
@@ -94,6 +114,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let signal = signals.forever().next();
     // Shutdown begins before anything is written: a write can block on a full pipe.
     server.shutdown();
+    if let Some(control) = &control {
+        control.close();
+    }
     notices.say(
         log::Level::Info,
         format!(

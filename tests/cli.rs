@@ -10,7 +10,7 @@ mod support;
 
 use std::{
     io::{BufRead, BufReader, Read},
-    net::{SocketAddr, TcpListener},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -429,14 +429,16 @@ fn environment_variables_set_flags() {
 fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     let mut server = Server::start(&[]);
     let mut conn = server.connect();
-    conn.send(&get("/slow?ms=500"));
+    // Long enough that the shutdown reaches the reactor before the answer, however busy the
+    // machine (the answer says Connection: close only if it does).
+    conn.send(&get("/slow?ms=3000"));
     wait_until_read_at(server.addr, &conn.stream);
     server.signal(Signal::TERM);
 
     let reply = conn.response();
     assert_eq!(
         (reply.status, reply.text().as_str()),
-        (200, "slept 500 ms\n"),
+        (200, "slept 3000 ms\n"),
         "{reply:?}"
     );
     assert!(
@@ -605,7 +607,7 @@ fn hammer(
     let started = Instant::now();
     let mut buf = [0; 4096];
     'connections: while !stop.load(Ordering::Relaxed) && started.elapsed() < 3 * TIMEOUT {
-        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        let Ok(mut stream) = TcpStream::connect(addr) else {
             thread::sleep(Duration::from_millis(10));
             continue;
         };
@@ -659,7 +661,7 @@ fn a_stalled_stderr_does_not_stop_a_second_sigterm() {
     server.signal(Signal::TERM);
     // Shutdown has begun once the port stops taking connections (the log can't say so).
     assert!(
-        wait_until(|| std::net::TcpStream::connect(server.addr).is_err()),
+        wait_until(|| TcpStream::connect(server.addr).is_err()),
         "the first SIGTERM did not start a shutdown"
     );
     server.signal(Signal::TERM);
@@ -764,6 +766,8 @@ fn help_lists_every_flag_with_its_default() {
         ("--shutdown-timeout-ms", Some("30000")),
         ("--max-body", Some("1M")),
         ("--max-slow-ms", Some("60000")),
+        ("--discipline", Some("adaptive-lifo")),
+        ("--shutdown-idle-ms", Some("250")),
     ] {
         let text = section(flag);
         assert!(
@@ -781,6 +785,8 @@ fn help_lists_every_flag_with_its_default() {
     for flag in [
         "--access-log",
         "--shared-port",
+        "--control",
+        "--retry-after-s",
         "--verbose",
         "--quiet",
         "--help",
@@ -948,6 +954,88 @@ fn a_socket_from_systemd_socket_activation_is_served() {
     let status = child.wait_timeout(TIMEOUT).expect("rtserve exits");
     join_reader(reader);
     assert_eq!(status.code(), Some(0), "stderr:\n{}", text());
+}
+
+/// Sends requests, each on a connection of its own, until `stop`; returns (answered, failures).
+fn new_connections(
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> JoinHandle<(u64, Vec<String>)> {
+    thread::spawn(move || {
+        let (mut answered, mut failures) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    let _ = stream.set_read_timeout(Some(TIMEOUT));
+                    let mut client = Client::new(stream);
+                    client.send(&get("/hello"));
+                    match client.next_response(false) {
+                        Some(reply) if reply.status == 200 => answered += 1,
+                        Some(reply) => failures.push(format!("status {}", reply.status)),
+                        None => failures.push("closed before an answer".to_owned()),
+                    }
+                }
+                Err(e) => failures.push(format!("connect: {e}")),
+            }
+        }
+        (answered, failures)
+    })
+}
+
+#[test]
+fn a_new_rtserve_takes_the_sockets_over_and_nothing_is_lost() {
+    let dir = std::env::temp_dir().join(format!("rtserve-control-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let control = dir.join("control.sock");
+    let path = control.to_str().unwrap();
+    // Fresh connections may wait long for their request: none is closed unread on a busy
+    // machine.
+    let mut old = Server::start(&[
+        "--threads",
+        "2",
+        "--control",
+        path,
+        "--shutdown-idle-ms",
+        "5000",
+    ]);
+    // Traffic through the hand-over: new connections all along, and a slow request in flight.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| new_connections(old.addr, Arc::clone(&stop)))
+        .collect();
+    let mut slow = old.connect();
+    slow.send(&get("/slow?ms=500"));
+    wait_until_read_at(old.addr, &slow.stream);
+    // Its own --bind is not used: it takes the running one's sockets.
+    let new = Server::start(&["--bind", "127.0.0.1:1", "--threads", "1", "--control", path]);
+    assert_eq!(new.addr, old.addr);
+    assert!(
+        new.startup.contains(&format!(
+            "(reactors 2, workers 16, sockets taken over through {path})"
+        )),
+        "{}",
+        new.startup
+    );
+    // The old one answers what it read, and exits by itself.
+    let reply = slow.response();
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "slept 500 ms\n")
+    );
+    assert_eq!(old.wait_exit().code(), Some(0), "stderr:\n{}", old.stderr());
+    thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        let (n, failures) = client.join().expect("a client");
+        assert!(failures.is_empty(), "failed requests: {failures:?}");
+        answered += n;
+    }
+    assert!(answered > 0, "no request was sent");
+    // The new one serves on, and takes the control socket for the next upgrade.
+    assert_eq!(new.get("/hello").status, 200);
+    assert!(control.exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------

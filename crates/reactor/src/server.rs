@@ -103,6 +103,26 @@ impl Server {
         Self::run(config, listeners, local_addr, handler)
     }
 
+    /// Binds the listening sockets [`start`](Self::start) would bind for `config` (one per
+    /// reactor on `config.addr`, in one SO_REUSEPORT group, refusing a port already in use
+    /// unless `config.shared_port`), without starting anything: for a caller that wants to
+    /// keep a copy of them, to hand them to a new process on upgrade, and then serve them
+    /// with [`start_on`](Self::start_on).
+    ///
+    /// # Errors
+    ///
+    /// When binding fails: the address is in use, not local, or needs privileges.
+    pub fn bind(config: &Config) -> io::Result<Vec<StdListener>> {
+        listener::raise_fd_limit();
+        let (listeners, _) = listener::bind(
+            config.addr,
+            config.reactors,
+            config.backlog,
+            config.shared_port,
+        )?;
+        Ok(listeners)
+    }
+
     /// Starts the reactors on `listeners`.
     fn run(
         config: Config,

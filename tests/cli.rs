@@ -729,7 +729,11 @@ fn help_lists_every_flag_with_its_default() {
     let mut sections: Vec<(Vec<String>, String)> = Vec::new();
     for line in help.lines() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with('-') {
+        // `-q, --quiet` or `--bind <BIND>`, not a `- value:` line listing possible values.
+        let flag = trimmed.starts_with("--")
+            || (trimmed.starts_with('-')
+                && trimmed[1..].starts_with(|c: char| c.is_ascii_alphabetic()));
+        if flag {
             let names = trimmed
                 .split_whitespace()
                 .take_while(|word| word.starts_with('-'))

@@ -54,6 +54,11 @@ pub(crate) struct Args {
     #[arg(long, env = "RTSERVE_DISCIPLINE", value_enum, default_value_t = DisciplineArg::AdaptiveLifo)]
     pub(crate) discipline: DisciplineArg,
 
+    /// Pin reactor i to CPU i of the CPUs allowed, and the workers to the CPUs left over, as
+    /// nginx's worker_cpu_affinity auto does.
+    #[arg(long, env = "RTSERVE_PIN")]
+    pub(crate) pin: bool,
+
     /// A control Unix socket for in-place upgrades: a new rtserve started with the same path
     /// takes this one's listening sockets over (so none ever closes), and this one drains and
     /// exits. Nothing listening there: the sockets are bound as usual.
@@ -149,6 +154,7 @@ impl Args {
         config.shutdown_idle_wait = ms(self.shutdown_idle_ms);
         config.limits.max_body = self.max_body;
         config.shared_port = self.shared_port;
+        config.pin_cpus = self.pin;
         config
     }
 

@@ -399,6 +399,62 @@ fn threads_gives_one_listening_socket_each() {
     assert_eq!(server.get("/hello").status, 200);
 }
 
+/// The CPUs each thread of process `pid` whose name (`comm`, cut to 15 bytes) is `name` may
+/// run on (`Cpus_allowed_list`).
+fn cpus_of_threads(pid: u32, name: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn pin_puts_each_reactor_on_a_cpu_of_its_own() {
+    let allowed = cpus_of_threads(std::process::id(), &thread_name()).remove(0);
+    let server = Server::start(&["--threads", "2", "--pin"]);
+    // Thread names are cut to 15 bytes: "rtserve-reactor-0" reads "rtserve-reactor". Each
+    // reactor pins itself as it starts: wait for both to be on one CPU each.
+    let mut cpus = Vec::new();
+    let pinned = wait_until(|| {
+        cpus = cpus_of_threads(server.child.0.id(), "rtserve-reactor");
+        cpus.len() == 2 && cpus.iter().all(|c| c.parse::<usize>().is_ok())
+    });
+    assert!(pinned, "reactors not pinned to one CPU each: {cpus:?}");
+    cpus.sort();
+    if allowed.contains(['-', ',']) {
+        assert_ne!(
+            cpus[0], cpus[1],
+            "two CPUs allowed ({allowed}), one each: {cpus:?}"
+        );
+    }
+    // Without --pin, a reactor may run anywhere it is allowed.
+    let free = Server::start(&["--threads", "2"]);
+    for cpu in cpus_of_threads(free.child.0.id(), "rtserve-reactor") {
+        assert_eq!(cpu, allowed);
+    }
+    assert_eq!(server.get("/hello").status, 200);
+}
+
+/// This thread's name as the kernel has it (`comm`, at most 15 bytes).
+fn thread_name() -> String {
+    std::fs::read_to_string("/proc/thread-self/comm")
+        .expect("our thread's name")
+        .trim()
+        .to_owned()
+}
+
 #[test]
 fn environment_variables_set_flags() {
     let mut cmd = command(&[]);
@@ -791,6 +847,7 @@ fn help_lists_every_flag_with_its_default() {
         "--shared-port",
         "--control",
         "--retry-after-s",
+        "--pin",
         "--verbose",
         "--quiet",
         "--help",

@@ -46,6 +46,9 @@ pub struct Config {
     /// of refusing to start. Default false: another listener on the address is an error,
     /// since the kernel would otherwise silently split the traffic with it.
     pub shared_port: bool,
+    /// Pin reactor *i* to CPU *i* of the CPUs this process may use, and the workers to the
+    /// CPUs left over (if any), as nginx's `worker_cpu_affinity auto` does. Default off.
+    pub pin_cpus: bool,
     /// Protocol limits: head size, header count, request line, body size (request bodies are
     /// buffered up to `limits.max_body` before the handler runs) and chunked framing.
     pub limits: Limits,
@@ -137,6 +140,7 @@ impl Default for Config {
             max_connections: 10_000,
             backlog: 1024,
             shared_port: false,
+            pin_cpus: false,
             limits: Limits::default(),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),

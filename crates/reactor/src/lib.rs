@@ -57,6 +57,7 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod affinity;
 mod config;
 mod connection;
 mod handler;

@@ -14,6 +14,7 @@ use mio::Poll;
 
 use crate::{
     Config, ConfigError, Handler, Stats,
+    affinity::Placement,
     handler::ServerView,
     listener,
     mailbox::{Mailbox, Message},
@@ -137,8 +138,10 @@ impl Server {
         // not joined, so that a job blocked past shutdown cannot hold the process.
         let stats = Arc::new(StatsRegistry::new(config.reactors, handler.routes()));
         let routes = stats.names.len() + 1;
+        let placement = Placement::new(config.pin_cpus, listeners.len());
         let (pool, _workers) =
-            WorkerPool::start(&config, routes, Arc::clone(&stats.pool)).map_err(StartError::Io)?;
+            WorkerPool::start(&config, routes, Arc::clone(&stats.pool), placement.clone())
+                .map_err(StartError::Io)?;
         let log = match &config.request_log {
             Some(log) => Some(crate::log::start(log, Arc::clone(&stats)).map_err(StartError::Io)?),
             None => None,
@@ -178,9 +181,13 @@ impl Server {
             stats,
         };
         for (id, (reactor, mailbox)) in reactors.into_iter().enumerate() {
+            let placement = placement.clone();
             let spawned = thread::Builder::new()
                 .name(format!("rtserve-reactor-{id}"))
-                .spawn(move || reactor.run());
+                .spawn(move || {
+                    placement.pin_reactor(id);
+                    reactor.run()
+                });
             match spawned {
                 Ok(thread) => handle.threads.push(thread),
                 Err(e) => {

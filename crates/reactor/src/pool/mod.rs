@@ -34,6 +34,7 @@ use self::{
 };
 use crate::{
     Config, JobContext, Response, StatusCode,
+    affinity::Placement,
     handler::Job,
     mailbox::{Answer, Completion, Mailbox, Message},
     stats::PoolStats,
@@ -114,11 +115,12 @@ impl Drop for WorkerPool {
 
 impl WorkerPool {
     /// Starts the configured workers behind a queue of the configured size, with `routes`
-    /// routes to estimate run times for.
+    /// routes to estimate run times for, placed on CPUs as `placement` says.
     pub(crate) fn start(
         config: &Config,
         routes: usize,
         stats: Arc<PoolStats>,
+        placement: Placement,
     ) -> io::Result<(Self, Vec<thread::JoinHandle<()>>)> {
         let (workers, capacity) = (config.workers, config.queue);
         // A ticket for every job that can be queued or running at once.
@@ -137,10 +139,14 @@ impl WorkerPool {
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
             let shared = Arc::clone(&shared);
+            let placement = placement.clone();
             threads.push(
                 thread::Builder::new()
                     .name(format!("rtserve-worker-{i}"))
-                    .spawn(move || work(&shared, i))?,
+                    .spawn(move || {
+                        placement.pin_worker();
+                        work(&shared, i);
+                    })?,
             );
         }
         Ok((Self { shared }, threads))

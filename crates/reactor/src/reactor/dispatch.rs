@@ -583,7 +583,8 @@ mod tests {
         (config.workers, config.queue) = (1, 4);
         let routes = stats.names.len() + 1;
         let (pool, _workers) =
-            WorkerPool::start(&config, routes, Arc::clone(&stats.pool)).expect("a pool");
+            WorkerPool::start(&config, routes, Arc::clone(&stats.pool), Default::default())
+                .expect("a pool");
         let shared = Shared {
             handler: Arc::new(handler),
             config: Arc::new(config),

@@ -80,6 +80,31 @@ pub(crate) struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) body_timeout_ms: u64,
 
+    /// Rate, in bytes per second, a request body must average over each rate window after
+    /// its head (408 below it; 0: no minimum; suffixes K, M, G).
+    #[arg(long, env = "RTSERVE_BODY_MIN_RATE", default_value = "4K", value_parser = parse_size)]
+    pub(crate) body_min_rate: u64,
+
+    /// The window the body rate is measured over (the first one is the grace period).
+    #[arg(long, env = "RTSERVE_BODY_RATE_WINDOW_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) body_rate_window_ms: u64,
+
+    /// Longest time a request body may take after its head (408).
+    #[arg(long, env = "RTSERVE_BODY_DEADLINE_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) body_deadline_ms: u64,
+
+    /// Bytes of request bodies all threads may buffer at once; a request whose body does not
+    /// fit gets 503 before it is read [default: a sixteenth of RAM, at most 128M].
+    #[arg(long, env = "RTSERVE_BODY_BUDGET", value_parser = parse_size)]
+    pub(crate) body_budget: Option<u64>,
+
+    /// SO_SNDBUF for every connection (bounds the kernel memory a client that does not read
+    /// can hold; the kernel doubles it) [default: the kernel's own sizing, net.ipv4.tcp_wmem].
+    #[arg(long, env = "RTSERVE_SEND_BUFFER", value_parser = parse_size)]
+    pub(crate) send_buffer: Option<u64>,
+
     /// Time an idle keep-alive connection is kept open.
     #[arg(long, env = "RTSERVE_IDLE_TIMEOUT_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -147,6 +172,15 @@ impl Args {
         config.retry_after = self.retry_after_s;
         config.header_timeout = ms(self.header_timeout_ms);
         config.body_timeout = ms(self.body_timeout_ms);
+        config.body_min_rate = self.body_min_rate;
+        config.body_rate_window = ms(self.body_rate_window_ms);
+        config.body_deadline = ms(self.body_deadline_ms);
+        if let Some(budget) = self.body_budget {
+            config.body_budget = usize::try_from(budget).unwrap_or(usize::MAX);
+        }
+        config.send_buffer = self
+            .send_buffer
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         config.idle_timeout = ms(self.idle_timeout_ms);
         config.write_timeout = ms(self.write_timeout_ms);
         config.drain_grace = ms(self.drain_grace_ms);

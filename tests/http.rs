@@ -47,6 +47,24 @@ fn connection_close_is_answered_then_closed() {
 }
 
 #[test]
+fn a_one_shot_request_read_in_full_frees_its_connection_without_lingering() {
+    let mut c = config();
+    // Lingering would hold the connection for the whole wait below.
+    c.linger_timeout = Duration::from_secs(60);
+    let server = TestServer::routes(c);
+    let mut client = Client::new(server.connect());
+    client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    // The client has not closed its side, and the server's slot is free all the same.
+    assert!(support::wait_until(|| server
+        .stats()
+        .open_connections
+        .iter()
+        .all(|&n| n == 0)));
+    client.expect_eof();
+}
+
+#[test]
 fn requests_pipelined_after_connection_close_are_not_answered() {
     let server = TestServer::routes(config());
     let mut client = Client::new(server.connect());

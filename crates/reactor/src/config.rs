@@ -57,6 +57,23 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Longest pause while a request body arrives; then 408 and close. Default 30 s.
     pub body_timeout: Duration,
+    /// The rate, in bytes per second, a request body must average over each
+    /// `body_rate_window` from the end of its head (the first window is its grace period);
+    /// below it, 408 and close, as Apache's `mod_reqtimeout` `MinRate` does. Unlike the pause
+    /// bound, it also catches a client that sends most of a body at once and then a byte now
+    /// and then, to hold its buffer. 0 turns it off. Default 4 KiB/s.
+    pub body_min_rate: u64,
+    /// The window `body_min_rate` is measured over. Default 5 s.
+    pub body_rate_window: Duration,
+    /// Longest time a request body may take, from the end of its head to its last byte; then
+    /// 408 and close. Default 60 s.
+    pub body_deadline: Duration,
+    /// Bytes of request bodies the whole server (all reactors) may hold at once. A body that
+    /// does not arrive with its head is buffered, and a declared length is reserved before
+    /// its first byte is read: over the budget, the request is answered 503 (and no
+    /// `100 Continue` is sent); a chunked body reserves as it grows. Default: a sixteenth of
+    /// the machine's memory, at most 128 MiB.
+    pub body_budget: usize,
     /// Time an idle keep-alive connection is kept open. Default 60 s.
     pub idle_timeout: Duration,
     /// Longest time a client may leave our output unread; then the connection is dropped.
@@ -66,6 +83,11 @@ pub struct Config {
     /// still sends, so that closing does not reset the connection and destroy the answer
     /// (RFC 9112 §9.6). Default 2 s.
     pub linger_timeout: Duration,
+    /// `SO_SNDBUF` for every connection, set once on the listening sockets (accepted sockets
+    /// inherit it). It bounds the kernel memory a client that does not read can hold (the
+    /// kernel doubles the value for its own bookkeeping), and turns off the kernel's automatic
+    /// growth of that buffer (`net.ipv4.tcp_wmem`). Default none: the kernel's sizing.
+    pub send_buffer: Option<usize>,
     /// Output bytes buffered for one connection past which the reactor stops reading its
     /// requests until the client catches up. Default 256 KiB.
     pub max_buffered_output: usize,
@@ -144,6 +166,11 @@ impl Default for Config {
             limits: Limits::default(),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            body_min_rate: 4 * 1024,
+            body_rate_window: Duration::from_secs(5),
+            body_deadline: Duration::from_secs(60),
+            body_budget: default_body_budget(),
+            send_buffer: None,
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(2),
@@ -190,6 +217,13 @@ impl Config {
             "must fit in 31 bits",
         )?;
         check(self.backlog >= 1, "backlog", "must be at least 1")?;
+        check(self.body_budget >= 1, "body_budget", "must be at least 1")?;
+        check(
+            self.send_buffer
+                .is_none_or(|n| (1..=i32::MAX as usize / 2).contains(&n)),
+            "send_buffer",
+            "must be between 1 and 1 GiB",
+        )?;
         check(
             self.max_buffered_output >= 1,
             "max_buffered_output",
@@ -212,6 +246,8 @@ impl Config {
             (self.deadline, "deadline"),
             (self.header_timeout, "header_timeout"),
             (self.body_timeout, "body_timeout"),
+            (self.body_rate_window, "body_rate_window"),
+            (self.body_deadline, "body_deadline"),
             (self.idle_timeout, "idle_timeout"),
             (self.write_timeout, "write_timeout"),
         ] {
@@ -245,6 +281,15 @@ impl Config {
     }
 }
 
+/// A sixteenth of the machine's memory, at most 128 MiB (128 MiB where it cannot be read).
+fn default_body_budget() -> usize {
+    const CAP: u64 = 128 * 1024 * 1024;
+    let info = rustix::system::sysinfo();
+    let ram = u64::from(info.mem_unit).saturating_mul(info.totalram as u64);
+    let budget = if ram == 0 { CAP } else { (ram / 16).min(CAP) };
+    usize::try_from(budget).unwrap_or(usize::MAX)
+}
+
 /// A setting out of range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -274,7 +319,9 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         type Change = fn(&mut Config);
-        let cases: [(Change, &str); 8] = [
+        let cases: [(Change, &str); 10] = [
+            (|c| c.body_budget = 0, "body_budget"),
+            (|c| c.send_buffer = Some(0), "send_buffer"),
             (|c| c.workers = 0, "workers"),
             (|c| c.queue = 0, "queue"),
             (|c| c.deadline = Duration::ZERO, "deadline"),

@@ -2,12 +2,18 @@
 //! the peer, timers) and the HTTP side ([`Session`]: kept input, the request count, and, while
 //! a request is in hand, an [`Exchange`]).
 
-use std::{collections::VecDeque, time::Instant};
+use std::{collections::VecDeque, sync::Arc, time::Instant};
 
 use mio::net::TcpStream;
 use rtserve_protocol::{InputBuffer, Limits, RecvError, ResponseContext, ServerConn};
 
-use crate::{Response, pool::Ticket, timer::TimerTable, token::ConnId};
+use crate::{
+    Response,
+    body::{BodyBudget, BodyBuffer, Pace},
+    pool::Ticket,
+    timer::TimerTable,
+    token::ConnId,
+};
 
 /// A connection: its socket, timers and states, and its [`Session`].
 #[derive(Debug)]
@@ -18,6 +24,8 @@ pub(crate) struct Connection {
     pub(crate) phase: Phase,
     pub(crate) reading: Reading,
     pub(crate) peer: Peer,
+    /// Registered with the poll (after its first read: see `reactor/accept.rs`).
+    pub(crate) registered: bool,
     pub(crate) session: Session,
 }
 
@@ -73,6 +81,11 @@ pub(crate) struct Session {
     pub(crate) head_timed: u32,
     /// The server is shutting down: the last response owed says the connection closes.
     pub(crate) close_after: bool,
+    /// The last answer went to a request read in full, with nothing after it in the socket:
+    /// the connection may close at once. Otherwise the client may still be sending, and the
+    /// connection half-closes and reads until it stops, so that closing does not reset it and
+    /// destroy the answer (RFC 9112 §9.6), as nginx's `lingering_close` does.
+    pub(crate) read_all: bool,
     /// Present while the connection has work in hand.
     pub(crate) exchange: Option<Box<Exchange>>,
 }
@@ -82,7 +95,9 @@ pub(crate) struct Session {
 pub(crate) struct Exchange {
     pub(crate) proto: ServerConn,
     /// The current request's body, when it arrived in more than one read.
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: BodyBuffer,
+    /// How the current request's body is arriving.
+    pub(crate) pace: Pace,
     pub(crate) output: Output,
     /// Responses owed while one of them waits for the worker pool, in request order.
     pub(crate) owed: VecDeque<Owed>,
@@ -134,14 +149,16 @@ impl Output {
 }
 
 impl Exchange {
-    pub(crate) fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits, budget: Arc<BodyBudget>) -> Self {
+        let now = Instant::now();
         Self {
             proto: ServerConn::new(limits),
-            body: Vec::new(),
+            body: BodyBuffer::new(budget, limits.max_body),
+            pace: Pace::start(now),
             output: Output::default(),
             owed: VecDeque::new(),
             next_seq: 0,
-            received: Instant::now(),
+            received: now,
         }
     }
 
@@ -189,6 +206,7 @@ impl Exchange {
 #[derive(Debug)]
 pub(crate) struct ExchangePool {
     limits: Limits,
+    budget: Arc<BodyBudget>,
     // Boxed on purpose: an `Exchange` moves between the pool and its connections as a pointer.
     #[allow(clippy::vec_box)]
     free: Vec<Box<Exchange>>,
@@ -198,13 +216,14 @@ pub(crate) struct ExchangePool {
 
 /// Most spare exchanges a reactor keeps.
 const MAX_SPARE: usize = 4096;
-/// A buffer of a pooled exchange larger than this is freed rather than kept.
+/// An output buffer of a pooled exchange larger than this is freed rather than kept.
 const KEEP_IN_POOL: usize = 4 * 1024;
 
 impl ExchangePool {
-    pub(crate) fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits, budget: Arc<BodyBudget>) -> Self {
         Self {
             limits,
+            budget,
             free: Vec::new(),
             low: 0,
         }
@@ -214,7 +233,7 @@ impl ExchangePool {
         let exchange = self
             .free
             .pop()
-            .unwrap_or_else(|| Box::new(Exchange::new(self.limits)));
+            .unwrap_or_else(|| Box::new(Exchange::new(self.limits, Arc::clone(&self.budget))));
         self.low = self.low.min(self.free.len());
         exchange
     }
@@ -230,9 +249,6 @@ impl ExchangePool {
             exchange.proto = ServerConn::new(self.limits);
         }
         exchange.body.clear();
-        if exchange.body.capacity() > KEEP_IN_POOL {
-            exchange.body = Vec::new();
-        }
         exchange.output.buf.clear();
         if exchange.output.buf.capacity() > KEEP_IN_POOL {
             exchange.output.buf = Vec::new();
@@ -275,6 +291,7 @@ impl Connection {
             phase: Phase::Open,
             reading: Reading::Ready,
             peer: Peer::Open,
+            registered: false,
             session: Session::default(),
         }
     }

@@ -58,6 +58,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod affinity;
+mod body;
 mod config;
 mod connection;
 mod handler;

@@ -15,6 +15,7 @@ use mio::Poll;
 use crate::{
     Config, ConfigError, Handler, Stats,
     affinity::Placement,
+    body::BodyBudget,
     handler::ServerView,
     listener,
     mailbox::{Mailbox, Message},
@@ -131,12 +132,18 @@ impl Server {
         local_addr: SocketAddr,
         handler: impl Handler,
     ) -> Result<ServerHandle, StartError> {
+        listener::tune(&listeners, config.send_buffer).map_err(StartError::Io)?;
         let config = Arc::new(config);
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let draining = Arc::new(AtomicBool::new(false));
         // Worker threads exit once every reactor has dropped its handle to the pool; they are
         // not joined, so that a job blocked past shutdown cannot hold the process.
-        let stats = Arc::new(StatsRegistry::new(config.reactors, handler.routes()));
+        let bodies = Arc::new(BodyBudget::new(config.body_budget));
+        let stats = Arc::new(StatsRegistry::new(
+            config.reactors,
+            handler.routes(),
+            bodies,
+        ));
         let routes = stats.names.len() + 1;
         let placement = Placement::new(config.pin_cpus, listeners.len());
         let (pool, _workers) =

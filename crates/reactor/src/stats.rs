@@ -14,6 +14,8 @@ use std::{
     time::Duration,
 };
 
+use crate::body::BodyBudget;
+
 /// Upper bounds of the latency histogram's buckets, in microseconds (the Prometheus
 /// defaults, from 100 µs to 10 s, with finer steps below 1 ms where an SLA lives).
 pub const LATENCY_BUCKETS_US: [u64; 16] = [
@@ -78,6 +80,8 @@ pub(crate) struct ReactorStats {
     open_connections: Counter,
     accepted: Counter,
     accept_backoffs: Counter,
+    body_refusals: Counter,
+    slow_bodies: Counter,
     /// By [`Shed`] reason.
     shed: [Counter; Shed::ALL.len()],
     lateness: HistogramCells,
@@ -92,6 +96,8 @@ impl ReactorStats {
             open_connections: Counter::default(),
             accepted: Counter::default(),
             accept_backoffs: Counter::default(),
+            body_refusals: Counter::default(),
+            slow_bodies: Counter::default(),
             shed: Default::default(),
             lateness: HistogramCells::new(&LATENESS_BUCKETS_US),
             log_dropped: Counter::default(),
@@ -110,6 +116,16 @@ impl ReactorStats {
 
     pub(crate) fn accept_backoff(&self) {
         self.accept_backoffs.add(1);
+    }
+
+    /// A request refused 503 because the body budget had no room for its body.
+    pub(crate) fn body_refused(&self) {
+        self.body_refusals.add(1);
+    }
+
+    /// A request body cut off with a 408 for arriving too slowly.
+    pub(crate) fn slow_body(&self) {
+        self.slow_bodies.add(1);
     }
 
     pub(crate) fn shed(&self, reason: Shed) {
@@ -174,6 +190,12 @@ pub struct Stats {
     pub accepted: u64,
     /// Times accepting paused because the process ran out of file descriptors.
     pub accept_backoffs: u64,
+    /// Bytes of request bodies buffered now, against [`Config::body_budget`](crate::Config::body_budget).
+    pub body_bytes: u64,
+    /// Requests answered 503 because the body budget had no room for their bodies.
+    pub body_refusals: u64,
+    /// Request bodies cut off with a 408: too slow, paused too long or over their deadline.
+    pub slow_bodies: u64,
     /// Offloaded requests answered 503 without their job's response, by reason.
     pub shed: Sheds,
     /// How long jobs waited for a worker (run or refused when a worker reached them).
@@ -387,12 +409,15 @@ impl RouteStats {
 pub(crate) struct StatsRegistry {
     pub(crate) reactors: Vec<Arc<ReactorStats>>,
     pub(crate) pool: Arc<PoolStats>,
+    /// The request-body budget, for its gauge.
+    pub(crate) bodies: Arc<BodyBudget>,
     pub(crate) names: Vec<String>,
 }
 
 impl StatsRegistry {
-    pub(crate) fn new(reactors: usize, names: Vec<String>) -> Self {
+    pub(crate) fn new(reactors: usize, names: Vec<String>, bodies: Arc<BodyBudget>) -> Self {
         Self {
+            bodies,
             reactors: (0..reactors)
                 .map(|_| Arc::new(ReactorStats::new(names.len())))
                 .collect(),
@@ -404,6 +429,7 @@ impl StatsRegistry {
     pub(crate) fn merged(&self) -> Stats {
         let mut stats = merge(&self.reactors, &self.names);
         stats.queue_wait = self.pool.queue_wait();
+        stats.body_bytes = self.bodies.used() as u64;
         for (route, estimate) in stats.routes.iter_mut().zip(self.pool.run_time_us.iter()) {
             route.run_time_estimate_us = estimate.load(Ordering::Relaxed);
         }
@@ -430,6 +456,8 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
         stats.open_connections.push(r.open_connections.get());
         stats.accepted += r.accepted.get();
         stats.accept_backoffs += r.accept_backoffs.get();
+        stats.body_refusals += r.body_refusals.get();
+        stats.slow_bodies += r.slow_bodies.get();
         for (merged, counter) in stats.shed.by_reason.iter_mut().zip(&r.shed) {
             *merged += counter.get();
         }

@@ -1,5 +1,10 @@
 //! Accepting: until `WouldBlock`, up to the connection limit, with a back-off when the
 //! process runs out of file descriptors (as actix-server pauses rather than spins).
+//!
+//! A new connection is read before it is registered with the poll: its first request usually
+//! arrives with the handshake, so it goes on the still-ready list and is read in the same turn.
+//! A one-shot request (`Connection: close`) is then answered and closed without ever costing
+//! an `epoll_ctl`; a connection that stays open is registered after that first read.
 
 use std::{
     io,
@@ -8,8 +13,12 @@ use std::{
 
 use mio::Interest;
 
-use super::Reactor;
-use crate::{connection::Connection, timer::TimerKind, token::ConnId};
+use super::{Reactor, live};
+use crate::{
+    connection::{Connection, Reading},
+    timer::TimerKind,
+    token::ConnId,
+};
 
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -71,7 +80,7 @@ impl Reactor {
                 self.accepting = Accepting::AtLimit;
                 return;
             }
-            let mut stream = match listener.accept() {
+            let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => continue,
@@ -83,25 +92,18 @@ impl Reactor {
                     return;
                 }
             };
-            // Requests are answered in one write each; Nagle would hold the next one back.
-            let _ = stream.set_nodelay(true);
+            // TCP_NODELAY (and SO_SNDBUF) come from the listener (`listener::tune`).
             let entry = self.conns.vacant_entry();
             let id = ConnId {
                 index: entry.key() as u32,
                 generation: self.next_generation,
             };
             self.next_generation = self.next_generation.wrapping_add(1) & 0x7fff_ffff;
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if self
-                .poll
-                .registry()
-                .register(&mut stream, id.token(), interest)
-                .is_err()
-            {
-                continue;
-            }
             self.stats.connection_opened();
             let conn = entry.insert(Connection::new(stream, id));
+            // Read in this turn, before it is registered (see the module docs).
+            conn.reading = Reading::Queued;
+            self.still_ready.push(id);
             conn.session.close_after = self.stage.is_draining();
             if stopping {
                 // Taken from the queue at shutdown: a short wait for its request (see
@@ -113,7 +115,27 @@ impl Reactor {
                 self.timers
                     .set(&mut conn.timers, id, TimerKind::HeadRead, at);
             }
-            // Bytes may already be waiting; the registration's first event will report them.
+        }
+    }
+
+    /// Registers a connection with the poll after its first read, if it is still open (a
+    /// connection registered once stays so until it closes). Registering reports readiness
+    /// that arose before it, so no byte that came after the read is missed.
+    pub(super) fn register(&mut self, id: ConnId) {
+        let Some(conn) = live(&mut self.conns, id) else {
+            return;
+        };
+        if conn.registered {
+            return;
+        }
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self
+            .poll
+            .registry()
+            .register(&mut conn.stream, id.token(), interest)
+        {
+            Ok(()) => conn.registered = true,
+            Err(_) => self.close(id),
         }
     }
 }

@@ -14,12 +14,13 @@ use std::{
 };
 
 use rtserve_protocol::{
-    Event, ResponseContext, StatusCode, send_continue, send_error, send_response,
+    BodyKind, Event, ResponseContext, StatusCode, send_continue, send_error, send_response,
 };
 
 use super::clock::Clock;
 use crate::{
     Config, Handler, Reply, Request, Response, Shed,
+    body::Pace,
     connection::{Exchange, ExchangePool, OwedState, Session},
     handler::{Job, ServerView},
     log::LogEntry,
@@ -28,9 +29,6 @@ use crate::{
     stats::ReactorStats,
     token::ConnId,
 };
-
-/// A body buffer larger than this is freed after its request rather than kept.
-const KEEP_BODY: usize = 4 * 1024;
 
 /// Why processing a connection's input stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +96,7 @@ impl Dispatcher {
         Self {
             reactor,
             handler,
-            exchanges: ExchangePool::new(config.limits),
+            exchanges: ExchangePool::new(config.limits, Arc::clone(&view.stats.bodies)),
             config,
             pool,
             reply_to,
@@ -134,7 +132,7 @@ impl Dispatcher {
         // gathered in `exchange.body` only when there is more than one.
         let mut body_at: Option<Range<usize>> = None;
         let mut deadline = None;
-        let flow = loop {
+        let mut flow = loop {
             if *budget == 0 {
                 break Flow::Budget;
             }
@@ -148,8 +146,27 @@ impl Dispatcher {
                 Ok((n, Event::Head)) => {
                     input.head_starts();
                     input.consume(n);
-                    exchange.received = self.clock.now;
-                    if exchange.proto.head().expects_continue() {
+                    let now = self.clock.now;
+                    exchange.received = now;
+                    exchange.pace = Pace::start(now);
+                    let head = exchange.proto.head();
+                    // A body that does not arrive with its head is buffered: its room is
+                    // reserved before any of it is read, and before the client is asked for it.
+                    let room = match head.body() {
+                        // Within `max_body`, so it fits in memory's address space.
+                        BodyKind::Length(len) if len > input.rest().len() as u64 => {
+                            exchange.body.reserve(len as usize)
+                        }
+                        BodyKind::Chunked if head.expects_continue() => {
+                            self.view.stats.bodies.has_room()
+                        }
+                        _ => true,
+                    };
+                    if !room {
+                        self.refuse_body(exchange);
+                        break Flow::Stop;
+                    }
+                    if head.expects_continue() {
                         if exchange.owed.is_empty() {
                             send_continue(&mut self.out);
                         } else {
@@ -163,15 +180,22 @@ impl Dispatcher {
                 }
                 Ok((n, Event::Body(range))) => {
                     let range = pos + range.start..pos + range.end;
-                    if exchange.body.is_empty() && body_at.is_none() {
+                    exchange.pace.progress(range.len(), self.clock.now);
+                    let gathered = if exchange.body.is_empty() && body_at.is_none() {
                         body_at = Some(range);
+                        true
                     } else {
-                        if let Some(first) = body_at.take() {
-                            exchange.body.extend_from_slice(&input.data()[first]);
-                        }
-                        exchange.body.extend_from_slice(&input.data()[range]);
-                    }
+                        let first = body_at
+                            .take()
+                            .is_none_or(|first| exchange.body.extend(&input.data()[first]));
+                        first && exchange.body.extend(&input.data()[range])
+                    };
                     input.consume(n);
+                    if !gathered {
+                        // A chunked body outgrew the room left in the budget.
+                        self.refuse_body(exchange);
+                        break Flow::Stop;
+                    }
                 }
                 Ok((n, Event::End)) => {
                     input.consume(n);
@@ -180,17 +204,13 @@ impl Dispatcher {
                     let last = input.rest().is_empty() && drained;
                     let body = match body_at.take() {
                         Some(range) => &input.data()[range],
-                        None => &exchange.body[..],
+                        None => exchange.body.as_slice(),
                     };
                     let reply = self.run_handler(exchange, input.head(), body);
                     input.request_ends();
                     *budget -= 1;
                     session.requests += 1;
-                    if exchange.body.capacity() > KEEP_BODY {
-                        exchange.body = Vec::new();
-                    } else {
-                        exchange.body.clear();
-                    }
+                    exchange.body.clear();
                     let close = close_after && last;
                     match self.answer(id, exchange, reply, close) {
                         Answered::Open => {}
@@ -198,6 +218,7 @@ impl Dispatcher {
                             deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
                         }
                         Answered::Closing => {
+                            session.read_all = last;
                             exchange.proto.close();
                             exchange.cancel_owed();
                             break Flow::Stop;
@@ -215,9 +236,12 @@ impl Dispatcher {
                 }
             }
         };
-        if let Some(first) = body_at {
-            // The body goes on in a later read: gather it.
-            exchange.body.extend_from_slice(&input.data()[first]);
+        if let Some(first) = body_at
+            && !exchange.body.extend(&input.data()[first])
+        {
+            // The body goes on in a later read, and it outgrew the room left in the budget.
+            self.refuse_body(exchange);
+            flow = Flow::Stop;
         }
         if flow == Flow::Stop {
             input.discard();
@@ -358,14 +382,30 @@ impl Dispatcher {
         }
     }
 
-    /// The client took too long to send its request: 408, in its place in line, then close
-    /// (RFC 9110 §15.5.9).
-    pub(crate) fn time_out(&mut self, session: &mut Session) {
+    /// The client took too long to send its request: 408 saying `why`, in its place in line,
+    /// then close (RFC 9110 §15.5.9).
+    pub(crate) fn time_out(&mut self, session: &mut Session, why: &'static str) {
         let exchange = session
             .exchange
             .get_or_insert_with(|| self.exchanges.take());
+        let response = Response::text(StatusCode::REQUEST_TIMEOUT, why);
+        self.answer_last(exchange, response);
+    }
+
+    /// The body budget has no room for the current request's body: 503 before any more of it
+    /// is read, in its place in line, then close.
+    fn refuse_body(&mut self, exchange: &mut Exchange) {
+        self.stats.body_refused();
+        let body = "overloaded: no room to buffer the request body\n";
+        let response = Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
+            .with_static_headers(&[("rtserve-shed", b"body-budget")]);
+        self.answer_last(exchange, response);
+    }
+
+    /// Answers the current request with `response`, now or behind what is owed, and takes no
+    /// more requests: the connection closes after it.
+    fn answer_last(&mut self, exchange: &mut Exchange, response: Response) {
         exchange.proto.close();
-        let response = Response::text(StatusCode::REQUEST_TIMEOUT, "request timeout\n");
         let ctx = ResponseContext::for_error();
         let route = self.stats.other_route();
         if exchange.owed.is_empty() {
@@ -578,7 +618,8 @@ mod tests {
     fn dispatcher(handler: impl Handler) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
         let poll = Poll::new().expect("a poll");
         let (mailbox, receiver) = Mailbox::new(poll.registry()).expect("a mailbox");
-        let stats = Arc::new(StatsRegistry::new(1, handler.routes()));
+        let budget = Arc::new(crate::body::BodyBudget::new(1 << 20));
+        let stats = Arc::new(StatsRegistry::new(1, handler.routes(), budget));
         let mut config = Config::default();
         (config.workers, config.queue) = (1, 4);
         let routes = stats.names.len() + 1;

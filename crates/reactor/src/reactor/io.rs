@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 
 use super::{Reactor, dispatch::Flow, live};
 use crate::{
+    body::BodyRules,
     connection::{Connection, Output, Peer, Phase, Reading},
     timer::{TimerKind, TimerQueue},
     token::ConnId,
@@ -46,7 +47,6 @@ impl Reactor {
             _ => return,
         }
         let mut budget = config.requests_per_turn;
-        let mut progress = false;
         let mut failed = false;
         let mut deadline = None;
         // Requests left over from an earlier turn come first.
@@ -71,7 +71,6 @@ impl Reactor {
                     break;
                 }
                 Ok(n) => {
-                    progress = true;
                     // A short read took all the socket held (see the module docs of the
                     // reactor), unless the peer's FIN came with it: no edge will come for that.
                     let drained = n < scratch.len() && conn.peer != Peer::HungUp;
@@ -110,7 +109,7 @@ impl Reactor {
             dispatch.out.clear();
             return self.close(id);
         }
-        self.arm_read_timers(id, progress);
+        self.arm_read_timers(id);
         if self.flush(id) && flow == Flow::Paused && self.resumable(id) {
             // The socket took the output at once: go on reading before the next sleep.
             self.mark_still_ready(id);
@@ -137,7 +136,7 @@ impl Reactor {
 
     /// Sets the read-side timers after a read: they time the client, so none runs while the
     /// server itself holds input back (paused, or cut off by the budget).
-    fn arm_read_timers(&mut self, id: ConnId, progress: bool) {
+    fn arm_read_timers(&mut self, id: ConnId) {
         let now = self.dispatch.clock.now;
         let config = &self.config;
         let Some(conn) = live(&mut self.conns, id) else {
@@ -151,11 +150,16 @@ impl Reactor {
                 conn.timers.clear(kind);
             }
         } else if session.input.has_head() {
-            // A body is arriving: time each pause in it.
+            // A body is arriving: its pace is looked at when due (`Pace::check`). Armed anew
+            // (after the server held reading back), it starts a new rate window.
             conn.timers.clear(head);
             conn.timers.clear(idle);
-            if progress || !conn.timers.is_set(body) {
-                timers.set(&mut conn.timers, id, body, now + config.body_timeout);
+            if !conn.timers.is_set(body)
+                && let Some(exchange) = session.exchange.as_deref_mut()
+            {
+                exchange.pace.resume(now);
+                let due = exchange.pace.due(&BodyRules::from(config));
+                timers.set(&mut conn.timers, id, body, due);
             }
         } else if !session.input.is_empty() {
             // Part of a head: time the whole head from its first byte, per head.
@@ -229,21 +233,25 @@ impl Reactor {
         true
     }
 
-    /// The output is written and no more requests will be read: close, or half-close and
-    /// linger so that unread input does not make the kernel reset the connection and destroy
-    /// the answer (RFC 9112 §9.6). Returns whether the connection is still there.
+    /// The output is written and no more requests will be read: close, or, if the client may
+    /// still be sending, half-close and linger so that unread input does not make the kernel
+    /// reset the connection and destroy the answer (RFC 9112 §9.6). Returns whether the
+    /// connection is still there.
     fn end(&mut self, id: ConnId) -> bool {
         let Some(conn) = live(&mut self.conns, id) else {
             return false;
         };
-        if conn.peer == Peer::Closed || conn.stream.shutdown(Shutdown::Write).is_err() {
+        if conn.peer == Peer::Closed
+            || conn.session.read_all
+            || conn.stream.shutdown(Shutdown::Write).is_err()
+        {
             self.close(id);
             return false;
         }
         conn.phase = Phase::Lingering { discarded: 0 };
         conn.session.input.clear();
         if let Some(exchange) = conn.session.exchange.as_deref_mut() {
-            exchange.body = Vec::new();
+            exchange.body.clear();
         }
         for kind in [TimerKind::HeadRead, TimerKind::BodyRead, TimerKind::Idle] {
             conn.timers.clear(kind);

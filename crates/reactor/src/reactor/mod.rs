@@ -155,6 +155,7 @@ impl Reactor {
                 if let Some(conn) = self.conn_mut(id) {
                     conn.reading = Reading::Ready;
                     self.handle_event(id, true, false);
+                    self.register(id);
                 }
             }
             self.fire_timers();

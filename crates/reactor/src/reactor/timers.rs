@@ -2,8 +2,10 @@
 
 use super::{Reactor, live};
 use crate::{
+    body::BodyRules,
     connection::{Connection, Phase},
     timer::{Popped, TimerKind},
+    token::ConnId,
 };
 
 impl Reactor {
@@ -30,17 +32,22 @@ impl Reactor {
                     }
                     self.release(id);
                 }
-                TimerKind::HeadRead | TimerKind::BodyRead if conn.phase == Phase::Open => {
-                    if conn.session.input.is_empty() {
-                        // No request begun: nothing to say.
-                        self.close(id);
-                    } else {
-                        // A request had begun: say so before closing.
-                        conn.phase = Phase::Closing;
-                        self.dispatch.time_out(&mut conn.session);
-                        if self.flush(id) {
-                            self.release(id);
+                TimerKind::HeadRead if conn.phase == Phase::Open => {
+                    self.time_out(id, "request timeout\n");
+                }
+                TimerKind::BodyRead if conn.phase == Phase::Open => {
+                    let rules = BodyRules::from(&self.config);
+                    let pace = conn.session.exchange.as_deref_mut().map(|e| &mut e.pace);
+                    match pace.map(|pace| pace.check(now, &rules)) {
+                        Some(Ok(next)) => {
+                            self.timers
+                                .set(&mut conn.timers, id, TimerKind::BodyRead, next);
                         }
+                        Some(Err(slow)) => {
+                            self.stats.slow_body();
+                            self.time_out(id, slow.reason());
+                        }
+                        None => self.time_out(id, "request timeout\n"),
                     }
                 }
                 TimerKind::Idle if conn.phase == Phase::Open && conn.session.is_idle() => {
@@ -69,6 +76,25 @@ impl Reactor {
                 }
                 TimerKind::Linger => self.close(id),
                 TimerKind::HeadRead | TimerKind::BodyRead | TimerKind::Idle => {}
+            }
+        }
+    }
+
+    /// The client took too long with its request: a 408 saying `why`, then close (or close at
+    /// once, if no byte of a request had come).
+    fn time_out(&mut self, id: ConnId, why: &'static str) {
+        let Some(conn) = live(&mut self.conns, id) else {
+            return;
+        };
+        if conn.session.input.is_empty() {
+            // No request begun: nothing to say.
+            self.close(id);
+        } else {
+            // A request had begun: say so before closing.
+            conn.phase = Phase::Closing;
+            self.dispatch.time_out(&mut conn.session, why);
+            if self.flush(id) {
+                self.release(id);
             }
         }
     }

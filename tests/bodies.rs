@@ -1,0 +1,174 @@
+//! Request bodies cannot pin the server: in bytes, every buffered body is taken from one
+//! budget for the whole server (503 before a body that does not fit is read); in time, a body
+//! must keep a minimum rate and end by a deadline (408), however it is paced.
+
+mod support;
+
+use std::{
+    io::Write,
+    thread,
+    time::{Duration, Instant},
+};
+
+use support::{Client, TIMEOUT, TestServer, assert_serves, config, wait_until};
+
+/// A head declaring a body of `len` bytes, with `Expect: 100-continue` if `expect`.
+fn post_head(len: usize, expect: bool) -> Vec<u8> {
+    let expect = if expect {
+        "Expect: 100-continue\r\n"
+    } else {
+        ""
+    };
+    format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n{expect}\r\n").into_bytes()
+}
+
+#[test]
+fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
+    let mut c = config();
+    c.body_budget = 100_000;
+    let server = TestServer::routes(c);
+    // One client holds most of the budget with a body it has not finished.
+    let mut holder = Client::new(server.connect());
+    holder.send(&post_head(80_000, false));
+    holder.send(&[b'a'; 1000]);
+    assert!(wait_until(|| server.stats().body_bytes == 80_000));
+
+    // Another asks to send 50,000 bytes: refused at once, without a 100 Continue.
+    let mut refused = Client::new(server.connect());
+    refused.send(&post_head(50_000, true));
+    let reply = refused.response();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("rtserve-shed"), Some("body-budget"));
+    assert!(reply.closes(), "{reply:?}");
+    refused.expect_eof();
+    assert_eq!(server.stats().body_refusals, 1);
+    // Bodies that arrive with their heads take nothing from the budget.
+    assert_serves(&server);
+    let mut small = Client::new(server.connect());
+    small.send(&[post_head(5, false), b"hello".to_vec()].concat());
+    assert_eq!(small.response().body, b"hello");
+
+    // The holder finishes: served, and the budget is free again.
+    holder.send(&[b'a'; 79_000]);
+    let reply = holder.response();
+    assert_eq!((reply.status, reply.body.len()), (200, 80_000));
+    assert_eq!(server.stats().body_bytes, 0);
+    let mut again = Client::new(server.connect());
+    again.send(&post_head(50_000, true));
+    assert_eq!(again.response().status, 100);
+    again.send(&[b'b'; 50_000]);
+    let reply = again.response();
+    assert_eq!((reply.status, reply.body.len()), (200, 50_000));
+}
+
+#[test]
+fn a_chunked_body_that_outgrows_the_budget_gets_503() {
+    let mut c = config();
+    c.body_budget = 10_000;
+    let server = TestServer::routes(c);
+    let mut client = Client::new(server.connect());
+    client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunk = [b"1000\r\n".as_slice(), &[b'c'; 0x1000], b"\r\n"].concat();
+    // Pieces of 4 KiB in separate writes, so that the body is gathered: past 10,000 bytes by
+    // the third. Writes after the refusal go to a connection that no longer reads them.
+    for _ in 0..4 {
+        let _ = client.stream.write_all(&chunk);
+        thread::sleep(Duration::from_millis(50));
+    }
+    let reply = client.response();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("rtserve-shed"), Some("body-budget"));
+    assert!(wait_until(|| server.stats().body_bytes == 0));
+    assert_serves(&server);
+}
+
+#[test]
+fn a_connection_dropped_midway_gives_its_reservation_back() {
+    let mut c = config();
+    c.body_budget = 100_000;
+    let server = TestServer::routes(c);
+    let mut holder = Client::new(server.connect());
+    holder.send(&post_head(80_000, false));
+    holder.send(&[b'a'; 1000]);
+    assert!(wait_until(|| server.stats().body_bytes == 80_000));
+    drop(holder);
+    assert!(wait_until(|| server.stats().body_bytes == 0));
+    let mut next = Client::new(server.connect());
+    next.send(&post_head(80_000, false));
+    next.send(&[b'z'; 80_000]);
+    assert_eq!(next.response().status, 200);
+}
+
+#[test]
+fn a_body_sent_at_once_then_a_byte_at_a_time_gets_408_at_the_minimum_rate() {
+    let mut c = config();
+    c.body_min_rate = 1000;
+    c.body_rate_window = Duration::from_millis(300);
+    // Pauses alone would not catch it.
+    c.body_timeout = TIMEOUT;
+    let server = TestServer::routes(c);
+    let mut client = Client::new(server.connect());
+    client.send(&post_head(100_000, false));
+    client.send(&[b'a'; 90_000]);
+    let mut writer = client.stream.try_clone().unwrap();
+    let trickle = thread::spawn(move || {
+        let until = Instant::now() + TIMEOUT;
+        // A byte every 50 ms (20 bytes per second) until the server closes.
+        while Instant::now() < until && writer.write_all(b"a").is_ok() {
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let reply = client.response();
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert!(reply.text().contains("minimum rate"), "{reply:?}");
+    assert!(reply.closes());
+    assert_eq!(server.stats().slow_bodies, 1);
+    drop(client);
+    trickle.join().unwrap();
+    assert!(wait_until(|| server.stats().body_bytes == 0));
+    assert_serves(&server);
+}
+
+#[test]
+fn a_body_over_its_deadline_gets_408_however_steady() {
+    let mut c = config();
+    c.body_min_rate = 0;
+    c.body_deadline = Duration::from_millis(500);
+    let server = TestServer::routes(c);
+    let mut client = Client::new(server.connect());
+    client.send(&post_head(100, false));
+    let mut writer = client.stream.try_clone().unwrap();
+    let trickle = thread::spawn(move || {
+        for _ in 0..100 {
+            if writer.write_all(b"a").is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let reply = client.response();
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert!(reply.text().contains("longer than allowed"), "{reply:?}");
+    drop(client);
+    trickle.join().unwrap();
+}
+
+#[test]
+fn a_body_above_the_minimum_rate_is_served_however_long_it_takes() {
+    let mut c = config();
+    c.body_min_rate = 100;
+    c.body_rate_window = Duration::from_millis(500);
+    let server = TestServer::routes(c);
+    let mut client = Client::new(server.connect());
+    // 400 bytes every 50 ms for about 1.5 s: several windows, each needing 50 bytes, so one
+    // piece in 500 ms passes (a margin for a busy machine's late sleeps).
+    let body: Vec<u8> = (0..12_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    client.send(&post_head(body.len(), false));
+    for piece in body.chunks(400) {
+        client.send(piece);
+        thread::sleep(Duration::from_millis(50));
+    }
+    let reply = client.response();
+    assert_eq!((reply.status, reply.body), (200, body));
+    assert_eq!(server.stats().slow_bodies, 0);
+}

@@ -101,20 +101,10 @@ impl Reactor {
             self.next_generation = self.next_generation.wrapping_add(1) & 0x7fff_ffff;
             self.stats.connection_opened();
             let conn = entry.insert(Connection::new(stream, id));
+            conn.session.close_after = self.stage.is_draining();
             // Read in this turn, before it is registered (see the module docs).
             conn.reading = Reading::Queued;
             self.still_ready.push(id);
-            conn.session.close_after = self.stage.is_draining();
-            if stopping {
-                // Taken from the queue at shutdown: a short wait for its request (see
-                // `begin_shutdown`).
-                let at = now + self.config.shutdown_idle_wait;
-                self.timers.set(&mut conn.timers, id, TimerKind::Idle, at);
-            } else {
-                let at = now + self.config.header_timeout;
-                self.timers
-                    .set(&mut conn.timers, id, TimerKind::HeadRead, at);
-            }
         }
     }
 
@@ -129,13 +119,29 @@ impl Reactor {
             return;
         }
         let interest = Interest::READABLE | Interest::WRITABLE;
-        match self
+        if self
             .poll
             .registry()
             .register(&mut conn.stream, id.token(), interest)
+            .is_err()
         {
-            Ok(()) => conn.registered = true,
-            Err(_) => self.close(id),
+            return self.close(id);
+        }
+        conn.registered = true;
+        // A connection answered and closed in its first read never touches the timers; one
+        // that stays without a request so far is timed from here (the turn it was accepted).
+        if conn.session.requests == 0 && conn.session.input.is_empty() {
+            let now = self.dispatch.clock.now;
+            if self.stage.is_stopping() {
+                // Taken from the queue at shutdown: a short wait for its request (see
+                // `begin_shutdown`).
+                let at = now + self.config.shutdown_idle_wait;
+                self.timers.set(&mut conn.timers, id, TimerKind::Idle, at);
+            } else {
+                let at = now + self.config.header_timeout;
+                self.timers
+                    .set(&mut conn.timers, id, TimerKind::HeadRead, at);
+            }
         }
     }
 }

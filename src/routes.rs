@@ -188,6 +188,17 @@ pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
             stats.accept_backoffs,
         ),
         (
+            "rtserve_body_budget_refusals_total",
+            "Requests answered 503 because the request-body budget had no room for their bodies.",
+            stats.body_refusals,
+        ),
+        (
+            "rtserve_slow_bodies_total",
+            "Request bodies cut off with a 408: below the minimum rate, paused too long or past \
+             their deadline.",
+            stats.slow_bodies,
+        ),
+        (
             "rtserve_access_log_dropped_total",
             "Access-log lines dropped because the log writer fell behind.",
             stats.log_dropped,
@@ -198,6 +209,13 @@ pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    let bodies = "rtserve_body_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {bodies} Bytes of request bodies buffered now, against the body budget.\n\
+         # TYPE {bodies} gauge\n{bodies} {}",
+        stats.body_bytes
+    );
     let shed = "rtserve_shed_total";
     let _ = writeln!(
         out,

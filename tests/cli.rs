@@ -1334,6 +1334,8 @@ fn metrics_parse_and_move() {
     for name in [
         "rtserve_deadline_missed_total",
         "rtserve_accept_backoffs_total",
+        "rtserve_body_budget_refusals_total",
+        "rtserve_slow_bodies_total",
     ] {
         let sample = first
             .samples
@@ -1350,6 +1352,15 @@ fn metrics_parse_and_move() {
         assert_eq!(value(&first, "rtserve_shed_total", &labels), Some(0.0));
     }
     assert!(first.docs.contains_key("rtserve_shed_total"));
+    let bodies = first
+        .samples
+        .iter()
+        .find(|s| s.metric == "rtserve_body_bytes")
+        .expect("the body-budget gauge");
+    assert!(
+        matches!(bodies.value, Value::Gauge(v) if v == 0.0),
+        "{bodies:?}"
+    );
     assert!(first.docs.contains_key("rtserve_queue_wait_seconds"));
     assert_eq!(
         value(&first, "rtserve_accept_backoffs_total", &[]),

@@ -23,6 +23,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use memmap2::MmapMut;
+
 use crate::Config;
 
 /// The bytes of request bodies all reactors may hold at once.
@@ -75,23 +77,37 @@ impl BodyBudget {
 }
 
 /// A body gathered over several reads, and its share of the [`BodyBudget`].
+///
+/// Up to [`MAP_ABOVE`] bytes it lives in a `Vec`; a larger body gets an anonymous mapping of
+/// its own, unmapped as soon as the body is done. glibc's malloc keeps large freed buffers in
+/// its arenas, where a burst of large bodies stayed resident long after its connections were
+/// gone; a mapping goes back to the system when it is dropped, and its pages take memory only
+/// once written, so a body declared large and sent slowly costs what was sent.
 #[derive(Debug)]
 pub(crate) struct BodyBuffer {
-    bytes: Vec<u8>,
-    /// Bytes taken from the budget: the buffer's capacity while a body is gathered.
+    small: Vec<u8>,
+    /// A large body's storage; its first `len` bytes are the body.
+    mapped: Option<MmapMut>,
+    len: usize,
+    /// Bytes taken from the budget: the room made for the body being gathered.
     reserved: usize,
     /// The most a body may hold (`max_body`): chunked bodies grow by doubling up to it.
     max: usize,
     budget: Arc<BodyBudget>,
 }
 
+/// A body whose room is larger than this gets a mapping of its own (glibc's own threshold for
+/// serving an allocation with `mmap`, before its dynamic adjustment raises it).
+const MAP_ABOVE: usize = 128 * 1024;
 /// A buffer at most this large is kept for the next request; a larger one is freed.
 const KEEP: usize = 4 * 1024;
 
 impl BodyBuffer {
     pub(crate) fn new(budget: Arc<BodyBudget>, max: u64) -> Self {
         Self {
-            bytes: Vec::new(),
+            small: Vec::new(),
+            mapped: None,
+            len: 0,
             reserved: 0,
             max: usize::try_from(max).unwrap_or(usize::MAX),
             budget,
@@ -99,16 +115,26 @@ impl BodyBuffer {
     }
 
     /// Makes room for a body of `len` bytes, taken from the budget first; false (and nothing
-    /// taken) when the budget has no room.
+    /// taken) when the budget has no room, or the system no memory.
     pub(crate) fn reserve(&mut self, len: usize) -> bool {
-        if len > self.reserved {
-            if !self.budget.take(len - self.reserved) {
-                return false;
-            }
-            self.reserved = len;
+        if len <= self.reserved {
+            return true;
         }
-        self.bytes
-            .reserve_exact(len.saturating_sub(self.bytes.len()));
+        if !self.budget.take(len - self.reserved) {
+            return false;
+        }
+        if len > MAP_ABOVE {
+            let Ok(mut map) = MmapMut::map_anon(len) else {
+                self.budget.give(len - self.reserved);
+                return false;
+            };
+            map[..self.len].copy_from_slice(self.as_slice());
+            self.mapped = Some(map);
+            self.small = Vec::new();
+        } else {
+            self.small.reserve_exact(len - self.len);
+        }
+        self.reserved = len;
         true
     }
 
@@ -116,31 +142,40 @@ impl BodyBuffer {
     /// doubles its reservation, up to `max_body`); false when the budget has no room.
     #[must_use]
     pub(crate) fn extend(&mut self, piece: &[u8]) -> bool {
-        let need = self.bytes.len() + piece.len();
+        let need = self.len + piece.len();
         if need > self.reserved {
             let grow = need.max(self.reserved.saturating_mul(2).min(self.max));
             if !self.reserve(grow) {
                 return false;
             }
         }
-        self.bytes.extend_from_slice(piece);
+        match &mut self.mapped {
+            Some(map) => map[self.len..need].copy_from_slice(piece),
+            None => self.small.extend_from_slice(piece),
+        }
+        self.len = need;
         true
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.bytes
+        match &self.mapped {
+            Some(map) => &map[..self.len],
+            None => &self.small,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
     /// Drops the body and gives its reservation back; a small buffer is kept for reuse.
     pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
-        if self.bytes.capacity() > KEEP {
-            self.bytes = Vec::new();
+        self.mapped = None;
+        self.small.clear();
+        if self.small.capacity() > KEEP {
+            self.small = Vec::new();
         }
+        self.len = 0;
         self.budget.give(self.reserved);
         self.reserved = 0;
     }
@@ -349,6 +384,22 @@ mod tests {
         assert!(b.reserve(500));
         drop(b);
         assert_eq!(budget.used(), 0, "dropping gives the reservation back");
+    }
+
+    #[test]
+    fn a_large_body_moves_to_a_mapping_with_what_it_had() {
+        let budget = Arc::new(BodyBudget::new(1 << 20));
+        let mut body = BodyBuffer::new(Arc::clone(&budget), 1 << 20);
+        let piece: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        assert!(body.extend(&piece));
+        assert!(body.mapped.is_none());
+        assert!(body.extend(&piece));
+        assert!(body.mapped.is_some(), "200,000 bytes are past {MAP_ABOVE}");
+        assert_eq!(body.as_slice(), [&piece[..], &piece[..]].concat());
+        assert_eq!(budget.used(), 200_000);
+        body.clear();
+        assert!(body.mapped.is_none() && body.is_empty());
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -105,6 +105,12 @@ pub(crate) struct Args {
     #[arg(long, env = "RTSERVE_SEND_BUFFER", value_parser = parse_size)]
     pub(crate) send_buffer: Option<u64>,
 
+    /// SO_RCVBUF for every connection (bounds what a client can leave in the kernel once we
+    /// stop reading it; the kernel doubles it) [default: the kernel's own sizing,
+    /// net.ipv4.tcp_rmem].
+    #[arg(long, env = "RTSERVE_RECV_BUFFER", value_parser = parse_size)]
+    pub(crate) recv_buffer: Option<u64>,
+
     /// Time an idle keep-alive connection is kept open.
     #[arg(long, env = "RTSERVE_IDLE_TIMEOUT_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -180,6 +186,9 @@ impl Args {
         }
         config.send_buffer = self
             .send_buffer
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        config.recv_buffer = self
+            .recv_buffer
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         config.idle_timeout = ms(self.idle_timeout_ms);
         config.write_timeout = ms(self.write_timeout_ms);

@@ -828,6 +828,12 @@ fn help_lists_every_flag_with_its_default() {
         ("--max-slow-ms", Some("60000")),
         ("--discipline", Some("adaptive-lifo")),
         ("--shutdown-idle-ms", Some("250")),
+        ("--body-min-rate", Some("4K")),
+        ("--body-rate-window-ms", Some("5000")),
+        ("--body-deadline-ms", Some("60000")),
+        ("--body-budget", None),
+        ("--send-buffer", None),
+        ("--recv-buffer", None),
     ] {
         let text = section(flag);
         assert!(

@@ -88,6 +88,11 @@ pub struct Config {
     /// kernel doubles the value for its own bookkeeping), and turns off the kernel's automatic
     /// growth of that buffer (`net.ipv4.tcp_wmem`). Default none: the kernel's sizing.
     pub send_buffer: Option<usize>,
+    /// `SO_RCVBUF` for every connection, set the same way. It bounds what a client can leave
+    /// in the kernel for us once we stop reading it (its output unread past
+    /// `max_buffered_output`, or requests pipelined far ahead), and turns off the automatic
+    /// growth of that buffer (`net.ipv4.tcp_rmem`). Default none: the kernel's sizing.
+    pub recv_buffer: Option<usize>,
     /// Output bytes buffered for one connection past which the reactor stops reading its
     /// requests until the client catches up. Default 256 KiB.
     pub max_buffered_output: usize,
@@ -171,6 +176,7 @@ impl Default for Config {
             body_deadline: Duration::from_secs(60),
             body_budget: default_body_budget(),
             send_buffer: None,
+            recv_buffer: None,
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(2),
@@ -218,12 +224,16 @@ impl Config {
         )?;
         check(self.backlog >= 1, "backlog", "must be at least 1")?;
         check(self.body_budget >= 1, "body_budget", "must be at least 1")?;
-        check(
-            self.send_buffer
-                .is_none_or(|n| (1..=i32::MAX as usize / 2).contains(&n)),
-            "send_buffer",
-            "must be between 1 and 1 GiB",
-        )?;
+        for (size, name) in [
+            (self.send_buffer, "send_buffer"),
+            (self.recv_buffer, "recv_buffer"),
+        ] {
+            check(
+                size.is_none_or(|n| (1..=i32::MAX as usize / 2).contains(&n)),
+                name,
+                "must be between 1 and 1 GiB",
+            )?;
+        }
         check(
             self.max_buffered_output >= 1,
             "max_buffered_output",
@@ -319,7 +329,8 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         type Change = fn(&mut Config);
-        let cases: [(Change, &str); 10] = [
+        let cases: [(Change, &str); 11] = [
+            (|c| c.recv_buffer = Some(usize::MAX), "recv_buffer"),
             (|c| c.body_budget = 0, "body_budget"),
             (|c| c.send_buffer = Some(0), "send_buffer"),
             (|c| c.workers = 0, "workers"),

@@ -7,6 +7,8 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::Config;
+
 /// Binds `count` listening sockets to `addr` with SO_REUSEADDR and SO_REUSEPORT, so that the
 /// kernel spreads new connections across them. Returns them and the bound address.
 ///
@@ -67,14 +69,17 @@ pub(crate) fn adopt(listeners: &[StdListener]) -> io::Result<SocketAddr> {
 
 /// Sets, once on each listening socket, the options every accepted connection inherits from
 /// it on Linux: `TCP_NODELAY` (requests are answered in one write each, and Nagle would hold
-/// the next answer back) and, if configured, `SO_SNDBUF`. That saves a system call per
-/// connection over setting them on each accepted socket.
-pub(crate) fn tune(listeners: &[StdListener], send_buffer: Option<usize>) -> io::Result<()> {
+/// the next answer back) and, if configured, `SO_SNDBUF` and `SO_RCVBUF`. That saves a system
+/// call per connection over setting them on each accepted socket.
+pub(crate) fn tune(listeners: &[StdListener], config: &Config) -> io::Result<()> {
     for listener in listeners {
         let socket = socket2::SockRef::from(listener);
         socket.set_tcp_nodelay(true)?;
-        if let Some(size) = send_buffer {
+        if let Some(size) = config.send_buffer {
             socket.set_send_buffer_size(size)?;
+        }
+        if let Some(size) = config.recv_buffer {
+            socket.set_recv_buffer_size(size)?;
         }
     }
     Ok(())
@@ -123,7 +128,12 @@ mod tests {
     #[test]
     fn accepted_sockets_inherit_the_listeners_options() {
         let (listeners, addr) = bind("127.0.0.1:0".parse().unwrap(), 1, 16, false).unwrap();
-        tune(&listeners, Some(64 * 1024)).unwrap();
+        let config = Config {
+            send_buffer: Some(64 * 1024),
+            recv_buffer: Some(32 * 1024),
+            ..Config::default()
+        };
+        tune(&listeners, &config).unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         listeners[0].set_nonblocking(false).unwrap();
         let (accepted, _) = listeners[0].accept().unwrap();
@@ -133,6 +143,10 @@ mod tests {
             .unwrap();
         // The kernel doubles what it is given, for its bookkeeping.
         assert_eq!(sndbuf, 128 * 1024, "SO_SNDBUF is inherited");
+        let rcvbuf = socket2::SockRef::from(&accepted)
+            .recv_buffer_size()
+            .unwrap();
+        assert_eq!(rcvbuf, 64 * 1024, "SO_RCVBUF is inherited");
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Server {
         local_addr: SocketAddr,
         handler: impl Handler,
     ) -> Result<ServerHandle, StartError> {
-        listener::tune(&listeners, config.send_buffer).map_err(StartError::Io)?;
+        listener::tune(&listeners, &config).map_err(StartError::Io)?;
         let config = Arc::new(config);
         let handler: Arc<dyn Handler> = Arc::new(handler);
         let draining = Arc::new(AtomicBool::new(false));

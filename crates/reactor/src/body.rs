@@ -255,11 +255,14 @@ impl Pace {
         self.last_progress = now;
     }
 
-    /// The server held reading back until `now`: the window and the pause start again (the
-    /// total still counts from the head).
+    /// Timing starts (again) at `now`, after the head or after the server held reading back:
+    /// a new window and a new pause (the total still counts from the head). Bytes that came at
+    /// `now` itself, with the head, stay in the window.
     pub(crate) fn resume(&mut self, now: Instant) {
-        self.window_start = now;
-        self.window_bytes = 0;
+        if now != self.window_start {
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
         self.last_progress = now;
     }
 
@@ -354,6 +357,17 @@ mod tests {
         // Looked at early (the timer was set before the progress): not yet.
         assert_eq!(pace.check(t0 + 3000 * MS, &rules), Ok(t0 + 5000 * MS));
         assert_eq!(pace.check(t0 + 5000 * MS, &rules), Err(TooSlow::Pause));
+    }
+
+    #[test]
+    fn bytes_that_came_with_the_head_count_in_the_first_window() {
+        let t0 = Instant::now();
+        let rules = rules();
+        let mut pace = Pace::start(t0);
+        pace.progress(1500, t0);
+        // The timer is armed in the same turn.
+        pace.resume(t0);
+        assert_eq!(pace.check(t0 + 1000 * MS, &rules), Ok(t0 + 2000 * MS));
     }
 
     #[test]

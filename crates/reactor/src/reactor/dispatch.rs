@@ -406,6 +406,9 @@ impl Dispatcher {
     /// more requests: the connection closes after it.
     fn answer_last(&mut self, exchange: &mut Exchange, response: Response) {
         exchange.proto.close();
+        // The body will not be read further: its share of the budget goes back now, not when
+        // the client has taken the answer.
+        exchange.body.clear();
         let ctx = ResponseContext::for_error();
         let route = self.stats.other_route();
         if exchange.owed.is_empty() {

@@ -8,7 +8,10 @@
 //!   `send_response` into a reused buffer (one request and its response per iteration);
 //! - `browser_get_20_headers`: parsing a browser-like GET with 20 header fields;
 //! - `chunked_post_4k`: a POST with a 4 KiB chunked body (four 1 KiB chunks and a trailer),
-//!   head and body decoded.
+//!   head and body decoded;
+//! - `route_exact`: a curl-like GET parsed and routed by a `Router` of 12 routes to the last
+//!   one added, whose handler answers a static text (through `Harness`, the server's parser
+//!   and the handler call, without a socket).
 //!
 //! Before the timings, each case prints its allocations per request, counted by a global
 //! allocator wrapper over a thousand requests after a warm-up. Numbers are reported, never
@@ -21,6 +24,7 @@ use std::{
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rtserve_protocol::{Event, HttpDate, Limits, ServerConn, StatusCode, send_response};
+use rtserve_reactor::{Harness, Reply, Request, Response, Router};
 
 /// A GET as curl 8 sends it.
 const CURL_GET: &[u8] = b"GET /hello HTTP/1.1\r\n\
@@ -258,6 +262,56 @@ fn chunked_body(c: &mut Criterion) {
     group.finish();
 }
 
+/// A service's routes: twelve, the one asked for added last.
+fn service_router() -> Router {
+    fn ok(_: &Request<'_>) -> Reply {
+        Response::text(StatusCode::OK, "ok\n").into()
+    }
+    let mut router = Router::new();
+    for path in [
+        "/",
+        "/healthz",
+        "/metrics",
+        "/v1/score",
+        "/v1/accounts",
+        "/v1/limits",
+        "/v1/rules",
+        "/v1/models",
+        "/v1/merchants",
+        "/v1/devices",
+        "/v1/alerts",
+    ] {
+        router = router.get(path, ok).post(path, ok);
+    }
+    router.get("/v1/status", ok)
+}
+
+/// Routes one request; returns the response's body length.
+fn route(harness: &mut Harness, router: &Router, input: &[u8]) -> usize {
+    match harness.call(router, input) {
+        Reply::Ready(response) => response.body().as_bytes().len(),
+        _ => unreachable!("the routes answer inline"),
+    }
+}
+
+fn routing(c: &mut Criterion) {
+    const GET_STATUS: &[u8] = b"GET /v1/status HTTP/1.1\r\nHost: localhost:8080\r\n\
+        User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+    let router = service_router();
+    let mut harness = Harness::new();
+    print_allocations("route_exact", || {
+        black_box(route(&mut harness, &router, black_box(GET_STATUS)));
+    });
+    assert_eq!(route(&mut harness, &router, GET_STATUS), 3);
+
+    let mut group = c.benchmark_group("routing");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("route_exact", |b| {
+        b.iter(|| route(&mut harness, &router, black_box(GET_STATUS)));
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Short runs: the cases take tens of nanoseconds to a few microseconds, so a second of
@@ -265,6 +319,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = keep_alive_get, browser_get, chunked_body
+    targets = keep_alive_get, browser_get, chunked_body, routing
 }
 criterion_main!(benches);

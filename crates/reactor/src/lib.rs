@@ -62,6 +62,7 @@ mod body;
 mod config;
 mod connection;
 mod handler;
+mod harness;
 mod listener;
 mod log;
 mod mailbox;
@@ -77,6 +78,7 @@ pub use handler::{
     Body, Handler, HeaderValue, Job, JobContext, Reply, Request, Response, Router, StaticHeaders,
     with_deadline,
 };
+pub use harness::Harness;
 pub use log::{LogRecord, RequestLog};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};

@@ -11,7 +11,9 @@
 //!   head and body decoded;
 //! - `route_exact`: a curl-like GET parsed and routed by a `Router` of 12 routes to the last
 //!   one added, whose handler answers a static text (through `Harness`, the server's parser
-//!   and the handler call, without a socket).
+//!   and the handler call, without a socket);
+//! - `route_param`: the same with `/v1/accounts/12345/score`, routed to
+//!   `/v1/accounts/{id}/score`, whose handler reads the parameter.
 //!
 //! Before the timings, each case prints its allocations per request, counted by a global
 //! allocator wrapper over a thousand requests after a warm-up. Numbers are reported, never
@@ -283,7 +285,13 @@ fn service_router() -> Router {
     ] {
         router = router.get(path, ok).post(path, ok);
     }
-    router.get("/v1/status", ok)
+    router
+        .get("/v1/accounts/{id}/score", |req: &Request<'_>| -> Reply {
+            let id = req.param("id");
+            assert_eq!(id.as_deref(), Some("12345"));
+            Response::text(StatusCode::OK, "score\n").into()
+        })
+        .get("/v1/status", ok)
 }
 
 /// Routes one request; returns the response's body length.
@@ -304,10 +312,19 @@ fn routing(c: &mut Criterion) {
     });
     assert_eq!(route(&mut harness, &router, GET_STATUS), 3);
 
+    const GET_SCORE: &[u8] = b"GET /v1/accounts/12345/score HTTP/1.1\r\n\
+        Host: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+    print_allocations("route_param", || {
+        black_box(route(&mut harness, &router, black_box(GET_SCORE)));
+    });
+
     let mut group = c.benchmark_group("routing");
     group.throughput(Throughput::Elements(1));
     group.bench_function("route_exact", |b| {
         b.iter(|| route(&mut harness, &router, black_box(GET_STATUS)));
+    });
+    group.bench_function("route_param", |b| {
+        b.iter(|| route(&mut harness, &router, black_box(GET_SCORE)));
     });
     group.finish();
 }

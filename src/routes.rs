@@ -30,7 +30,7 @@ fn hello(_: &Request<'_>) -> Reply {
 /// Sleeps `ms` milliseconds (default 1000, at most `--max-slow-ms`) on the worker pool:
 /// blocking work, subject to the request's deadline like any other.
 fn slow(req: &Request<'_>, max: Duration) -> Reply {
-    let ms = match req.query_param("ms").map(str::parse::<u64>) {
+    let ms = match req.query_param("ms").map(|v| v.parse::<u64>()) {
         None => 1000,
         Some(Ok(ms)) => ms,
         Some(Err(_)) => {
@@ -42,7 +42,7 @@ fn slow(req: &Request<'_>, max: Duration) -> Reply {
         // A request past its deadline, or whose client left, wakes the sleep and frees the
         // worker at once; what is returned then is dropped.
         ctx.sleep(sleep);
-        Response::text(StatusCode::OK, format!("slept {} ms\n", sleep.as_millis()))
+        Response::text(StatusCode::OK, format!("slept {} ms\n", sleep.as_millis())).no_store()
     })
 }
 
@@ -50,7 +50,7 @@ fn slow(req: &Request<'_>, max: Duration) -> Reply {
 /// `--max-slow-ms`) on the worker pool: CPU-bound work, which slows down when more workers
 /// than cores share the CPU. It stops early once the answer is no longer wanted.
 fn spin(req: &Request<'_>, max: Duration) -> Reply {
-    let us = match req.query_param("us").map(str::parse::<u64>) {
+    let us = match req.query_param("us").map(|v| v.parse::<u64>()) {
         None => 1000,
         Some(Ok(us)) => us,
         Some(Err(_)) => {
@@ -70,7 +70,7 @@ fn spin(req: &Request<'_>, max: Duration) -> Reply {
                 break;
             }
         }
-        Response::text(StatusCode::OK, format!("spun {} µs\n", work.as_micros()))
+        Response::text(StatusCode::OK, format!("spun {} µs\n", work.as_micros())).no_store()
     })
 }
 
@@ -88,7 +88,7 @@ fn thread_cpu_time() -> Duration {
 fn status(req: &Request<'_>) -> Reply {
     let code = req
         .query_param("code")
-        .map_or(Ok(200), str::parse::<u16>)
+        .map_or(Ok(200), |v| v.parse::<u16>())
         .ok()
         .filter(|c| (200..=599).contains(c))
         .and_then(StatusCode::from_u16);
@@ -110,16 +110,21 @@ fn echo(req: &Request<'_>) -> Reply {
 /// 200 while serving, 503 once shutting down.
 fn healthz(req: &Request<'_>) -> Reply {
     if req.is_draining() {
-        Response::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n").into()
+        Response::text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            .no_store()
+            .into()
     } else {
-        Response::text(StatusCode::OK, "ok\n").into()
+        Response::text(StatusCode::OK, "ok\n").no_store().into()
     }
 }
 
 /// The server's statistics in the Prometheus text exposition format (version 0.0.4).
 fn metrics(req: &Request<'_>) -> Reply {
     Response::new(StatusCode::OK)
-        .with_static_headers(&[("Content-Type", b"text/plain; version=0.0.4; charset=utf-8")])
+        .with_static_headers(&[
+            ("Content-Type", b"text/plain; version=0.0.4; charset=utf-8"),
+            ("Cache-Control", b"no-store"),
+        ])
         .with_body(render(&req.stats()))
         .into()
 }

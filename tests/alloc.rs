@@ -15,7 +15,8 @@ mod counting_alloc;
 #[global_allocator]
 static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
-const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\
+/// Routed by a pattern with a parameter, read by the handler.
+const REQUEST: &[u8] = b"GET /hello/world HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\
     Accept: */*\r\n\r\n";
 
 /// Sends one request and reads its response into `buf`, without allocating.
@@ -36,12 +37,21 @@ fn inline_keep_alive_requests_allocate_nothing_once_warm() {
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.reactors = 1;
     config.workers = 1;
-    let router = Router::new().get("/hello", |_: &Request<'_>| -> Reply {
-        Response::new(StatusCode::OK)
-            .with_static_headers(&[("Content-Type", b"text/plain")])
-            .with_body("hello\n")
-            .into()
-    });
+    let router = Router::new()
+        .get("/bye", |_: &Request<'_>| -> Reply {
+            Response::new(StatusCode::NOT_FOUND).into()
+        })
+        .get("/hello/{name}", |req: &Request<'_>| -> Reply {
+            // A parameter that needs no decoding is borrowed from the request.
+            let body = match req.param("name").as_deref() {
+                Some("world") => "hello\n",
+                _ => "wrong parameter\n",
+            };
+            Response::new(StatusCode::OK)
+                .with_static_headers(&[("Content-Type", b"text/plain")])
+                .with_body(body)
+                .into()
+        });
     let server = Server::start(config, router).unwrap();
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream

@@ -344,6 +344,16 @@ fn every_route_and_status() {
 
     let health = server.get("/healthz");
     assert_eq!(health.status, 200, "{health:?}");
+    // Dynamic answers to GET say that no cache may keep them; a POST's needs nothing.
+    for target in ["/healthz", "/metrics", "/slow?ms=1", "/spin?us=10"] {
+        let reply = server.get(target);
+        assert_eq!(
+            reply.header("cache-control"),
+            Some("no-store"),
+            "{target}: {reply:?}"
+        );
+    }
+    assert_eq!(echoed.header("cache-control"), None);
 
     let missing = server.get("/no/such/path");
     assert_eq!(missing.status, 404, "{missing:?}");

@@ -5,6 +5,8 @@ mod support;
 
 use std::{net::Shutdown, thread, time::Duration};
 
+use rtserve_reactor::{Method, Reply, Request, Response, Router, StatusCode};
+
 use support::{
     Client, TestServer, assert_serves, block_reactor, config, get, post_echo, request,
     wait_until_read,
@@ -403,6 +405,75 @@ fn absolute_form_target_is_routed_by_its_path() {
         (r.status, r.text().as_str()),
         (200, "http://example.com/path?q=1")
     );
+}
+
+fn param_routes() -> TestServer {
+    let show = |name: &'static str| {
+        move |req: &Request<'_>| -> Reply {
+            let value = req.param(name).unwrap_or_default();
+            Response::text(StatusCode::OK, format!("{name}={value}")).into()
+        }
+    };
+    let router = Router::new()
+        .get("/accounts/{id}/score", show("id"))
+        .get("/accounts/me/score", |_: &Request<'_>| -> Reply {
+            Response::text(StatusCode::OK, "mine").into()
+        })
+        .get("/static/{*path}", show("path"));
+    TestServer::start(config(), router)
+}
+
+#[test]
+fn routes_with_parameters_and_catch_alls() {
+    let server = param_routes();
+    let mut client = Client::new(server.connect());
+    for (target, body) in [
+        ("/accounts/42/score", "id=42"),
+        ("/accounts/a%20b/score", "id=a b"),
+        ("/accounts/a%2Fb/score", "id=a/b"),
+        ("/accounts/me/score", "mine"),
+        ("/static/css/site.css", "path=css/site.css"),
+    ] {
+        client.send(&get(target));
+        let reply = client.response();
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, body),
+            "{target}"
+        );
+    }
+    // A catch-all needs at least one character; a parameter, a whole segment.
+    for target in [
+        "/static/",
+        "/accounts//score",
+        "/accounts/42",
+        "/accounts/42/score/x",
+    ] {
+        client.send(&get(target));
+        assert_eq!(client.response().status, 404, "{target}");
+    }
+    // Statistics name the pattern, never the concrete path.
+    let stats = server.stats();
+    let route = |name: &str| {
+        stats
+            .routes
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.requests())
+    };
+    assert_eq!(route("/accounts/{id}/score"), Some(3));
+    assert_eq!(route("/static/{*path}"), Some(1));
+    assert!(stats.routes.iter().all(|r| !r.name.contains("42")));
+}
+
+#[test]
+fn conflicting_routes_are_refused_when_the_router_is_built() {
+    let ok = |_: &Request<'_>| -> Reply { Response::new(StatusCode::OK).into() };
+    let router = Router::new().get("/a/{x}", ok);
+    let err = router.try_route(Method::Get, "/a/{y}", ok).unwrap_err();
+    assert!(err.to_string().contains("/a/{y}"), "{err}");
+    let panicked = std::panic::catch_unwind(|| Router::new().get("/a/{x}", ok).get("/a/{y}", ok));
+    assert!(panicked.is_err());
 }
 
 #[test]

@@ -38,7 +38,7 @@ fn routes(counts: Arc<Counts>) -> Router {
                 .query_param("ms")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            let id = req.query_param("id").unwrap_or("").to_owned();
+            let id = req.query_param("id").unwrap_or_default().into_owned();
             let deadline = req.query_param("deadline").and_then(|v| v.parse().ok());
             let counts = Arc::clone(&counts);
             let job = Job::new(move |ctx: &JobContext| {
@@ -59,7 +59,7 @@ fn routes(counts: Arc<Counts>) -> Router {
     };
     Router::new()
         .get("/fast", |req: &Request<'_>| -> Reply {
-            let id = req.query_param("id").unwrap_or("");
+            let id = req.query_param("id").unwrap_or_default();
             Response::text(StatusCode::OK, format!("fast {id}")).into()
         })
         .get("/slow", slow.clone())

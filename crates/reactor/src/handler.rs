@@ -32,6 +32,8 @@ pub struct Request<'a> {
     deadline: Instant,
     server: &'a ServerView,
     route: &'a Cell<usize>,
+    /// The path parameters of the route that matched, set by [`Router`].
+    params: Option<&'a matchit::Params<'a, 'a>>,
 }
 
 /// What a request can see of the server it arrived at.
@@ -58,7 +60,46 @@ impl<'a> Request<'a> {
             deadline,
             server,
             route,
+            params: None,
         }
+    }
+
+    /// The same request, with the path parameters of the route that matched it.
+    fn with_params<'p>(&self, params: &'p matchit::Params<'p, 'p>) -> Request<'p>
+    where
+        'a: 'p,
+    {
+        Request {
+            params: Some(params),
+            ..*self
+        }
+    }
+
+    /// The value of path parameter `name` of the route that matched (`{id}` in
+    /// `/accounts/{id}/score`, or a catch-all `{*path}`), percent-decoded (`%20` is a space,
+    /// and `+` stays a `+`; invalid UTF-8 becomes U+FFFD). Borrowed from the request when
+    /// nothing needs decoding. `None` outside a [`Router`] route, or for a name the route does
+    /// not have.
+    ///
+    /// Routes match the path as sent, before decoding: `/accounts/a%2Fb/score` matches
+    /// `/accounts/{id}/score` with `id` = `a/b`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Harness, Reply, Request, Response, Router, StatusCode};
+    ///
+    /// let router = Router::new().get("/accounts/{id}/score", |req: &Request<'_>| -> Reply {
+    ///     let id = req.param("id").unwrap_or_default();
+    ///     Response::text(StatusCode::OK, format!("account {id}\n")).into()
+    /// });
+    /// let raw = b"GET /accounts/ab%20c/score HTTP/1.1\r\nHost: x\r\n\r\n";
+    /// let Reply::Ready(response) = Harness::new().call(&router, raw) else { panic!() };
+    /// assert_eq!(response.body().as_bytes(), b"account ab c\n");
+    /// ```
+    pub fn param(&self, name: &str) -> Option<Cow<'a, str>> {
+        let value = self.params?.get(name)?;
+        Some(percent_encoding::percent_decode_str(value).decode_utf8_lossy())
     }
 
     /// Files the request under route `index` of [`Handler::routes`] for statistics and the
@@ -114,12 +155,31 @@ impl<'a> Request<'a> {
         self.inner.query()
     }
 
-    /// The value of query parameter `name` (the first one), not percent-decoded.
-    pub fn query_param(&self, name: &str) -> Option<&'a str> {
-        self.query()?.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
-        })
+    /// The value of query parameter `name` (the first one), decoded as a form value
+    /// (`application/x-www-form-urlencoded`: `%XX` escapes, and `+` for a space). Borrowed
+    /// from the request when nothing needs decoding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Harness, Reply, Request, Response, StatusCode};
+    ///
+    /// let handler = |req: &Request<'_>| -> Reply {
+    ///     assert_eq!(req.query_param("q").as_deref(), Some("a b&c"));
+    ///     assert_eq!(req.query_param("n").as_deref(), Some("1"));
+    ///     assert_eq!(req.query_pairs().count(), 2);
+    ///     Response::new(StatusCode::OK).into()
+    /// };
+    /// Harness::new().call(&handler, b"GET /?q=a+b%26c&n=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    /// ```
+    pub fn query_param(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.query_pairs()
+            .find_map(|(key, value)| (key == name).then_some(value))
+    }
+
+    /// Every query parameter, in order, decoded as [`query_param`](Self::query_param) does.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + use<'a> {
+        form_urlencoded::parse(self.query().unwrap_or("").as_bytes())
     }
 
     /// The authority: from an absolute-form target, else the Host header.
@@ -277,6 +337,29 @@ impl Response {
     ) -> Self {
         self.headers.push((name.into(), value.into().0));
         self
+    }
+
+    /// Adds `Cache-Control: no-store`: no cache may keep the response (RFC 9111 §5.2.2.5).
+    /// Dynamic answers to GET (a score, a health check, metrics) want it, since any cache may
+    /// otherwise store them and give them a freshness of its own choosing (RFC 9111 §4.2.2).
+    /// A POST response is not cacheable without explicit freshness and needs none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Response, StatusCode};
+    ///
+    /// let response = Response::text(StatusCode::OK, "ok\n").no_store();
+    /// assert!(response.headers().any(|h| h == ("Cache-Control", &b"no-store"[..])));
+    /// ```
+    #[must_use]
+    pub fn no_store(self) -> Self {
+        if self.static_headers.is_empty() {
+            // No allocation for the common case.
+            self.with_static_headers(&[("Cache-Control", b"no-store")])
+        } else {
+            self.with_header("Cache-Control", "no-store")
+        }
     }
 
     /// Sets the body.
@@ -562,10 +645,24 @@ impl<H: Handler> Handler for WithDeadline<H> {
     }
 }
 
-/// Routes requests by exact path, then method, to handlers.
+/// Routes requests by path, then method, to handlers.
+///
+/// Paths are patterns: `/accounts/{id}/score` has a parameter, read with
+/// [`Request::param`]; `/static/{*path}` ends with a catch-all, which takes the rest of the
+/// path and needs at least one character of it (so `/static/` itself is not matched: add a
+/// route for it if it should be). A static segment wins over a parameter
+/// (`/accounts/me` over `/accounts/{id}`). Matching walks a radix tree (the `matchit` crate)
+/// and allocates nothing.
 ///
 /// An unknown path gets 404; a known path with another method gets 405 with `Allow`. HEAD is
-/// served by the GET route of a path unless it has its own.
+/// served by the GET route of a path unless it has its own. Statistics and the request log
+/// name a request by its route's pattern, never by its concrete path, so their number of
+/// series stays that of the routes.
+///
+/// Two patterns that would match the same paths (`/a/{x}` and `/a/{y}`), or a malformed one,
+/// are a mistake in the program: [`route`](Self::route) and its shorthands panic while the
+/// router is built, before anything is served, and [`try_route`](Self::try_route) returns
+/// the error instead. Adding the same pattern and method again replaces the handler.
 ///
 /// # Examples
 ///
@@ -574,20 +671,44 @@ impl<H: Handler> Handler for WithDeadline<H> {
 ///
 /// let router = Router::new()
 ///     .get("/hello", |_: &Request<'_>| -> Reply { Response::text(StatusCode::OK, "hi\n").into() })
+///     .get("/accounts/{id}", |req: &Request<'_>| -> Reply {
+///         let id = req.param("id").unwrap_or_default();
+///         Response::text(StatusCode::OK, format!("account {id}\n")).into()
+///     })
 ///     .post("/echo", |req: &Request<'_>| -> Reply {
 ///         Response::new(StatusCode::OK).with_body(req.body().to_vec()).into()
 ///     });
-/// # let _ = router;
+/// // `/accounts/{name}` would match the same paths as `/accounts/{id}`.
+/// let ok = |_: &Request<'_>| -> Reply { Response::new(StatusCode::OK).into() };
+/// assert!(router.try_route(rtserve_reactor::Method::Get, "/accounts/{name}", ok).is_err());
 /// ```
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// Pattern → index into `routes`.
+    tree: matchit::Router<usize>,
 }
 
 struct Route {
-    path: String,
+    pattern: String,
     methods: Vec<(Method, Box<dyn Handler>)>,
 }
+
+/// A route that cannot be added to a [`Router`]: it conflicts with one already there, or its
+/// pattern is malformed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteError {
+    pattern: String,
+    reason: String,
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "route {:?}: {}", self.pattern, self.reason)
+    }
+}
+
+impl std::error::Error for RouteError {}
 
 impl Router {
     /// A router with no routes.
@@ -595,67 +716,98 @@ impl Router {
         Self::default()
     }
 
-    /// Adds a route for `method` and `path` (exact match).
+    /// Adds a route for `method` and the path pattern `pattern`.
     ///
     /// # Panics
     ///
-    /// If `method` is [`Method::Other`], which names no single method.
+    /// If the route cannot be added (see [`try_route`](Self::try_route)), or `method` is
+    /// [`Method::Other`], which names no single method: mistakes in the program, found when
+    /// the router is built.
     #[must_use]
-    pub fn route(mut self, method: Method, path: &str, handler: impl Handler) -> Self {
+    #[track_caller]
+    pub fn route(self, method: Method, pattern: &str, handler: impl Handler) -> Self {
+        match self.try_route(method, pattern, handler) {
+            Ok(router) => router,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Adds a route for `method` and the path pattern `pattern`, or says why it cannot be
+    /// added: it conflicts with a route already there, or the pattern is malformed.
+    ///
+    /// # Errors
+    ///
+    /// A [`RouteError`] naming the pattern and the reason.
+    ///
+    /// # Panics
+    ///
+    /// If `method` is [`Method::Other`].
+    pub fn try_route(
+        mut self,
+        method: Method,
+        pattern: &str,
+        handler: impl Handler,
+    ) -> Result<Self, RouteError> {
         assert!(method != Method::Other, "routes need a named method");
         let handler: Box<dyn Handler> = Box::new(handler);
-        match self.routes.iter_mut().find(|r| r.path == path) {
-            Some(route) => {
-                route.methods.retain(|(m, _)| *m != method);
-                route.methods.push((method, handler));
-            }
-            None => self.routes.push(Route {
-                path: path.to_owned(),
-                methods: vec![(method, handler)],
-            }),
+        if let Some(route) = self.routes.iter_mut().find(|r| r.pattern == pattern) {
+            route.methods.retain(|(m, _)| *m != method);
+            route.methods.push((method, handler));
+            return Ok(self);
         }
-        self
+        self.tree
+            .insert(pattern, self.routes.len())
+            .map_err(|e| RouteError {
+                pattern: pattern.to_owned(),
+                reason: e.to_string(),
+            })?;
+        self.routes.push(Route {
+            pattern: pattern.to_owned(),
+            methods: vec![(method, handler)],
+        });
+        Ok(self)
     }
 
     /// Adds a GET route (which serves HEAD too).
     #[must_use]
-    pub fn get(self, path: &str, handler: impl Handler) -> Self {
-        self.route(Method::Get, path, handler)
+    #[track_caller]
+    pub fn get(self, pattern: &str, handler: impl Handler) -> Self {
+        self.route(Method::Get, pattern, handler)
     }
 
     /// Adds a POST route.
     #[must_use]
-    pub fn post(self, path: &str, handler: impl Handler) -> Self {
-        self.route(Method::Post, path, handler)
+    #[track_caller]
+    pub fn post(self, pattern: &str, handler: impl Handler) -> Self {
+        self.route(Method::Post, pattern, handler)
     }
 
     /// Adds a PUT route.
     #[must_use]
-    pub fn put(self, path: &str, handler: impl Handler) -> Self {
-        self.route(Method::Put, path, handler)
+    #[track_caller]
+    pub fn put(self, pattern: &str, handler: impl Handler) -> Self {
+        self.route(Method::Put, pattern, handler)
     }
 
     /// Adds a DELETE route.
     #[must_use]
-    pub fn delete(self, path: &str, handler: impl Handler) -> Self {
-        self.route(Method::Delete, path, handler)
+    #[track_caller]
+    pub fn delete(self, pattern: &str, handler: impl Handler) -> Self {
+        self.route(Method::Delete, pattern, handler)
     }
 }
 
 impl Handler for Router {
     fn routes(&self) -> Vec<String> {
-        self.routes.iter().map(|r| r.path.clone()).collect()
+        self.routes.iter().map(|r| r.pattern.clone()).collect()
     }
 
     fn handle(&self, req: &Request<'_>) -> Reply {
-        let Some((index, route)) = self
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.path == req.path())
-        else {
+        let Ok(matched) = self.tree.at(req.path()) else {
             return Response::text(StatusCode::NOT_FOUND, "not found\n").into();
         };
+        let index = *matched.value;
+        let route = &self.routes[index];
         req.set_route(index);
         let method = req.method();
         let found = route
@@ -669,7 +821,7 @@ impl Handler for Router {
                     .flatten()
             });
         if let Some((_, handler)) = found {
-            return handler.handle(req);
+            return handler.handle(&req.with_params(&matched.params));
         }
         let mut allow = String::new();
         for (m, _) in &route.methods {
@@ -710,7 +862,7 @@ impl fmt::Debug for Router {
         let mut list = f.debug_list();
         for route in &self.routes {
             for (method, _) in &route.methods {
-                list.entry(&format_args!("{method:?} {}", route.path));
+                list.entry(&format_args!("{method:?} {}", route.pattern));
             }
         }
         list.finish()

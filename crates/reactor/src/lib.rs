@@ -63,6 +63,8 @@ mod config;
 mod connection;
 mod handler;
 mod harness;
+#[cfg(feature = "json")]
+mod json;
 mod listener;
 mod log;
 mod mailbox;
@@ -79,6 +81,8 @@ pub use handler::{
     StaticHeaders, with_deadline,
 };
 pub use harness::Harness;
+#[cfg(feature = "json")]
+pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};

@@ -1,10 +1,8 @@
 //! The demo routes: one for each path through the reactor.
 
-use std::{fmt::Write as _, time::Duration};
+use std::time::Duration;
 
-use rtserve_reactor::{
-    Histogram, JobContext, LATENCY_BUCKETS_US, Reply, Request, Response, Router, Shed, StatusCode,
-};
+use rtserve_reactor::{JobContext, Reply, Request, Response, Router, StatusCode};
 
 /// `/hello` inline, `/slow?ms=N` and `/spin?us=N` on the worker pool, `/status?code=N`,
 /// `/echo`, `/metrics`, `/healthz`.
@@ -125,171 +123,8 @@ fn metrics(req: &Request<'_>) -> Reply {
             ("Content-Type", b"text/plain; version=0.0.4; charset=utf-8"),
             ("Cache-Control", b"no-store"),
         ])
-        .with_body(render(&req.stats()))
+        .with_body(req.stats().to_prometheus())
         .into()
-}
-
-/// Renders statistics as Prometheus text.
-pub(crate) fn render(stats: &rtserve_reactor::Stats) -> String {
-    let mut out = String::with_capacity(4096);
-    let requests = "rtserve_requests_total";
-    let _ = writeln!(
-        out,
-        "# HELP {requests} Responses sent, by route and status, the server's own 4xx and 503s \
-         included.\n# TYPE {requests} counter"
-    );
-    for route in &stats.routes {
-        let label = escape(&route.name);
-        for (status, n) in &route.by_status {
-            let _ = writeln!(
-                out,
-                "{requests}{{route=\"{label}\",status=\"{status}\"}} {n}"
-            );
-        }
-    }
-    let histogram = "rtserve_request_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {histogram} Time from a request's head to its response being queued.\n\
-         # TYPE {histogram} histogram"
-    );
-    for route in &stats.routes {
-        let histogram = Histogram {
-            bounds_us: &LATENCY_BUCKETS_US,
-            buckets: route.buckets.to_vec(),
-            count: route.requests(),
-            sum_us: route.latency_sum_us,
-        };
-        let label = format!("route=\"{}\"", escape(&route.name));
-        write_histogram(
-            &mut out,
-            "rtserve_request_duration_seconds",
-            &label,
-            &histogram,
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP rtserve_open_connections Open connections, by reactor.\n\
-         # TYPE rtserve_open_connections gauge"
-    );
-    for (reactor, n) in stats.open_connections.iter().enumerate() {
-        let _ = writeln!(out, "rtserve_open_connections{{reactor=\"{reactor}\"}} {n}");
-    }
-    for (name, help, value) in [
-        (
-            "rtserve_connections_accepted_total",
-            "Connections accepted.",
-            stats.accepted,
-        ),
-        (
-            "rtserve_deadline_missed_total",
-            "Offloaded requests answered 503 because their deadline passed first.",
-            stats.shed.get(Shed::Deadline),
-        ),
-        (
-            "rtserve_accept_backoffs_total",
-            "Times accepting paused because the process ran out of file descriptors.",
-            stats.accept_backoffs,
-        ),
-        (
-            "rtserve_body_budget_refusals_total",
-            "Requests answered 503 because the request-body budget had no room for their bodies.",
-            stats.body_refusals,
-        ),
-        (
-            "rtserve_slow_bodies_total",
-            "Request bodies cut off with a 408: below the minimum rate, paused too long or past \
-             their deadline.",
-            stats.slow_bodies,
-        ),
-        (
-            "rtserve_access_log_dropped_total",
-            "Access-log lines dropped because the log writer fell behind.",
-            stats.log_dropped,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    }
-    let bodies = "rtserve_body_bytes";
-    let _ = writeln!(
-        out,
-        "# HELP {bodies} Bytes of request bodies buffered now, against the body budget.\n\
-         # TYPE {bodies} gauge\n{bodies} {}",
-        stats.body_bytes
-    );
-    let shed = "rtserve_shed_total";
-    let _ = writeln!(
-        out,
-        "# HELP {shed} Offloaded requests answered 503 without their job's response, by reason \
-         (the reason is also in each response's rtserve-shed header).\n# TYPE {shed} counter"
-    );
-    for reason in Shed::ALL {
-        let (label, n) = (reason.as_str(), stats.shed.get(reason));
-        let _ = writeln!(out, "{shed}{{reason=\"{label}\"}} {n}");
-    }
-    let wait = "rtserve_queue_wait_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {wait} Time offloaded jobs waited for a worker.\n# TYPE {wait} histogram"
-    );
-    write_histogram(&mut out, wait, "", &stats.queue_wait);
-    let late = "rtserve_deadline_lateness_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {late} How long after its deadline each 503 for a missed deadline went out.\n\
-         # TYPE {late} histogram"
-    );
-    write_histogram(&mut out, late, "", &stats.deadline_lateness);
-    let estimate = "rtserve_run_time_estimate_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {estimate} The worker pool's estimate of a route's job run time.\n\
-         # TYPE {estimate} gauge"
-    );
-    for route in &stats.routes {
-        let (label, us) = (escape(&route.name), route.run_time_estimate_us);
-        let _ = writeln!(out, "{estimate}{{route=\"{label}\"}} {}", us as f64 / 1e6);
-    }
-    out
-}
-
-/// Writes one histogram's samples; `labels` go before `le` (empty, or `name="value"`).
-fn write_histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let braced = if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    };
-    let mut cumulative = 0;
-    for (bound, n) in histogram.bounds_us.iter().zip(&histogram.buckets) {
-        cumulative += n;
-        let le = *bound as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-        );
-    }
-    let count = histogram.count;
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}\n\
-         {name}_sum{braced} {}\n\
-         {name}_count{braced} {count}",
-        histogram.sum_us as f64 / 1e6
-    );
-}
-
-/// Escapes a label value (backslash, double quote, newline).
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -342,7 +177,7 @@ mod tests {
             let answer = get_and_close(server.local_addr(), path);
             assert!(answer.starts_with("HTTP/1.1 600 "), "{answer}");
         }
-        let text = render(&server.stats());
+        let text = server.stats().to_prometheus();
         server.shutdown();
         server.join().expect("joins");
 

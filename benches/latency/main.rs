@@ -25,7 +25,7 @@ use crate::{
     server::{ServerProcess, allowed_cpus, cpu_of},
 };
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "keep-alive",
     "new-connection",
     "isolation",
@@ -34,6 +34,7 @@ const SCENARIOS: [&str; 8] = [
     "burst",
     "mixed",
     "scaling",
+    "scoring",
 ];
 
 /// Latency benchmarks of the `rtserve` binary, with an optional peer side by side.
@@ -310,6 +311,9 @@ fn main() {
     if wanted("mixed") {
         mixed(&mut bench);
     }
+    if wanted("scoring") {
+        scoring(&mut bench);
+    }
 
     if wanted("scaling") {
         let most = cpus.len().max(1);
@@ -524,6 +528,44 @@ fn mixed(bench: &mut Bench) {
             bench.run("mixed", "rtserve", Some(&server), &hello, note);
             let _ = background.join();
         }
+    }
+}
+
+/// The scoring example (`examples/scoring.rs`), the library's real use: `POST /v1/score` with
+/// a JSON transaction, keep-alive, at 5 k and 20 k req/s (the account's history is cached after
+/// the first request, so this is the inline path: JSON in, the model, JSON out), beside
+/// `/hello` at 20 k req/s in the keep-alive scenario.
+fn scoring(bench: &mut Bench) {
+    // The benchmark runs from target/<profile>/deps; the example is built beside it.
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("examples/scoring")))
+        .filter(|bin| bin.exists());
+    let Some(bin) = bin else {
+        eprintln!(
+            "{:>14} skipped: build the example first (cargo build --release --example scoring)",
+            "scoring"
+        );
+        return;
+    };
+    let server = ServerProcess::start_binary(
+        &bin.to_string_lossy(),
+        &["--threads", "1"],
+        bench.server_cpus.as_deref(),
+    );
+    let tx = br#"{"account":"acc-17","amount_cents":125000,"country":"FR","merchant":"electronics","hour":3}"#;
+    let rates: &[f64] = if bench.quick {
+        &[2_000.0]
+    } else {
+        &[5_000.0, 20_000.0]
+    };
+    for &rate in rates {
+        let mut load = bench.load(Target::new(server.addr, "/v1/score"), rate, 50);
+        load.method = "POST".to_owned();
+        load.body = tx.to_vec();
+        load.headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+        let note = "POST /v1/score, JSON, inline".to_owned();
+        bench.run("scoring", "rtserve", Some(&server), &load, note);
     }
 }
 

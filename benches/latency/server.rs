@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-/// A running `rtserve`.
+/// A running `rtserve` (or a service built on its library, such as the scoring example).
 pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) addr: SocketAddr,
@@ -17,7 +17,12 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     /// Starts `rtserve` with `args` (after `--bind 127.0.0.1:0`), on `cpus` if given.
     pub(crate) fn start(args: &[&str], cpus: Option<&str>) -> Self {
-        let bin = env!("CARGO_BIN_EXE_rtserve");
+        Self::start_binary(env!("CARGO_BIN_EXE_rtserve"), args, cpus)
+    }
+
+    /// Starts the program `bin`, which takes `--bind ADDR` and `-q` as rtserve does and says
+    /// `listening on http://ADDR` on stderr, with `args`, on `cpus` if given.
+    pub(crate) fn start_binary(bin: &str, args: &[&str], cpus: Option<&str>) -> Self {
         let mut command = match cpus {
             Some(cpus) if have("taskset") => {
                 let mut c = Command::new("taskset");
@@ -32,7 +37,9 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start rtserve");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
         let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
         let mut line = String::new();
         let addr = loop {

@@ -136,6 +136,8 @@ pub struct LoadConfig {
     pub method: String,
     /// Request body, sent with a `Content-Length` (empty: no body, no header).
     pub body: Vec<u8>,
+    /// Header fields sent with every request, after `Host` and `User-Agent`, as (name, value).
+    pub headers: Vec<(String, String)>,
     /// Target rate in requests per second, over all connections.
     pub rate: f64,
     /// Number of connection slots; the rate is spread evenly over them.
@@ -184,6 +186,7 @@ impl LoadConfig {
             target,
             method: "GET".to_owned(),
             body: Vec::new(),
+            headers: Vec::new(),
             rate: 1000.0,
             connections: 10,
             new_connection_per_request: false,
@@ -235,6 +238,16 @@ impl LoadConfig {
         if self.method.is_empty() || !self.method.bytes().all(|b| b.is_ascii_uppercase()) {
             return bad("method must be an upper-case token such as GET or POST");
         }
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        for (name, value) in &self.headers {
+            if !token(name) || value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                return bad("a header must be `Name: value`, a token and a value on one line");
+            }
+        }
         Ok(())
     }
 
@@ -244,6 +257,9 @@ impl LoadConfig {
             "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rtserve-load\r\n",
             self.method, self.target.path, self.target.host
         );
+        for (name, value) in &self.headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
         if self.new_connection_per_request {
             req.push_str("Connection: close\r\n");
         }
@@ -330,7 +346,9 @@ mod tests {
     fn validation() {
         let ok = LoadConfig::new("http://localhost/".parse().unwrap());
         assert!(ok.validate().is_ok());
-        let cases: [fn(&mut LoadConfig); 9] = [
+        let cases: [fn(&mut LoadConfig); 11] = [
+            |c| c.headers = vec![("Bad Name".to_owned(), "v".to_owned())],
+            |c| c.headers = vec![("X".to_owned(), "a\r\nInjected: 1".to_owned())],
             |c| c.rate = 0.0,
             |c| c.rate = f64::NAN,
             |c| c.connections = 0,
@@ -361,10 +379,11 @@ mod tests {
         config.method = "POST".to_owned();
         config.body = b"hi".to_vec();
         config.new_connection_per_request = true;
+        config.headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
         assert_eq!(
             config.request_bytes(),
             b"POST /x HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: rtserve-load\r\n\
-              Connection: close\r\nContent-Length: 2\r\n\r\nhi"
+              Content-Type: application/json\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"
         );
     }
 }

@@ -49,6 +49,10 @@ struct Args {
     /// Send this file's contents as the request body (with Content-Length).
     #[arg(long)]
     body_file: Option<PathBuf>,
+    /// A header field to send with every request, `Name: value` (repeatable), e.g.
+    /// `-H 'Content-Type: application/json'`.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     /// Per-request timeout in milliseconds, counted from the send; also the connect timeout.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
@@ -102,6 +106,14 @@ fn run(args: Args) -> Result<(), String> {
     config.burst = args.burst;
     config.window = args.window_ms.map(Duration::from_millis);
     config.progress = !args.quiet;
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--header {header:?}: expected `Name: value`"))?;
+        config
+            .headers
+            .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
     if let Some(path) = &args.body_file {
         config.body =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

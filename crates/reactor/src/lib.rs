@@ -69,6 +69,7 @@ mod listener;
 mod log;
 mod mailbox;
 mod pool;
+mod prometheus;
 mod reactor;
 mod server;
 mod stats;

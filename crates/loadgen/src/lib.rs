@@ -185,3 +185,8 @@ fn report_progress<T>(
         last_completed = completed;
     }
 }
+
+// This crate's README, as published: its Rust snippets are compiled as doc tests here.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

@@ -73,3 +73,8 @@ pub use framing::BodyKind;
 pub use head::{Method, OwnedHead, Request, RequestHead, Version};
 pub use limits::{Limits, MAX_HEADERS_CAP};
 pub use status::StatusCode;
+
+// This crate's README, as published: its Rust snippets are compiled as doc tests here.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

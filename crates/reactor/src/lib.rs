@@ -98,3 +98,8 @@ pub use rtserve_protocol as protocol;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+// This crate's README, as published: its Rust snippets are compiled as doc tests here.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

@@ -43,7 +43,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn from_token(token: &str) -> Self {
+    pub(crate) fn from_token(token: &str) -> Self {
         match token {
             "GET" => Self::Get,
             "HEAD" => Self::Head,

@@ -59,6 +59,8 @@ mod encode;
 mod error;
 mod framing;
 mod head;
+#[cfg(feature = "http")]
+mod http_types;
 mod limits;
 mod status;
 
@@ -71,6 +73,8 @@ pub use encode::{
 pub use error::{RecvError, SendError};
 pub use framing::BodyKind;
 pub use head::{Method, OwnedHead, Request, RequestHead, Version};
+#[cfg(feature = "http")]
+pub use http_types::OtherMethod;
 pub use limits::{Limits, MAX_HEADERS_CAP};
 pub use status::StatusCode;
 

@@ -63,6 +63,8 @@ mod config;
 mod connection;
 mod handler;
 mod harness;
+#[cfg(feature = "http")]
+mod http_interop;
 #[cfg(feature = "json")]
 mod json;
 mod listener;

@@ -7,7 +7,8 @@
 //! Markdown table and writes it, the `.hgrm` percentile distributions and an SVG plot under
 //! `target/bench/`. It reports; it asserts nothing about the numbers.
 
-mod plot;
+mod chart;
+mod panels;
 mod server;
 
 use std::{
@@ -21,7 +22,7 @@ use std::{
 use rtserve_loadgen::{Burst, LoadConfig, Report, Target};
 
 use crate::{
-    plot::Curve,
+    panels::{Points, Results},
     server::{ServerProcess, allowed_cpus, cpu_of},
 };
 
@@ -52,6 +53,9 @@ struct Options {
     /// The peer's worker process, to measure its CPU time too.
     #[arg(long)]
     peer_pid: Option<u32>,
+    /// The peer's name and version, for the pictures (e.g. "nginx 1.22.1").
+    #[arg(long, default_value = "the peer")]
+    peer_name: String,
     /// Passed by `cargo bench`; accepted and ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -81,7 +85,9 @@ struct Bench {
     server_cpus: Option<String>,
     load_cpus: Vec<usize>,
     rows: Vec<Row>,
-    lines: Vec<(String, f64)>,
+    /// The server's deadline-lateness histogram from the lateness run: (upper bound in µs,
+    /// 503s in the bucket), `u64::MAX` for past the last bound.
+    lateness: Vec<(u64, u64)>,
     /// The measured capacity C of `/slow?ms=2` on 4 workers, 200s per second, once measured.
     capacity: Option<Option<f64>>,
 }
@@ -185,7 +191,7 @@ fn main() {
         server_cpus,
         load_cpus,
         rows: Vec::new(),
-        lines: Vec::new(),
+        lateness: Vec::new(),
         capacity: None,
     };
     eprintln!(
@@ -334,7 +340,7 @@ fn main() {
         }
     }
 
-    report(&bench, peer.is_some());
+    report(&bench, peer.is_some(), &options.peer_name);
 }
 
 /// Measures the pool's capacity C for `path` (its route's 200s per second, counted by the
@@ -442,7 +448,55 @@ fn overload(bench: &mut Bench) {
         capacity,
         &[0.5, 1.0, 1.5, 2.0, 4.0],
     );
-    bench.lines.push(("deadline + 1 ms".to_owned(), 6_000.0));
+    // Deadline lateness: `/slow?ms=8` against a 5 ms deadline, so that every job let in
+    // misses and is answered 503 at its deadline; the server's histogram says how late.
+    let server = ServerProcess::start(
+        &["--threads", "1", "--workers", "4", "--deadline-ms", "5"],
+        bench.server_cpus.as_deref(),
+    );
+    let load = bench.load(Target::new(server.addr, "/slow?ms=8"), 300.0, 20);
+    bench.run(
+        "lateness",
+        "rtserve",
+        Some(&server),
+        &load,
+        "/slow?ms=8 against a 5 ms deadline".to_owned(),
+    );
+    bench.lateness = lateness_buckets(server.addr);
+}
+
+/// The server's `rtserve_deadline_lateness_seconds` histogram, per bucket, from `/metrics`.
+fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return Vec::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let prefix = "rtserve_deadline_lateness_seconds_bucket{le=\"";
+    let mut buckets = Vec::new();
+    let mut below = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((le, count)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let Ok(count) = count.trim().parse::<u64>() else {
+            continue;
+        };
+        let bound = if le == "+Inf" {
+            u64::MAX
+        } else {
+            le.parse::<f64>()
+                .map_or(u64::MAX, |s| (s * 1e6).round() as u64)
+        };
+        buckets.push((bound, count.saturating_sub(below)));
+        below = count;
+    }
+    buckets
 }
 
 /// CPU-bound jobs with more workers than cores: `/spin?us=1000` (1 ms of CPU) on 4 workers
@@ -792,7 +846,7 @@ fn mixed_table(table: &mut String, bench: &Bench) {
 }
 
 /// Prints the table and writes the table, `.hgrm` files and the plot under `target/bench/`.
-fn report(bench: &Bench, with_peer: bool) {
+fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -868,7 +922,6 @@ fn report(bench: &Bench, with_peer: bool) {
         dir.join("latency.md"),
         format!("Produced by `{command}`.\n\n{table}"),
     );
-    let mut curves = Vec::new();
     for (i, row) in bench.rows.iter().enumerate() {
         let name = format!(
             "{:02}-{}-{}",
@@ -877,29 +930,128 @@ fn report(bench: &Bench, with_peer: bool) {
             row.server.replace([' ', ','], "")
         );
         let _ = std::fs::write(dir.join(format!("{name}.hgrm")), row.report.to_hgrm());
-        if row.scenario == "saturation" {
-            continue;
-        }
-        let points = plot::percentiles()
-            .into_iter()
-            .map(|p| (p, row.report.corrected.value_at_quantile(p / 100.0) as f64))
-            .collect();
-        curves.push(Curve {
-            name: format!(
-                "{} {} {:.0}/s {}",
-                row.scenario, row.server, row.report.target_rate, row.note
-            ),
-            points,
-        });
     }
-    let svg = plot::svg(
-        "rtserve latency by percentile (open loop)",
-        &curves,
-        &bench.lines,
-    );
-    let _ = std::fs::write(dir.join("latency.svg"), svg);
+    for (name, chart) in panels::panels(&results(bench, peer_name)) {
+        let _ = std::fs::write(dir.join(format!("{name}.svg")), chart.svg());
+    }
     eprintln!(
-        "wrote {}/latency.md, latency.svg and .hgrm files",
+        "wrote {}/latency.md, a picture per question (.svg) and .hgrm files",
         dir.display()
     );
+}
+
+/// A run's latency by percentile, for the pictures.
+fn points(report: &Report) -> Points {
+    panels::percentiles()
+        .into_iter()
+        .map(|p| (p, report.corrected.value_at_quantile(p / 100.0) as f64))
+        .collect()
+}
+
+/// What the pictures are drawn from, out of the rows.
+fn results(bench: &Bench, peer_name: &str) -> Results {
+    let rows = |scenario: &'static str| bench.rows.iter().filter(move |r| r.scenario == scenario);
+    let mut results = Results {
+        footer: footer(peer_name),
+        peer: peer_name.to_owned(),
+        lateness: bench.lateness.clone(),
+        ..Results::default()
+    };
+    for row in rows("keep-alive").filter(|r| r.server == "rtserve") {
+        let peer = rows("keep-alive")
+            .find(|p| {
+                p.server == "peer"
+                    && p.note == row.note
+                    && p.report.target_rate == row.report.target_rate
+            })
+            .map(|p| points(&p.report));
+        let level = format!("{:.0} req/s", row.report.target_rate);
+        results.keep_alive.push((level, points(&row.report), peer));
+    }
+    if let Some(ours) = rows("new-connection").find(|r| r.server == "rtserve") {
+        let theirs = rows("new-connection")
+            .find(|r| r.server == "peer")
+            .map(|r| points(&r.report));
+        results.new_connection = Some((points(&ours.report), theirs));
+    }
+    for row in rows("isolation") {
+        results
+            .isolation
+            .push((format!("/hello, {}", row.note), points(&row.report)));
+    }
+    for row in rows("mixed").filter(|r| r.note.ends_with("round 1")) {
+        let note = row.note.trim_end_matches(", round 1");
+        results
+            .isolation
+            .push((note.to_owned(), points(&row.report)));
+    }
+    for row in rows("overload") {
+        let (Some(capacity), Some(deadline)) = (row.capacity, row.report.deadline) else {
+            continue;
+        };
+        let r = &row.report;
+        results.goodput.push((
+            r.target_rate / capacity,
+            r.goodput() / capacity,
+            1.0 - r.share_within(deadline + Duration::from_millis(1)),
+        ));
+    }
+    if let Some(row) = rows("burst").next()
+        && let (Some(capacity), Some((start, length))) = (row.capacity, row.burst)
+    {
+        let windows = &row.report.windows;
+        let width = windows.width.as_secs_f64();
+        if width > 0.0 {
+            results.burst = Some(panels::Burst {
+                windows: windows
+                    .counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        (
+                            i as f64 * width,
+                            w.good as f64 / width,
+                            w.offered as f64 / width,
+                        )
+                    })
+                    .collect(),
+                span: (start.as_secs_f64(), (start + length).as_secs_f64()),
+                capacity,
+                window_ms: windows.width.as_millis() as u64,
+            });
+        }
+    }
+    results
+}
+
+/// The run's date, commit, machine and peer, for the pictures' footers.
+fn footer(peer_name: &str) -> String {
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned())
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, m)| m.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "Run {} at commit {}; {} CPUs ({cpu}), Linux {}; peer: {peer_name}. \
+         Open loop, latency from each request's scheduled send time.",
+        run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        run("git", &["rev-parse", "--short", "HEAD"]),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel.trim()
+    )
 }

@@ -234,13 +234,16 @@ fn isolation(results: &Results) -> Chart {
         .unwrap_or(1.0);
     let ratios: Vec<String> = results.isolation[1..]
         .iter()
-        .map(|(name, p)| format!("{name}: {:.2}×", at(p, 99.0) / base.max(1.0)))
+        .map(|(name, p)| format!("{name}, {:.2}×", at(p, 99.0) / base.max(1.0)))
         .collect();
     Chart {
         title: "Isolation: does an overloaded worker pool slow down the inline routes?".to_owned(),
         caption: format!(
-            "/hello's p99 against the first curve's: {}. Offloaded work waits in its own queue \
-             and is refused at once past capacity; the reactor keeps answering inline routes.",
+            "/hello's p99 against the first curve's ({}): {}.",
+            results
+                .isolation
+                .first()
+                .map_or("", |(name, _)| name.as_str()),
             if ratios.is_empty() {
                 "—".to_owned()
             } else {

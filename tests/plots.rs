@@ -106,6 +106,7 @@ fn every_panel_is_drawn_within_its_view_box_with_a_path_per_legend_entry() {
             "new-connection",
             "isolation",
             "goodput",
+            "misses",
             "burst",
             "lateness"
         ]

@@ -931,7 +931,7 @@ fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
         );
         let _ = std::fs::write(dir.join(format!("{name}.hgrm")), row.report.to_hgrm());
     }
-    for (name, chart) in panels::panels(&results(bench, peer_name)) {
+    for (name, chart) in panels::panels(&results(bench, with_peer.then_some(peer_name))) {
         let _ = std::fs::write(dir.join(format!("{name}.svg")), chart.svg());
     }
     eprintln!(
@@ -948,12 +948,12 @@ fn points(report: &Report) -> Points {
         .collect()
 }
 
-/// What the pictures are drawn from, out of the rows.
-fn results(bench: &Bench, peer_name: &str) -> Results {
+/// What the pictures are drawn from, out of the rows; `peer_name` if a peer ran.
+fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
     let rows = |scenario: &'static str| bench.rows.iter().filter(move |r| r.scenario == scenario);
     let mut results = Results {
-        footer: footer(peer_name),
-        peer: peer_name.to_owned(),
+        footer: footer(peer_name.unwrap_or("none in this run")),
+        peer: peer_name.unwrap_or_default().to_owned(),
         lateness: bench.lateness.clone(),
         ..Results::default()
     };

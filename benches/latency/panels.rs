@@ -292,7 +292,8 @@ fn goodput(results: &Results) -> Chart {
             label: "offered load, multiple of capacity C".to_owned(),
             scale: Scale::Linear {
                 min: 0.0,
-                max: max_offered.max(1.0),
+                // Whole multiples, so that the last run has its tick.
+                max: max_offered.max(1.0).ceil(),
             },
             unit: "×",
             ticks: Vec::new(),
@@ -345,7 +346,8 @@ fn misses(results: &Results) -> Chart {
             label: "offered load, multiple of capacity C".to_owned(),
             scale: Scale::Linear {
                 min: 0.0,
-                max: max_offered.max(1.0),
+                // Whole multiples, so that the last run has its tick.
+                max: max_offered.max(1.0).ceil(),
             },
             unit: "×",
             ticks: Vec::new(),

@@ -612,24 +612,16 @@ def main():
         if sampler:
             sampler.stop_event.set()
         # kill what we started, by PID: the server first, then its wrappers
-        for pid in reversed(started):
+        for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            for pid in reversed(started):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
             try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
+                server.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
                 pass
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for pid in reversed(started):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
     if args.json:
         print(json.dumps(result, indent=1))

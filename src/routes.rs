@@ -28,12 +28,9 @@ fn hello(_: &Request<'_>) -> Reply {
 /// Sleeps `ms` milliseconds (default 1000, at most `--max-slow-ms`) on the worker pool:
 /// blocking work, subject to the request's deadline like any other.
 fn slow(req: &Request<'_>, max: Duration) -> Reply {
-    let ms = match req.query_param("ms").map(|v| v.parse::<u64>()) {
-        None => 1000,
-        Some(Ok(ms)) => ms,
-        Some(Err(_)) => {
-            return Response::text(StatusCode::BAD_REQUEST, "ms must be a whole number\n").into();
-        }
+    let ms = match whole_number(req, "ms", 1000) {
+        Ok(ms) => ms,
+        Err(refusal) => return refusal,
     };
     let sleep = Duration::from_millis(ms).min(max);
     Reply::offload(move |ctx: &JobContext| {
@@ -48,12 +45,9 @@ fn slow(req: &Request<'_>, max: Duration) -> Reply {
 /// `--max-slow-ms`) on the worker pool: CPU-bound work, which slows down when more workers
 /// than cores share the CPU. It stops early once the answer is no longer wanted.
 fn spin(req: &Request<'_>, max: Duration) -> Reply {
-    let us = match req.query_param("us").map(|v| v.parse::<u64>()) {
-        None => 1000,
-        Some(Ok(us)) => us,
-        Some(Err(_)) => {
-            return Response::text(StatusCode::BAD_REQUEST, "us must be a whole number\n").into();
-        }
+    let us = match whole_number(req, "us", 1000) {
+        Ok(us) => us,
+        Err(refusal) => return refusal,
     };
     let work = Duration::from_micros(us).min(max);
     Reply::offload(move |ctx: &JobContext| {
@@ -70,6 +64,21 @@ fn spin(req: &Request<'_>, max: Duration) -> Reply {
         }
         Response::text(StatusCode::OK, format!("spun {} µs\n", work.as_micros())).no_store()
     })
+}
+
+/// Query parameter `name` as a whole number, `default` when absent; a 400 to answer with when
+/// it is not one.
+fn whole_number(req: &Request<'_>, name: &str, default: u64) -> Result<u64, Reply> {
+    match req.query_param(name) {
+        None => Ok(default),
+        Some(value) => value.parse().map_err(|_| {
+            Response::text(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be a whole number\n"),
+            )
+            .into()
+        }),
+    }
 }
 
 /// CPU time of the calling thread.
@@ -118,13 +127,7 @@ fn healthz(req: &Request<'_>) -> Reply {
 
 /// The server's statistics in the Prometheus text exposition format (version 0.0.4).
 fn metrics(req: &Request<'_>) -> Reply {
-    Response::new(StatusCode::OK)
-        .with_static_headers(&[
-            ("Content-Type", b"text/plain; version=0.0.4; charset=utf-8"),
-            ("Cache-Control", b"no-store"),
-        ])
-        .with_body(req.stats().to_prometheus())
-        .into()
+    Response::prometheus(&req.stats()).into()
 }
 
 #[cfg(test)]

@@ -22,16 +22,23 @@ fn post_head(len: usize, expect: bool) -> Vec<u8> {
     format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n{expect}\r\n").into_bytes()
 }
 
-#[test]
-fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
+/// A server with a 100,000-byte body budget, and a client holding 80,000 of it with a body it
+/// has begun (1,000 bytes sent) and not finished.
+fn budget_mostly_held() -> (TestServer, Client) {
     let mut c = config();
     c.body_budget = 100_000;
     let server = TestServer::routes(c);
-    // One client holds most of the budget with a body it has not finished.
     let mut holder = Client::new(server.connect());
     holder.send(&post_head(80_000, false));
     holder.send(&[b'a'; 1000]);
     assert!(wait_until(|| server.stats().body_bytes == 80_000));
+    (server, holder)
+}
+
+#[test]
+fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
+    // One client holds most of the budget with a body it has not finished.
+    let (server, mut holder) = budget_mostly_held();
 
     // Another asks to send 50,000 bytes: refused at once, without a 100 Continue.
     let mut refused = Client::new(server.connect());
@@ -84,13 +91,7 @@ fn a_chunked_body_that_outgrows_the_budget_gets_503() {
 
 #[test]
 fn a_connection_dropped_midway_gives_its_reservation_back() {
-    let mut c = config();
-    c.body_budget = 100_000;
-    let server = TestServer::routes(c);
-    let mut holder = Client::new(server.connect());
-    holder.send(&post_head(80_000, false));
-    holder.send(&[b'a'; 1000]);
-    assert!(wait_until(|| server.stats().body_bytes == 80_000));
+    let (server, holder) = budget_mostly_held();
     drop(holder);
     assert!(wait_until(|| server.stats().body_bytes == 0));
     let mut next = Client::new(server.connect());

@@ -121,6 +121,14 @@ impl Bench {
         config
     }
 
+    /// The server the `/slow` scenarios load: one reactor, 4 workers, a 5 ms deadline.
+    fn pool_server(&self) -> ServerProcess {
+        ServerProcess::start(
+            &["--threads", "1", "--workers", "4", "--deadline-ms", "5"],
+            self.server_cpus.as_deref(),
+        )
+    }
+
     /// Runs one load against `server` (measuring its CPU) and records it.
     fn run(
         &mut self,
@@ -452,10 +460,7 @@ fn overload(bench: &mut Bench) {
     // keeps the route's run-time estimate near 1 ms (it is capped at four times the shortest
     // recent run), so the `/slow?ms=8` among them, 100 a second, are let in against a 5 ms
     // deadline and answered 503 at it; the server's histogram says how late those went out.
-    let server = ServerProcess::start(
-        &["--threads", "1", "--workers", "4", "--deadline-ms", "5"],
-        bench.server_cpus.as_deref(),
-    );
+    let server = bench.pool_server();
     let mut short = bench.load(Target::new(server.addr, "/slow?ms=1"), 600.0, 20);
     // Started first and ended last, so that it covers the measured run.
     short.warmup += Duration::from_millis(500);
@@ -525,10 +530,7 @@ fn burst(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
-    let server = ServerProcess::start(
-        &["--threads", "1", "--workers", "4", "--deadline-ms", "5"],
-        bench.server_cpus.as_deref(),
-    );
+    let server = bench.pool_server();
     let target = Target::new(server.addr, "/slow?ms=2");
     let mut load = bench.load(target, (capacity * 0.5).round(), 200);
     let (start, length) = if bench.quick {
@@ -565,10 +567,7 @@ fn mixed(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
-    let server = ServerProcess::start(
-        &["--threads", "1", "--workers", "4", "--deadline-ms", "5"],
-        bench.server_cpus.as_deref(),
-    );
+    let server = bench.pool_server();
     let hello_rate = if bench.quick { 5_000.0 } else { 20_000.0 };
     let extra = (capacity * 4.0).round();
     for round in 0..if bench.quick { 1 } else { 3 } {

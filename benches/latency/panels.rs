@@ -259,6 +259,19 @@ fn isolation(results: &Results) -> Chart {
     }
 }
 
+/// Offered load in multiples of C, to whole multiples so that the last run has its tick.
+fn offered_axis(max_offered: f64) -> Axis {
+    Axis {
+        label: "offered load, multiple of capacity C".to_owned(),
+        scale: Scale::Linear {
+            min: 0.0,
+            max: max_offered.max(1.0).ceil(),
+        },
+        unit: "×",
+        ticks: Vec::new(),
+    }
+}
+
 fn goodput(results: &Results) -> Chart {
     let max_offered = results.goodput.iter().map(|g| g.0).fold(1.0, f64::max);
     let ideal: Vec<(f64, f64)> = [0.0, 1.0, max_offered]
@@ -288,16 +301,7 @@ fn goodput(results: &Results) -> Chart {
         title: "Overload: how much of capacity is still served within the deadline as offered load grows?"
             .to_owned(),
         caption,
-        x: Axis {
-            label: "offered load, multiple of capacity C".to_owned(),
-            scale: Scale::Linear {
-                min: 0.0,
-                // Whole multiples, so that the last run has its tick.
-                max: max_offered.max(1.0).ceil(),
-            },
-            unit: "×",
-            ticks: Vec::new(),
-        },
+        x: offered_axis(max_offered),
         y: Axis {
             label: "goodput, multiple of C".to_owned(),
             scale: Scale::Linear { min: 0.0, max: 1.2 },
@@ -342,16 +346,7 @@ fn misses(results: &Results) -> Chart {
                 "."
             }
         ),
-        x: Axis {
-            label: "offered load, multiple of capacity C".to_owned(),
-            scale: Scale::Linear {
-                min: 0.0,
-                // Whole multiples, so that the last run has its tick.
-                max: max_offered.max(1.0).ceil(),
-            },
-            unit: "×",
-            ticks: Vec::new(),
-        },
+        x: offered_axis(max_offered),
         y: Axis {
             label: "responses later than deadline + 1 ms, %".to_owned(),
             scale: Scale::Linear {

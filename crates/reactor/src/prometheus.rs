@@ -2,32 +2,39 @@
 
 use std::fmt::Write as _;
 
-use crate::{Histogram, LATENCY_BUCKETS_US, Shed, Stats};
+use crate::{Histogram, LATENCY_BUCKETS_US, Response, Shed, Stats, StatusCode};
 
 impl Stats {
-    /// The statistics in the Prometheus text exposition format (version 0.0.4), for a
-    /// `/metrics` route: requests by route and status, latency histograms per route, open
-    /// connections per reactor, refusals by reason, queue waits, run-time estimates, the
-    /// request-body budget, and more, each with its `# HELP`.
+    /// The statistics in the Prometheus text exposition format (version 0.0.4): requests by
+    /// route and status, latency histograms per route, open connections per reactor, refusals
+    /// by reason, queue waits, run-time estimates, the request-body budget, and more, each
+    /// with its `# HELP`. [`Response::prometheus`] answers a `/metrics` request with it.
+    pub fn to_prometheus(&self) -> String {
+        render(self)
+    }
+}
+
+impl Response {
+    /// The answer to a `/metrics` request: `stats` as Prometheus text
+    /// ([`Stats::to_prometheus`]), with its content type and `Cache-Control: no-store`.
     ///
     /// # Examples
     ///
     /// ```
-    /// use rtserve_reactor::{Reply, Request, Response, StatusCode};
+    /// use rtserve_reactor::{Reply, Request, Response, Router};
     ///
-    /// let metrics = |req: &Request<'_>| -> Reply {
-    ///     Response::new(StatusCode::OK)
-    ///         .with_static_headers(&[
-    ///             ("Content-Type", b"text/plain; version=0.0.4; charset=utf-8"),
-    ///             ("Cache-Control", b"no-store"),
-    ///         ])
-    ///         .with_body(req.stats().to_prometheus())
-    ///         .into()
-    /// };
-    /// # let _ = metrics;
+    /// let router = Router::new().get("/metrics", |req: &Request<'_>| -> Reply {
+    ///     Response::prometheus(&req.stats()).into()
+    /// });
+    /// # let _ = router;
     /// ```
-    pub fn to_prometheus(&self) -> String {
-        render(self)
+    pub fn prometheus(stats: &Stats) -> Self {
+        Self::new(StatusCode::OK)
+            .with_static_headers(&[
+                ("Content-Type", b"text/plain; version=0.0.4; charset=utf-8"),
+                ("Cache-Control", b"no-store"),
+            ])
+            .with_body(stats.to_prometheus())
     }
 }
 

@@ -95,10 +95,17 @@ pub(crate) struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) body_deadline_ms: u64,
 
-    /// Bytes of request bodies all threads may buffer at once; a request whose body does not
-    /// fit gets 503 before it is read [default: a sixteenth of RAM, at most 128M].
+    /// Bytes of request bodies all threads may buffer at once, taken as the bytes arrive; a
+    /// body that does not fit gets 503, and once half is held the slowest bodies are refused
+    /// first [default: a sixteenth of RAM, at most 128M].
     #[arg(long, env = "RTSERVE_BODY_BUDGET", value_parser = parse_size)]
     pub(crate) body_budget: Option<u64>,
+
+    /// Bytes of responses all threads may hold for clients that have not taken them; a
+    /// response over 8K that does not fit is answered 503 instead [default: a thirty-second of
+    /// RAM, at most 64M].
+    #[arg(long, env = "RTSERVE_OUTPUT_BUDGET", value_parser = parse_size)]
+    pub(crate) output_budget: Option<u64>,
 
     /// SO_SNDBUF for every connection (bounds the kernel memory a client that does not read
     /// can hold; the kernel doubles it) [default: the kernel's own sizing, net.ipv4.tcp_wmem].
@@ -183,6 +190,9 @@ impl Args {
         config.body_deadline = ms(self.body_deadline_ms);
         if let Some(budget) = self.body_budget {
             config.body_budget = usize::try_from(budget).unwrap_or(usize::MAX);
+        }
+        if let Some(budget) = self.output_budget {
+            config.output_budget = usize::try_from(budget).unwrap_or(usize::MAX);
         }
         config.send_buffer = self
             .send_buffer

@@ -1,6 +1,7 @@
-//! Request bodies cannot pin the server: in bytes, every buffered body is taken from one
-//! budget for the whole server (503 before a body that does not fit is read); in time, a body
-//! must keep a minimum rate and end by a deadline (408), however it is paced.
+//! Request bodies cannot pin the server: in bytes, every buffered body takes from one budget
+//! for the whole server as its bytes arrive (503 for a piece that does not fit, and for the
+//! slowest bodies once the budget is crowded); in time, a body must keep a minimum rate and end
+//! by a deadline (408), however it is paced.
 
 mod support;
 
@@ -23,20 +24,21 @@ fn post_head(len: usize, expect: bool) -> Vec<u8> {
 }
 
 /// A server with a 100,000-byte body budget, and a client holding 80,000 of it with a body it
-/// has begun (1,000 bytes sent) and not finished.
+/// has begun (70,000 of 80,000 bytes sent: taken in steps of 16 KiB, up to the declared
+/// length) and not finished.
 fn budget_mostly_held() -> (TestServer, Client) {
     let mut c = config();
     c.body_budget = 100_000;
     let server = TestServer::routes(c);
     let mut holder = Client::new(server.connect());
     holder.send(&post_head(80_000, false));
-    holder.send(&[b'a'; 1000]);
+    holder.send(&[b'a'; 70_000]);
     assert!(wait_until(|| server.stats().body_bytes == 80_000));
     (server, holder)
 }
 
 #[test]
-fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
+fn a_body_that_does_not_fit_the_budget_gets_503_and_no_100_continue() {
     // One client holds most of the budget with a body it has not finished.
     let (server, mut holder) = budget_mostly_held();
 
@@ -48,7 +50,16 @@ fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
     assert_eq!(reply.header("rtserve-shed"), Some("body-budget"));
     assert!(reply.closes(), "{reply:?}");
     refused.expect_eof();
-    assert_eq!(server.stats().body_refusals, 1);
+    // A third sends its 50,000 bytes without asking, in pieces that must be gathered:
+    // refused when they come.
+    let mut unasked = Client::new(server.connect());
+    unasked.send(&[post_head(50_000, false), vec![b'u'; 30_000]].concat());
+    thread::sleep(Duration::from_millis(50));
+    let _ = unasked.stream.write_all(&[b'u'; 20_000]);
+    let reply = unasked.response();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("rtserve-shed"), Some("body-budget"));
+    assert_eq!(server.stats().body_refusals, 2);
     // Bodies that arrive with their heads take nothing from the budget.
     assert_serves(&server);
     let mut small = Client::new(server.connect());
@@ -56,7 +67,7 @@ fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
     assert_eq!(small.response().body, b"hello");
 
     // The holder finishes: served, and the budget is free again.
-    holder.send(&[b'a'; 79_000]);
+    holder.send(&[b'a'; 10_000]);
     let reply = holder.response();
     assert_eq!((reply.status, reply.body.len()), (200, 80_000));
     assert_eq!(server.stats().body_bytes, 0);
@@ -66,6 +77,73 @@ fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
     again.send(&[b'b'; 50_000]);
     let reply = again.response();
     assert_eq!((reply.status, reply.body.len()), (200, 50_000));
+}
+
+#[test]
+fn clients_that_declare_bodies_and_send_nothing_hold_nothing() {
+    let mut c = config();
+    c.body_budget = 100_000;
+    let server = TestServer::routes(c);
+    // Each declares most of the budget, some asking for 100 Continue; none sends a byte.
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let mut client = Client::new(server.connect());
+        client.send(&post_head(80_000, i % 2 == 0));
+        if i % 2 == 0 {
+            assert_eq!(client.response().status, 100);
+        }
+        idle.push(client);
+    }
+    assert_serves(&server);
+    assert_eq!(server.stats().body_bytes, 0);
+    // An upload at an ordinary speed still finds room.
+    let body: Vec<u8> = (0..80_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut upload = Client::new(server.connect());
+    upload.send(&post_head(body.len(), true));
+    assert_eq!(upload.response().status, 100);
+    upload.send(&body);
+    let reply = upload.response();
+    assert_eq!((reply.status, reply.body), (200, body));
+    assert_eq!(server.stats().body_refusals, 0);
+    drop(idle);
+}
+
+#[test]
+fn once_the_budget_is_crowded_the_slowest_body_is_refused_first() {
+    let mut c = config();
+    c.body_budget = 100_000;
+    c.body_min_rate = 1000;
+    c.body_rate_window = Duration::from_millis(300);
+    let server = TestServer::routes(c);
+    // Most of a body at once, then 100 bytes every 50 ms: above the minimum rate, but at that
+    // rate the rest would hold its share of a crowded budget for seconds.
+    let mut slow = Client::new(server.connect());
+    slow.send(&post_head(90_000, false));
+    slow.send(&[b's'; 60_000]);
+    let mut writer = slow.stream.try_clone().unwrap();
+    let trickle = thread::spawn(move || {
+        let until = Instant::now() + TIMEOUT;
+        while Instant::now() < until && writer.write_all(&[b's'; 100]).is_ok() {
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let reply = slow.response();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("rtserve-shed"), Some("body-budget"));
+    assert!(reply.closes(), "{reply:?}");
+    drop(slow);
+    trickle.join().unwrap();
+    assert!(wait_until(|| server.stats().body_bytes == 0));
+    // The room it held serves an ordinary upload.
+    let mut upload = Client::new(server.connect());
+    upload.send(&post_head(50_000, false));
+    upload.send(&[b'f'; 50_000]);
+    assert_eq!(upload.response().status, 200);
+    assert_eq!(
+        server.stats().slow_bodies,
+        0,
+        "refused for room, not as too slow"
+    );
 }
 
 #[test]

@@ -50,6 +50,11 @@ impl ResponseContext {
         }
     }
 
+    /// Whether the response answers a HEAD request (its body is not sent).
+    pub const fn is_head(&self) -> bool {
+        self.head
+    }
+
     /// Whether the connection may stay open after this response, as far as the request goes
     /// (a body of unknown length on HTTP/1.0 closes it too: see [`BodyEncoder::keep_alive`]).
     pub const fn keep_alive(&self) -> bool {

@@ -2,81 +2,37 @@
 //!
 //! Theory of operation. A body that arrives with its head, in the same read, is handed to the
 //! handler where it lies and costs nothing here. A body that spans reads is gathered in a
-//! [`BodyBuffer`], and every byte of that buffer is taken from one [`BodyBudget`] shared by all
-//! reactors: a declared length is reserved whole before the first body byte is read (and before
-//! any `100 Continue`), a chunked body reserves as it grows. When the budget has no room, the
-//! request is answered 503 and its connection closes; the memory a crowd of slow uploads can
-//! pin is the budget, not `max_body × connections`. The reservation goes back when the request
-//! ends or its connection closes (the buffer gives it back when dropped).
+//! [`BodyBuffer`], and every byte of that buffer is taken from one [`ByteBudget`] shared by all
+//! reactors, as the bytes arrive (in steps of [`STEP`]): a client that declares a large body
+//! and sends nothing holds nothing. A piece that does not fit is answered 503 and its
+//! connection closes; the memory a crowd of uploads can pin is the budget, not
+//! `max_body × connections`. The bytes go back when the request ends or its connection closes
+//! (the buffer gives them back when dropped).
 //!
 //! In time, a [`Pace`] bounds each body three ways: a total deadline from the end of its head,
 //! a longest pause between pieces, and, as Apache's `mod_reqtimeout` `MinRate` does, a minimum
 //! rate: the bytes received in each window (the first one is the grace period) must average at
 //! least the configured rate. A client that sends most of a body at once and then a byte now
 //! and then fails the rate in the first window after it slowed, however much it sent before.
+//!
+//! A crowd of clients that each send just above the minimum rate still fills any budget in
+//! time. So once half of the budget is held, a body that, at the rate it has averaged so far,
+//! would hold its share for more than one window longer is refused (503) when its window ends:
+//! the bodies that tie memory up longest per byte go first, and an upload at an ordinary
+//! speed, which ends within a window, finds room.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use memmap2::MmapMut;
 
-use crate::Config;
+use rtserve_protocol::StatusCode;
 
-/// The bytes of request bodies all reactors may hold at once.
-#[derive(Debug)]
-pub(crate) struct BodyBudget {
-    limit: usize,
-    used: AtomicUsize,
-}
+use crate::{Config, Response, budget::ByteBudget};
 
-impl BodyBudget {
-    pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            used: AtomicUsize::new(0),
-        }
-    }
-
-    /// Takes `bytes` from the budget; false (taking nothing) if that would go over it.
-    fn take(&self, bytes: usize) -> bool {
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let Some(after) = used.checked_add(bytes).filter(|&u| u <= self.limit) else {
-                return false;
-            };
-            match self
-                .used
-                .compare_exchange_weak(used, after, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return true,
-                Err(now) => used = now,
-            }
-        }
-    }
-
-    fn give(&self, bytes: usize) {
-        if bytes > 0 {
-            self.used.fetch_sub(bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// Bytes held now.
-    pub(crate) fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    /// Whether any byte is left.
-    pub(crate) fn has_room(&self) -> bool {
-        self.used() < self.limit
-    }
-}
-
-/// A body gathered over several reads, and its share of the [`BodyBudget`].
+/// A body gathered over several reads, and its share of the body budget.
 ///
 /// Up to [`MAP_ABOVE`] bytes it lives in a `Vec`; a larger body gets an anonymous mapping of
 /// its own, unmapped as soon as the body is done. glibc's malloc keeps large freed buffers in
@@ -89,11 +45,14 @@ pub(crate) struct BodyBuffer {
     /// A large body's storage; its first `len` bytes are the body.
     mapped: Option<MmapMut>,
     len: usize,
-    /// Bytes taken from the budget: the room made for the body being gathered.
-    reserved: usize,
+    /// Bytes taken from the budget: those received, rounded up to [`STEP`] (at most the
+    /// declared length).
+    charged: usize,
+    /// The declared length of the body being gathered; `None` for a chunked one.
+    declared: Option<usize>,
     /// The most a body may hold (`max_body`): chunked bodies grow by doubling up to it.
     max: usize,
-    budget: Arc<BodyBudget>,
+    budget: Arc<ByteBudget>,
 }
 
 /// A body whose room is larger than this gets a mapping of its own (glibc's own threshold for
@@ -101,59 +60,77 @@ pub(crate) struct BodyBuffer {
 const MAP_ABOVE: usize = 128 * 1024;
 /// A buffer at most this large is kept for the next request; a larger one is freed.
 const KEEP: usize = 4 * 1024;
+/// Bytes are taken from the budget this many at a time: one atomic operation per 16 KiB
+/// received, and at most this much counted that did not arrive.
+pub(crate) const STEP: usize = 16 * 1024;
 
 impl BodyBuffer {
-    pub(crate) fn new(budget: Arc<BodyBudget>, max: u64) -> Self {
+    pub(crate) fn new(budget: Arc<ByteBudget>, max: u64) -> Self {
         Self {
             small: Vec::new(),
             mapped: None,
             len: 0,
-            reserved: 0,
+            charged: 0,
+            declared: None,
             max: usize::try_from(max).unwrap_or(usize::MAX),
             budget,
         }
     }
 
-    /// Makes room for a body of `len` bytes, taken from the budget first; false (and nothing
-    /// taken) when the budget has no room, or the system no memory.
-    pub(crate) fn reserve(&mut self, len: usize) -> bool {
-        if len <= self.reserved {
-            return true;
-        }
-        if !self.budget.take(len - self.reserved) {
-            return false;
-        }
-        if len > MAP_ABOVE {
-            let Ok(mut map) = MmapMut::map_anon(len) else {
-                self.budget.give(len - self.reserved);
-                return false;
-            };
-            map[..self.len].copy_from_slice(self.as_slice());
-            self.mapped = Some(map);
-            self.small = Vec::new();
-        } else {
-            self.small.reserve_exact(len - self.len);
-        }
-        self.reserved = len;
-        true
+    /// A new body begins: `declared` is its length, `None` if chunked. Nothing is taken from
+    /// the budget until bytes arrive.
+    pub(crate) fn begin(&mut self, declared: Option<usize>) {
+        self.declared = declared;
     }
 
-    /// Appends a piece of body, reserving more first if it does not fit (a chunked body
-    /// doubles its reservation, up to `max_body`); false when the budget has no room.
+    /// Appends a piece of body, taking what it needs from the budget first; false (and
+    /// nothing kept) when the budget has no room, or the system no memory.
     #[must_use]
     pub(crate) fn extend(&mut self, piece: &[u8]) -> bool {
         let need = self.len + piece.len();
-        if need > self.reserved {
-            let grow = need.max(self.reserved.saturating_mul(2).min(self.max));
-            if !self.reserve(grow) {
+        if need > self.charged {
+            let charge = need
+                .next_multiple_of(STEP)
+                .min(self.declared.unwrap_or(self.max).max(need));
+            if !self.budget.take(charge - self.charged) {
                 return false;
             }
+            self.charged = charge;
+        }
+        if !self.make_room(need) {
+            return false;
         }
         match &mut self.mapped {
             Some(map) => map[self.len..need].copy_from_slice(piece),
             None => self.small.extend_from_slice(piece),
         }
         self.len = need;
+        true
+    }
+
+    /// Storage for `need` bytes: the `Vec` while small, else a mapping of the declared length
+    /// (a chunked body's doubles, up to `max_body`), its pages taken only as they are written.
+    fn make_room(&mut self, need: usize) -> bool {
+        let have = match &self.mapped {
+            Some(map) => map.len(),
+            None if need <= MAP_ABOVE && self.declared.is_none_or(|d| d <= MAP_ABOVE) => {
+                return true;
+            }
+            None => 0,
+        };
+        if need <= have {
+            return true;
+        }
+        let size = match self.declared {
+            Some(declared) => declared.max(need),
+            None => need.max(have.saturating_mul(2)).min(self.max).max(need),
+        };
+        let Ok(mut map) = MmapMut::map_anon(size) else {
+            return false;
+        };
+        map[..self.len].copy_from_slice(self.as_slice());
+        self.mapped = Some(map);
+        self.small = Vec::new();
         true
     }
 
@@ -168,7 +145,15 @@ impl BodyBuffer {
         self.len == 0
     }
 
-    /// Drops the body and gives its reservation back; a small buffer is kept for reuse.
+    /// What this body holds, and what it has yet to receive, for [`Pace::check`].
+    pub(crate) fn held(&self) -> Held {
+        Held {
+            received: self.len,
+            remaining: self.declared.unwrap_or(self.max).saturating_sub(self.len),
+        }
+    }
+
+    /// Drops the body and gives its bytes back; a small buffer is kept for reuse.
     pub(crate) fn clear(&mut self) {
         self.mapped = None;
         self.small.clear();
@@ -176,14 +161,32 @@ impl BodyBuffer {
             self.small = Vec::new();
         }
         self.len = 0;
-        self.budget.give(self.reserved);
-        self.reserved = 0;
+        self.declared = None;
+        self.budget.give(self.charged);
+        self.charged = 0;
     }
 }
 
 impl Drop for BodyBuffer {
     fn drop(&mut self) {
-        self.budget.give(self.reserved);
+        self.budget.give(self.charged);
+    }
+}
+
+/// A body's bytes in hand and to come, as [`Pace::check`] weighs them when the budget is
+/// crowded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) received: usize,
+    /// Up to the declared length, or to `max_body` for a chunked body.
+    pub(crate) remaining: usize,
+}
+
+impl Held {
+    /// Whether, at the rate it averaged over `elapsed`, the body needs more than `window`
+    /// more to end: `remaining / (received / elapsed) > window`, without dividing.
+    fn outlasts(self, elapsed: Duration, window: Duration) -> bool {
+        self.remaining as u128 * elapsed.as_micros() > self.received as u128 * window.as_micros()
     }
 }
 
@@ -216,17 +219,29 @@ pub(crate) enum TooSlow {
     Deadline,
     Pause,
     Rate,
+    /// The budget is crowded and this body would hold its share longest (a 503, not a 408:
+    /// the client did nothing wrong by the rules, the server is short of room).
+    Crowded,
 }
 
 impl TooSlow {
-    /// The 408's body.
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
+    /// The answer: a 408 with the reason, or for [`TooSlow::Crowded`] the body budget's 503.
+    pub(crate) fn response(self) -> Response {
+        let why = match self {
             Self::Deadline => "request timeout: the body took longer than allowed\n",
             Self::Pause => "request timeout: the body paused too long\n",
             Self::Rate => "request timeout: the body arrived below the minimum rate\n",
-        }
+            Self::Crowded => return no_room(),
+        };
+        Response::text(StatusCode::REQUEST_TIMEOUT, why)
     }
+}
+
+/// The body budget's refusal: 503, said in the `rtserve-shed` header as well.
+pub(crate) fn no_room() -> Response {
+    let body = "overloaded: no room to buffer the request body\n";
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
+        .with_static_headers(&[("rtserve-shed", b"body-budget")])
 }
 
 /// How a body is arriving, against [`BodyRules`].
@@ -266,30 +281,38 @@ impl Pace {
         self.last_progress = now;
     }
 
-    /// When to look at the body next.
+    /// When to look at the body next: at the end of its window at the latest, where the rate
+    /// and the budget's crowding are weighed.
     pub(crate) fn due(&self, rules: &BodyRules) -> Instant {
-        let mut due = (self.started + rules.total).min(self.last_progress + rules.pause);
-        if rules.min_rate > 0 {
-            due = due.min(self.window_start + rules.window);
-        }
-        due
+        (self.started + rules.total)
+            .min(self.last_progress + rules.pause)
+            .min(self.window_start + rules.window)
     }
 
-    /// Looks at the body at `now`: when to look again, or why it is too slow. A window that
-    /// has ended and met the rate starts the next one.
-    pub(crate) fn check(&mut self, now: Instant, rules: &BodyRules) -> Result<Instant, TooSlow> {
+    /// Looks at the body at `now`: when to look again, or why it is cut off. `crowded`: what
+    /// the body holds, given only while the body budget is crowded. A window that has ended,
+    /// met the rate and (when crowded) does not outlast the next window starts the next one.
+    pub(crate) fn check(
+        &mut self,
+        now: Instant,
+        rules: &BodyRules,
+        crowded: Option<Held>,
+    ) -> Result<Instant, TooSlow> {
         if now >= self.started + rules.total {
             return Err(TooSlow::Deadline);
         }
         if now >= self.last_progress + rules.pause {
             return Err(TooSlow::Pause);
         }
-        if rules.min_rate > 0 && now >= self.window_start + rules.window {
+        if now >= self.window_start + rules.window {
             let elapsed = now - self.window_start;
             // bytes / elapsed < min_rate, without dividing.
             let needed = u128::from(rules.min_rate) * elapsed.as_micros() / 1_000_000;
             if u128::from(self.window_bytes) < needed {
                 return Err(TooSlow::Rate);
+            }
+            if crowded.is_some_and(|held| held.outlasts(now - self.started, rules.window)) {
+                return Err(TooSlow::Crowded);
             }
             self.window_start = now;
             self.window_bytes = 0;
@@ -320,11 +343,11 @@ mod tests {
         let mut pace = Pace::start(t0);
         // Most of the body at once, well above the rate.
         pace.progress(1_000_000, t0 + 10 * MS);
-        assert_eq!(pace.check(t0 + 1000 * MS, &rules), Ok(t0 + 2000 * MS));
+        assert_eq!(pace.check(t0 + 1000 * MS, &rules, None), Ok(t0 + 2000 * MS));
         // Then a byte every 500 ms: no pause is long, but the rate is 2 bytes per second.
         pace.progress(1, t0 + 1500 * MS);
         pace.progress(1, t0 + 1999 * MS);
-        assert_eq!(pace.check(t0 + 2000 * MS, &rules), Err(TooSlow::Rate));
+        assert_eq!(pace.check(t0 + 2000 * MS, &rules, None), Err(TooSlow::Rate));
     }
 
     #[test]
@@ -338,10 +361,13 @@ mod tests {
                 now += 100 * MS;
                 pace.progress(100, now);
             }
-            assert_eq!(pace.check(now, &rules), Ok(now + rules.window));
+            assert_eq!(pace.check(now, &rules, None), Ok(now + rules.window));
         }
         pace.progress(1000, t0 + 9999 * MS);
-        assert_eq!(pace.check(t0 + 10_000 * MS, &rules), Err(TooSlow::Deadline));
+        assert_eq!(
+            pace.check(t0 + 10_000 * MS, &rules, None),
+            Err(TooSlow::Deadline)
+        );
     }
 
     #[test]
@@ -349,14 +375,18 @@ mod tests {
         let t0 = Instant::now();
         let rules = BodyRules {
             min_rate: 0,
+            window: 10_000 * MS,
             ..rules()
         };
         let mut pace = Pace::start(t0);
         assert_eq!(pace.due(&rules), t0 + 3000 * MS);
         pace.progress(10, t0 + 2000 * MS);
         // Looked at early (the timer was set before the progress): not yet.
-        assert_eq!(pace.check(t0 + 3000 * MS, &rules), Ok(t0 + 5000 * MS));
-        assert_eq!(pace.check(t0 + 5000 * MS, &rules), Err(TooSlow::Pause));
+        assert_eq!(pace.check(t0 + 3000 * MS, &rules, None), Ok(t0 + 5000 * MS));
+        assert_eq!(
+            pace.check(t0 + 5000 * MS, &rules, None),
+            Err(TooSlow::Pause)
+        );
     }
 
     #[test]
@@ -367,7 +397,7 @@ mod tests {
         pace.progress(1500, t0);
         // The timer is armed in the same turn.
         pace.resume(t0);
-        assert_eq!(pace.check(t0 + 1000 * MS, &rules), Ok(t0 + 2000 * MS));
+        assert_eq!(pace.check(t0 + 1000 * MS, &rules, None), Ok(t0 + 2000 * MS));
     }
 
     #[test]
@@ -378,56 +408,119 @@ mod tests {
         pace.resume(t0 + 2500 * MS);
         assert_eq!(pace.due(&rules), t0 + 3500 * MS);
         pace.progress(1000, t0 + 3400 * MS);
-        assert_eq!(pace.check(t0 + 3500 * MS, &rules), Ok(t0 + 4500 * MS));
+        assert_eq!(pace.check(t0 + 3500 * MS, &rules, None), Ok(t0 + 4500 * MS));
     }
 
     #[test]
-    fn the_budget_is_shared_taken_whole_and_given_back() {
-        let budget = Arc::new(BodyBudget::new(1000));
-        let mut a = BodyBuffer::new(Arc::clone(&budget), 10_000);
-        let mut b = BodyBuffer::new(Arc::clone(&budget), 10_000);
-        assert!(a.reserve(600));
-        assert_eq!(budget.used(), 600);
-        // Over what is left: refused, and nothing taken.
-        assert!(!b.reserve(500));
-        assert_eq!(budget.used(), 600);
-        assert!(a.extend(&[1; 600]));
-        assert_eq!(budget.used(), 600, "a declared body fits its reservation");
+    fn when_crowded_a_body_that_would_outlast_the_next_window_is_cut() {
+        let t0 = Instant::now();
+        let rules = rules();
+        // Just above the minimum rate, with most of a large body to come.
+        let slow = Held {
+            received: 1200,
+            remaining: 1_000_000,
+        };
+        let mut pace = Pace::start(t0);
+        pace.progress(1200, t0 + 900 * MS);
+        assert_eq!(pace.check(t0 + 1000 * MS, &rules, None), Ok(t0 + 2000 * MS));
+        pace.progress(1200, t0 + 1900 * MS);
+        assert_eq!(
+            pace.check(t0 + 2000 * MS, &rules, Some(slow)),
+            Err(TooSlow::Crowded)
+        );
+        // Crowded too, but at its rate the rest comes within the next window.
+        let fast = Held {
+            received: 600_000,
+            remaining: 400_000,
+        };
+        let mut pace = Pace::start(t0);
+        pace.progress(600_000, t0 + 900 * MS);
+        assert_eq!(
+            pace.check(t0 + 1000 * MS, &rules, Some(fast)),
+            Ok(t0 + 2000 * MS)
+        );
+        // A body that sent nothing at all in its window fails the rate first.
+        let mut pace = Pace::start(t0);
+        let idle = Held {
+            received: 0,
+            remaining: 1000,
+        };
+        assert_eq!(
+            pace.check(t0 + 1000 * MS, &rules, Some(idle)),
+            Err(TooSlow::Rate)
+        );
+    }
+
+    #[test]
+    fn bytes_are_taken_from_the_budget_as_they_arrive_and_given_back() {
+        let budget = Arc::new(ByteBudget::new(4 * STEP));
+        let mut a = BodyBuffer::new(Arc::clone(&budget), 1 << 20);
+        let mut b = BodyBuffer::new(Arc::clone(&budget), 1 << 20);
+        // Declared a mebibyte: nothing is taken before a byte arrives.
+        a.begin(Some(1 << 20));
+        assert_eq!(budget.used(), 0);
+        assert!(a.extend(&[1; 100]));
+        assert_eq!(budget.used(), STEP, "one step for the first bytes");
+        assert!(a.extend(&vec![1; 2 * STEP]));
+        assert_eq!(budget.used(), 3 * STEP);
+        b.begin(Some(2 * STEP));
+        assert!(!b.extend(&vec![2; 2 * STEP]), "over what is left");
+        assert_eq!(budget.used(), 3 * STEP, "a refused piece takes nothing");
         a.clear();
         assert_eq!(budget.used(), 0);
-        assert!(b.reserve(500));
+        assert!(b.extend(&vec![2; 2 * STEP]));
         drop(b);
-        assert_eq!(budget.used(), 0, "dropping gives the reservation back");
+        assert_eq!(budget.used(), 0, "dropping gives the bytes back");
     }
 
     #[test]
-    fn a_large_body_moves_to_a_mapping_with_what_it_had() {
-        let budget = Arc::new(BodyBudget::new(1 << 20));
+    fn a_small_declared_body_is_charged_no_more_than_its_length() {
+        let budget = Arc::new(ByteBudget::new(1 << 20));
         let mut body = BodyBuffer::new(Arc::clone(&budget), 1 << 20);
+        body.begin(Some(100));
+        assert!(body.extend(&[1; 40]));
+        assert!(body.extend(&[1; 60]));
+        assert_eq!(budget.used(), 100);
+        assert_eq!(body.as_slice().len(), 100);
+    }
+
+    #[test]
+    fn a_large_body_lives_in_a_mapping_of_its_declared_length() {
+        let budget = Arc::new(ByteBudget::new(1 << 20));
+        let mut body = BodyBuffer::new(Arc::clone(&budget), 1 << 20);
+        body.begin(Some(200_000));
         let piece: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         assert!(body.extend(&piece));
-        assert!(body.mapped.is_none());
+        assert_eq!(body.mapped.as_ref().map(|m| m.len()), Some(200_000));
         assert!(body.extend(&piece));
-        assert!(body.mapped.is_some(), "200,000 bytes are past {MAP_ABOVE}");
         assert_eq!(body.as_slice(), [&piece[..], &piece[..]].concat());
-        assert_eq!(budget.used(), 200_000);
+        assert_eq!(budget.used(), 200_000, "charged up to the declared length");
         body.clear();
         assert!(body.mapped.is_none() && body.is_empty());
         assert_eq!(budget.used(), 0);
     }
 
     #[test]
-    fn a_chunked_body_reserves_as_it_grows_and_stops_at_the_budget() {
-        let budget = Arc::new(BodyBudget::new(1000));
-        let mut body = BodyBuffer::new(Arc::clone(&budget), 10_000);
-        assert!(body.extend(&[1; 100]));
-        assert_eq!(budget.used(), 100);
-        assert!(body.extend(&[1; 10]));
-        assert_eq!(budget.used(), 200, "doubled");
-        assert!(body.extend(&[1; 500]));
-        assert_eq!(budget.used(), 610);
-        assert!(!body.extend(&[1; 500]), "1,110 bytes do not fit in 1,000");
-        assert_eq!(body.as_slice().len(), 610);
-        assert_eq!(budget.used(), 610, "a refused piece takes nothing");
+    fn a_chunked_body_moves_to_a_mapping_with_what_it_had_and_stops_at_the_budget() {
+        let budget = Arc::new(ByteBudget::new(300_000));
+        let mut body = BodyBuffer::new(Arc::clone(&budget), 1 << 20);
+        body.begin(None);
+        let piece: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        assert!(body.extend(&piece));
+        assert!(body.mapped.is_none());
+        assert!(body.extend(&piece));
+        assert!(body.mapped.is_some(), "200,000 bytes are past {MAP_ABOVE}");
+        assert_eq!(body.as_slice(), [&piece[..], &piece[..]].concat());
+        assert_eq!(budget.used(), 200_000usize.next_multiple_of(STEP));
+        assert!(
+            !body.extend(&piece),
+            "300,000 bytes round up past the budget"
+        );
+        assert_eq!(
+            body.as_slice().len(),
+            200_000,
+            "a refused piece is not kept"
+        );
+        assert_eq!(body.held().remaining, (1 << 20) - 200_000);
     }
 }

@@ -69,11 +69,19 @@ pub struct Config {
     /// 408 and close. Default 60 s.
     pub body_deadline: Duration,
     /// Bytes of request bodies the whole server (all reactors) may hold at once. A body that
-    /// does not arrive with its head is buffered, and a declared length is reserved before
-    /// its first byte is read: over the budget, the request is answered 503 (and no
-    /// `100 Continue` is sent); a chunked body reserves as it grows. Default: a sixteenth of
-    /// the machine's memory, at most 128 MiB.
+    /// does not arrive with its head is buffered, taking from the budget as its bytes arrive
+    /// (so a client that declares a large body and sends nothing holds nothing). A piece that
+    /// does not fit is answered 503 and the connection closes; `100 Continue` is sent only
+    /// while the budget has room for the whole declared body. Once half the budget is held, a
+    /// body that at its own rate would take more than `body_rate_window` longer is refused
+    /// (503) at the end of its window. Default: a sixteenth of the machine's memory, at most
+    /// 128 MiB.
     pub body_budget: usize,
+    /// Bytes of responses the whole server may hold while they wait for their clients to
+    /// take them. A response with a body over 8 KiB is counted before its head is sent; if it
+    /// does not fit, a 503 (`rtserve-shed: output-budget`) goes out instead. Smaller answers
+    /// are never refused. Default: a thirty-second of the machine's memory, at most 64 MiB.
+    pub output_budget: usize,
     /// Time an idle keep-alive connection is kept open. Default 60 s.
     pub idle_timeout: Duration,
     /// Longest time a client may leave our output unread; then the connection is dropped.
@@ -174,7 +182,8 @@ impl Default for Config {
             body_min_rate: 4 * 1024,
             body_rate_window: Duration::from_secs(5),
             body_deadline: Duration::from_secs(60),
-            body_budget: default_body_budget(),
+            body_budget: share_of_memory(16, 128 * 1024 * 1024),
+            output_budget: share_of_memory(32, 64 * 1024 * 1024),
             send_buffer: None,
             recv_buffer: None,
             idle_timeout: Duration::from_secs(60),
@@ -224,6 +233,11 @@ impl Config {
         )?;
         check(self.backlog >= 1, "backlog", "must be at least 1")?;
         check(self.body_budget >= 1, "body_budget", "must be at least 1")?;
+        check(
+            self.output_budget >= 1,
+            "output_budget",
+            "must be at least 1",
+        )?;
         for (size, name) in [
             (self.send_buffer, "send_buffer"),
             (self.recv_buffer, "recv_buffer"),
@@ -291,13 +305,12 @@ impl Config {
     }
 }
 
-/// A sixteenth of the machine's memory, at most 128 MiB (128 MiB where it cannot be read).
-fn default_body_budget() -> usize {
-    const CAP: u64 = 128 * 1024 * 1024;
+/// `1 / part` of the machine's memory, at most `cap` (`cap` where it cannot be read).
+fn share_of_memory(part: u64, cap: u64) -> usize {
     let info = rustix::system::sysinfo();
     let ram = u64::from(info.mem_unit).saturating_mul(info.totalram as u64);
-    let budget = if ram == 0 { CAP } else { (ram / 16).min(CAP) };
-    usize::try_from(budget).unwrap_or(usize::MAX)
+    let share = if ram == 0 { cap } else { (ram / part).min(cap) };
+    usize::try_from(share).unwrap_or(usize::MAX)
 }
 
 /// A setting out of range.
@@ -329,7 +342,8 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         type Change = fn(&mut Config);
-        let cases: [(Change, &str); 11] = [
+        let cases: [(Change, &str); 12] = [
+            (|c| c.output_budget = 0, "output_budget"),
             (|c| c.recv_buffer = Some(usize::MAX), "recv_buffer"),
             (|c| c.body_budget = 0, "body_budget"),
             (|c| c.send_buffer = Some(0), "send_buffer"),

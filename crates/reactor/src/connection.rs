@@ -9,7 +9,8 @@ use rtserve_protocol::{InputBuffer, Limits, RecvError, ResponseContext, ServerCo
 
 use crate::{
     Response,
-    body::{BodyBudget, BodyBuffer, Pace},
+    body::{BodyBuffer, Pace},
+    budget::{Budgets, ByteBudget},
     pool::Ticket,
     timer::TimerTable,
     token::ConnId,
@@ -107,14 +108,17 @@ pub(crate) struct Exchange {
     pub(crate) received: Instant,
 }
 
-/// Output the socket has not taken yet.
-#[derive(Debug, Default)]
+/// Output the socket has not taken yet, and its share of the server's output budget.
+#[derive(Debug)]
 pub(crate) struct Output {
     /// Unsent from `written` on.
     pub(crate) buf: Vec<u8>,
     pub(crate) written: usize,
     /// Bytes written in all, to tell a stalled client from a slow one.
     pub(crate) sent: u64,
+    /// Bytes counted in the output budget: after each write, those still waiting.
+    charged: usize,
+    budget: Arc<ByteBudget>,
 }
 
 /// A response owed to the client, in request order.
@@ -142,20 +146,60 @@ pub(crate) enum OwedState {
 }
 
 impl Output {
+    pub(crate) fn new(budget: Arc<ByteBudget>) -> Self {
+        Self {
+            buf: Vec::new(),
+            written: 0,
+            sent: 0,
+            charged: 0,
+            budget,
+        }
+    }
+
     /// Bytes waiting for the socket.
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.written
     }
+
+    /// After a write: the output budget counts what waits now. `precharged`: what the
+    /// dispatcher took for the large responses of this turn before they were written.
+    pub(crate) fn settle(&mut self, precharged: usize) {
+        self.charged += precharged;
+        let pending = self.pending();
+        if self.charged > pending {
+            self.budget.give(self.charged - pending);
+        } else {
+            // Small answers are never refused: what they leave waiting is counted as it is.
+            self.budget.add(pending - self.charged);
+        }
+        self.charged = pending;
+    }
+
+    /// Drops what waits (the connection is done with it) and gives its bytes back.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        if self.buf.capacity() > KEEP_IN_POOL {
+            self.buf = Vec::new();
+        }
+        self.written = 0;
+        self.settle(0);
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.budget.give(self.charged);
+    }
 }
 
 impl Exchange {
-    pub(crate) fn new(limits: Limits, budget: Arc<BodyBudget>) -> Self {
+    pub(crate) fn new(limits: Limits, budgets: &Budgets) -> Self {
         let now = Instant::now();
         Self {
             proto: ServerConn::new(limits),
-            body: BodyBuffer::new(budget, limits.max_body),
+            body: BodyBuffer::new(Arc::clone(&budgets.bodies), limits.max_body),
             pace: Pace::start(now),
-            output: Output::default(),
+            output: Output::new(Arc::clone(&budgets.output)),
             owed: VecDeque::new(),
             next_seq: 0,
             received: now,
@@ -206,7 +250,7 @@ impl Exchange {
 #[derive(Debug)]
 pub(crate) struct ExchangePool {
     limits: Limits,
-    budget: Arc<BodyBudget>,
+    budgets: Budgets,
     // Boxed on purpose: an `Exchange` moves between the pool and its connections as a pointer.
     #[allow(clippy::vec_box)]
     free: Vec<Box<Exchange>>,
@@ -220,10 +264,10 @@ const MAX_SPARE: usize = 4096;
 const KEEP_IN_POOL: usize = 4 * 1024;
 
 impl ExchangePool {
-    pub(crate) fn new(limits: Limits, budget: Arc<BodyBudget>) -> Self {
+    pub(crate) fn new(limits: Limits, budgets: Budgets) -> Self {
         Self {
             limits,
-            budget,
+            budgets,
             free: Vec::new(),
             low: 0,
         }
@@ -233,7 +277,7 @@ impl ExchangePool {
         let exchange = self
             .free
             .pop()
-            .unwrap_or_else(|| Box::new(Exchange::new(self.limits, Arc::clone(&self.budget))));
+            .unwrap_or_else(|| Box::new(Exchange::new(self.limits, &self.budgets)));
         self.low = self.low.min(self.free.len());
         exchange
     }
@@ -243,17 +287,14 @@ impl ExchangePool {
     pub(crate) fn give(&mut self, mut exchange: Box<Exchange>) {
         exchange.cancel_owed();
         if self.free.len() >= MAX_SPARE {
+            // Dropped: its body and output give their bytes back as they go.
             return;
         }
         if !exchange.proto.is_between_requests() {
             exchange.proto = ServerConn::new(self.limits);
         }
         exchange.body.clear();
-        exchange.output.buf.clear();
-        if exchange.output.buf.capacity() > KEEP_IN_POOL {
-            exchange.output.buf = Vec::new();
-        }
-        exchange.output.written = 0;
+        exchange.output.clear();
         self.free.push(exchange);
     }
 

@@ -8,7 +8,7 @@ use std::{
 
 use rtserve_protocol::{Event, Limits, ServerConn};
 
-use crate::{Handler, Reply, Request, body::BodyBudget, handler::ServerView, stats::StatsRegistry};
+use crate::{Handler, Reply, Request, budget::Budgets, handler::ServerView, stats::StatsRegistry};
 
 /// Calls a [`Handler`] on a request given as bytes, with no socket and no thread: for unit
 /// tests of handlers, and for benchmarks of routing and handlers.
@@ -49,13 +49,12 @@ impl Harness {
     /// A harness with the default [`Limits`] and a deadline of 5 s.
     pub fn new() -> Self {
         let limits = Limits::default();
-        let bodies = Arc::new(BodyBudget::new(usize::MAX));
         Self {
             conn: ServerConn::new(limits),
             limits,
             view: ServerView {
                 draining: Arc::new(AtomicBool::new(false)),
-                stats: Arc::new(StatsRegistry::new(1, Vec::new(), bodies)),
+                stats: Arc::new(StatsRegistry::new(1, Vec::new(), Budgets::unbounded())),
             },
             route: Cell::new(0),
             body: Vec::new(),

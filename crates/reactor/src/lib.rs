@@ -59,6 +59,7 @@
 
 mod affinity;
 mod body;
+mod budget;
 mod config;
 mod connection;
 mod handler;

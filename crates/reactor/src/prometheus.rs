@@ -113,6 +113,22 @@ fn render(stats: &Stats) -> String {
             stats.slow_bodies,
         ),
         (
+            "rtserve_output_budget_refusals_total",
+            "Responses replaced by a 503 because the output budget had no room for them.",
+            stats.output_refusals,
+        ),
+        (
+            "rtserve_write_timeouts_total",
+            "Connections dropped because the client took none of their output for the write \
+             timeout.",
+            stats.write_timeouts,
+        ),
+        (
+            "rtserve_resets_total",
+            "Connections closed with a reset, so that the kernel freed the output they queued.",
+            stats.resets,
+        ),
+        (
             "rtserve_access_log_dropped_total",
             "Access-log lines dropped because the log writer fell behind.",
             stats.log_dropped,
@@ -129,6 +145,13 @@ fn render(stats: &Stats) -> String {
         "# HELP {bodies} Bytes of request bodies buffered now, against the body budget.\n\
          # TYPE {bodies} gauge\n{bodies} {}",
         stats.body_bytes
+    );
+    let output = "rtserve_output_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {output} Bytes of responses waiting for their clients now, against the output \
+         budget.\n# TYPE {output} gauge\n{output} {}",
+        stats.output_bytes
     );
     let shed = "rtserve_shed_total";
     let _ = writeln!(

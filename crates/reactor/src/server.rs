@@ -15,7 +15,7 @@ use mio::Poll;
 use crate::{
     Config, ConfigError, Handler, Stats,
     affinity::Placement,
-    body::BodyBudget,
+    budget::{Budgets, ByteBudget},
     handler::ServerView,
     listener,
     mailbox::{Mailbox, Message},
@@ -138,11 +138,14 @@ impl Server {
         let draining = Arc::new(AtomicBool::new(false));
         // Worker threads exit once every reactor has dropped its handle to the pool; they are
         // not joined, so that a job blocked past shutdown cannot hold the process.
-        let bodies = Arc::new(BodyBudget::new(config.body_budget));
+        let budgets = Budgets {
+            bodies: Arc::new(ByteBudget::new(config.body_budget)),
+            output: Arc::new(ByteBudget::new(config.output_budget)),
+        };
         let stats = Arc::new(StatsRegistry::new(
             config.reactors,
             handler.routes(),
-            bodies,
+            budgets,
         ));
         let routes = stats.names.len() + 1;
         let placement = Placement::new(config.pin_cpus, listeners.len());

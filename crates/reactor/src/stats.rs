@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::body::BodyBudget;
+use crate::budget::Budgets;
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (the Prometheus
 /// defaults, from 100 µs to 10 s, with finer steps below 1 ms where an SLA lives).
@@ -82,6 +82,9 @@ pub(crate) struct ReactorStats {
     accept_backoffs: Counter,
     body_refusals: Counter,
     slow_bodies: Counter,
+    output_refusals: Counter,
+    write_timeouts: Counter,
+    resets: Counter,
     /// By [`Shed`] reason.
     shed: [Counter; Shed::ALL.len()],
     lateness: HistogramCells,
@@ -98,6 +101,9 @@ impl ReactorStats {
             accept_backoffs: Counter::default(),
             body_refusals: Counter::default(),
             slow_bodies: Counter::default(),
+            output_refusals: Counter::default(),
+            write_timeouts: Counter::default(),
+            resets: Counter::default(),
             shed: Default::default(),
             lateness: HistogramCells::new(&LATENESS_BUCKETS_US),
             log_dropped: Counter::default(),
@@ -126,6 +132,22 @@ impl ReactorStats {
     /// A request body cut off with a 408 for arriving too slowly.
     pub(crate) fn slow_body(&self) {
         self.slow_bodies.add(1);
+    }
+
+    /// A response answered 503 instead, because the output budget had no room for it.
+    pub(crate) fn output_refused(&self) {
+        self.output_refusals.add(1);
+    }
+
+    /// A connection dropped because its client took none of its output for the write
+    /// timeout.
+    pub(crate) fn write_timed_out(&self) {
+        self.write_timeouts.add(1);
+    }
+
+    /// A connection closed with a reset, so that the kernel frees what it still queued.
+    pub(crate) fn reset(&self) {
+        self.resets.add(1);
     }
 
     pub(crate) fn shed(&self, reason: Shed) {
@@ -196,6 +218,16 @@ pub struct Stats {
     pub body_refusals: u64,
     /// Request bodies cut off with a 408: too slow, paused too long or over their deadline.
     pub slow_bodies: u64,
+    /// Bytes of responses waiting for their clients now, against
+    /// [`Config::output_budget`](crate::Config::output_budget).
+    pub output_bytes: u64,
+    /// Responses replaced by a 503 because the output budget had no room for them.
+    pub output_refusals: u64,
+    /// Connections dropped because the client took none of their output for the write timeout.
+    pub write_timeouts: u64,
+    /// Connections closed with a reset (`SO_LINGER` 0) rather than a FIN, so that the kernel
+    /// freed the output they still queued (on a write timeout).
+    pub resets: u64,
     /// Offloaded requests answered 503 without their job's response, by reason.
     pub shed: Sheds,
     /// How long jobs waited for a worker (run or refused when a worker reached them).
@@ -409,15 +441,15 @@ impl RouteStats {
 pub(crate) struct StatsRegistry {
     pub(crate) reactors: Vec<Arc<ReactorStats>>,
     pub(crate) pool: Arc<PoolStats>,
-    /// The request-body budget, for its gauge.
-    pub(crate) bodies: Arc<BodyBudget>,
+    /// The body and output budgets, for their gauges.
+    pub(crate) budgets: Budgets,
     pub(crate) names: Vec<String>,
 }
 
 impl StatsRegistry {
-    pub(crate) fn new(reactors: usize, names: Vec<String>, bodies: Arc<BodyBudget>) -> Self {
+    pub(crate) fn new(reactors: usize, names: Vec<String>, budgets: Budgets) -> Self {
         Self {
-            bodies,
+            budgets,
             reactors: (0..reactors)
                 .map(|_| Arc::new(ReactorStats::new(names.len())))
                 .collect(),
@@ -429,7 +461,8 @@ impl StatsRegistry {
     pub(crate) fn merged(&self) -> Stats {
         let mut stats = merge(&self.reactors, &self.names);
         stats.queue_wait = self.pool.queue_wait();
-        stats.body_bytes = self.bodies.used() as u64;
+        stats.body_bytes = self.budgets.bodies.used() as u64;
+        stats.output_bytes = self.budgets.output.used() as u64;
         for (route, estimate) in stats.routes.iter_mut().zip(self.pool.run_time_us.iter()) {
             route.run_time_estimate_us = estimate.load(Ordering::Relaxed);
         }
@@ -458,6 +491,9 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
         stats.accept_backoffs += r.accept_backoffs.get();
         stats.body_refusals += r.body_refusals.get();
         stats.slow_bodies += r.slow_bodies.get();
+        stats.output_refusals += r.output_refusals.get();
+        stats.write_timeouts += r.write_timeouts.get();
+        stats.resets += r.resets.get();
         for (merged, counter) in stats.shed.by_reason.iter_mut().zip(&r.shed) {
             *merged += counter.get();
         }

@@ -7,6 +7,7 @@
 
 use std::{
     cell::Cell,
+    mem,
     ops::Range,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, mpsc::SyncSender},
@@ -20,7 +21,7 @@ use rtserve_protocol::{
 use super::clock::Clock;
 use crate::{
     Config, Handler, Reply, Request, Response, Shed,
-    body::Pace,
+    body::{Pace, STEP, no_room},
     connection::{Exchange, ExchangePool, OwedState, Session},
     handler::{Job, ServerView},
     log::LogEntry,
@@ -69,6 +70,9 @@ pub(crate) struct Dispatcher {
     pub(crate) clock: Clock,
     /// Output of this turn for the connection being served, written by the reactor.
     pub(crate) out: Vec<u8>,
+    /// Bytes taken from the output budget for the large responses in `out`; the reactor
+    /// hands them to the connection's output when it writes (`Output::settle`).
+    pub(crate) charged: usize,
     /// Spare exchanges, for connections that have work in hand.
     pub(crate) exchanges: ExchangePool,
 }
@@ -96,7 +100,7 @@ impl Dispatcher {
         Self {
             reactor,
             handler,
-            exchanges: ExchangePool::new(config.limits, Arc::clone(&view.stats.bodies)),
+            exchanges: ExchangePool::new(config.limits, view.stats.budgets.clone()),
             config,
             pool,
             reply_to,
@@ -106,6 +110,7 @@ impl Dispatcher {
             log,
             clock: Clock::new(),
             out: Vec::new(),
+            charged: 0,
         }
     }
 
@@ -150,15 +155,20 @@ impl Dispatcher {
                     exchange.received = now;
                     exchange.pace = Pace::start(now);
                     let head = exchange.proto.head();
-                    // A body that does not arrive with its head is buffered: its room is
-                    // reserved before any of it is read, and before the client is asked for it.
+                    // A body that does not arrive with its head is gathered, and takes from
+                    // the budget as its bytes arrive. `100 Continue` asks for it only while
+                    // the budget has room for all of it (nothing is set aside: see the body
+                    // module's docs for what may still refuse it).
+                    let budget = &self.view.stats.budgets.bodies;
                     let room = match head.body() {
                         // Within `max_body`, so it fits in memory's address space.
                         BodyKind::Length(len) if len > input.rest().len() as u64 => {
-                            exchange.body.reserve(len as usize)
+                            exchange.body.begin(Some(len as usize));
+                            !head.expects_continue() || budget.has_room_for(len as usize)
                         }
-                        BodyKind::Chunked if head.expects_continue() => {
-                            self.view.stats.bodies.has_room()
+                        BodyKind::Chunked => {
+                            exchange.body.begin(None);
+                            !head.expects_continue() || budget.has_room_for(STEP)
                         }
                         _ => true,
                     };
@@ -382,13 +392,12 @@ impl Dispatcher {
         }
     }
 
-    /// The client took too long to send its request: 408 saying `why`, in its place in line,
-    /// then close (RFC 9110 §15.5.9).
-    pub(crate) fn time_out(&mut self, session: &mut Session, why: &'static str) {
+    /// The request cannot go on (its client took too long, or its body would hold the budget
+    /// too long): `response` in its place in line, then close (RFC 9110 §15.5.9 for a 408).
+    pub(crate) fn cut_short(&mut self, session: &mut Session, response: Response) {
         let exchange = session
             .exchange
             .get_or_insert_with(|| self.exchanges.take());
-        let response = Response::text(StatusCode::REQUEST_TIMEOUT, why);
         self.answer_last(exchange, response);
     }
 
@@ -396,10 +405,7 @@ impl Dispatcher {
     /// is read, in its place in line, then close.
     fn refuse_body(&mut self, exchange: &mut Exchange) {
         self.stats.body_refused();
-        let body = "overloaded: no room to buffer the request body\n";
-        let response = Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
-            .with_static_headers(&[("rtserve-shed", b"body-budget")]);
-        self.answer_last(exchange, response);
+        self.answer_last(exchange, no_room());
     }
 
     /// Answers the current request with `response`, now or behind what is owed, and takes no
@@ -524,7 +530,24 @@ impl Dispatcher {
 
     /// Encodes a response, or a 500 if HTTP cannot carry it (a bad header from the handler);
     /// returns whether the connection stays open, and the status sent.
+    ///
+    /// A large body is taken from the output budget first, since its client may leave it
+    /// waiting: if the budget has no room, a 503 goes out instead. Small answers, the 503s
+    /// among them, are never refused (their bytes are counted if they wait).
     fn encode(&mut self, ctx: ResponseContext, response: &Response) -> (bool, StatusCode) {
+        let len = response.body().as_bytes().len();
+        if len > SMALL_OUTPUT && !ctx.is_head() {
+            if self.view.stats.budgets.output.take(len) {
+                self.charged += len;
+            } else {
+                self.stats.output_refused();
+                return self.encode_now(ctx, &no_room_to_send());
+            }
+        }
+        self.encode_now(ctx, response)
+    }
+
+    fn encode_now(&mut self, ctx: ResponseContext, response: &Response) -> (bool, StatusCode) {
         let date = &self.clock.date;
         let body = response.body().as_bytes();
         match send_response(
@@ -550,6 +573,17 @@ impl Dispatcher {
                 (sent.unwrap_or(false), error.status())
             }
         }
+    }
+
+    /// Drops this turn's output unsent (its connection failed), with what it took from the
+    /// output budget.
+    pub(crate) fn discard_out(&mut self) {
+        self.out.clear();
+        self.view
+            .stats
+            .budgets
+            .output
+            .give(mem::take(&mut self.charged));
     }
 
     /// Counts a response and hands it to the request log, if there is one (never waiting: a
@@ -600,6 +634,17 @@ fn deadline_after(received: Instant, after: Duration) -> Instant {
     received.checked_add(after.min(FAR)).unwrap_or(received)
 }
 
+/// A response body at most this large is never refused by the output budget: the refusals
+/// themselves are this small, and refusing them would starve them.
+const SMALL_OUTPUT: usize = 8 * 1024;
+
+/// The output budget's refusal: 503, said in the `rtserve-shed` header as well.
+fn no_room_to_send() -> Response {
+    let body = "overloaded: no room to buffer the response\n";
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
+        .with_static_headers(&[("rtserve-shed", b"output-budget")])
+}
+
 fn internal_error() -> Response {
     Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
 }
@@ -621,8 +666,11 @@ mod tests {
     fn dispatcher(handler: impl Handler) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
         let poll = Poll::new().expect("a poll");
         let (mailbox, receiver) = Mailbox::new(poll.registry()).expect("a mailbox");
-        let budget = Arc::new(crate::body::BodyBudget::new(1 << 20));
-        let stats = Arc::new(StatsRegistry::new(1, handler.routes(), budget));
+        let budgets = crate::budget::Budgets {
+            bodies: Arc::new(crate::budget::ByteBudget::new(1 << 20)),
+            output: Arc::new(crate::budget::ByteBudget::new(1 << 20)),
+        };
+        let stats = Arc::new(StatsRegistry::new(1, handler.routes(), budgets));
         let mut config = Config::default();
         (config.workers, config.queue) = (1, 4);
         let routes = stats.names.len() + 1;

@@ -5,9 +5,11 @@ use std::{
     io::{self, Read, Write},
     mem,
     net::Shutdown,
+    time::Duration,
 };
 
 use mio::net::TcpStream;
+use socket2::SockRef;
 
 use super::{Reactor, dispatch::Flow, live};
 use crate::{
@@ -106,7 +108,7 @@ impl Reactor {
             _ => {}
         }
         if failed {
-            dispatch.out.clear();
+            dispatch.discard_out();
             return self.close(id);
         }
         self.arm_read_timers(id);
@@ -200,11 +202,17 @@ impl Reactor {
     /// connection is done. Returns whether the connection is still there.
     pub(super) fn flush(&mut self, id: ConnId) -> bool {
         let Some(conn) = live(&mut self.conns, id) else {
+            self.dispatch.discard_out();
             return false;
         };
         let out = &mut self.dispatch.out;
+        let charged = mem::take(&mut self.dispatch.charged);
         let result = match conn.session.exchange.as_deref_mut() {
-            Some(exchange) => write_out(&conn.stream, out, &mut exchange.output),
+            Some(exchange) => {
+                let result = write_out(&conn.stream, out, &mut exchange.output);
+                exchange.output.settle(charged);
+                result
+            }
             // Nothing in hand, so nothing was written for it.
             None => Ok((true, 0)),
         };
@@ -287,6 +295,21 @@ impl Reactor {
         self.close(id);
     }
 
+    /// Closes an idle connection the ordinary way (a FIN), with a bound on how long the kernel
+    /// may keep it afterwards: all our output was handed to the kernel, but a client that never
+    /// read it leaves it there, and the FIN queued behind it, for as long as it stays
+    /// connected. `TCP_USER_TIMEOUT` (which also bounds zero-window probing) lets the kernel
+    /// abort the connection if its data is still unacknowledged after the linger timeout; a
+    /// client that read everything sees an ordinary end.
+    pub(super) fn close_idle(&mut self, id: ConnId) {
+        let linger = self.config.linger_timeout.max(Duration::from_millis(1));
+        if let Some(conn) = self.conn_mut(id) {
+            // If it cannot be set, the kernel's own bounds apply.
+            let _ = SockRef::from(&conn.stream).set_tcp_user_timeout(Some(linger));
+        }
+        self.close(id);
+    }
+
     /// Closes a connection now and frees its slot.
     pub(super) fn close(&mut self, id: ConnId) {
         if self.conn_mut(id).is_none() {
@@ -301,6 +324,24 @@ impl Reactor {
         }
         drop(conn);
         self.resume_accepting();
+    }
+
+    /// Closes a connection on a timeout with a reset rather than a FIN (`SO_LINGER` 0), as
+    /// nginx's `reset_timedout_connection` does: a FIN would queue behind the output the client
+    /// has not read, and the kernel would keep the socket, and that output, for as long as the
+    /// client stays connected, outside `max_connections`. A reset frees both at once.
+    pub(super) fn reset(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        // If it cannot be set, the connection closes the ordinary way.
+        if SockRef::from(&conn.stream)
+            .set_linger(Some(Duration::ZERO))
+            .is_ok()
+        {
+            self.stats.reset();
+        }
+        self.close(id);
     }
 
     /// Sends the ready responses at the front of a connection's line, then writes; resumes
@@ -326,7 +367,7 @@ fn arm_idle(
     conn: &mut Connection,
     now: std::time::Instant,
     stopping: bool,
-    (idle_timeout, idle_wait): (std::time::Duration, std::time::Duration),
+    (idle_timeout, idle_wait): (Duration, Duration),
 ) {
     if stopping {
         timers.set_earliest(&mut conn.timers, conn.id, TimerKind::Idle, now + idle_wait);

@@ -1,8 +1,11 @@
 //! What each timer does when it fires (the timers themselves are in `crate::timer`).
 
 use super::{Reactor, live};
+use rtserve_protocol::StatusCode;
+
 use crate::{
-    body::BodyRules,
+    Response,
+    body::{BodyRules, TooSlow},
     connection::{Connection, Phase},
     timer::{Popped, TimerKind},
     token::ConnId,
@@ -33,27 +36,35 @@ impl Reactor {
                     self.release(id);
                 }
                 TimerKind::HeadRead if conn.phase == Phase::Open => {
-                    self.time_out(id, "request timeout\n");
+                    self.time_out(id, request_timeout());
                 }
                 TimerKind::BodyRead if conn.phase == Phase::Open => {
                     let rules = BodyRules::from(&self.config);
-                    let pace = conn.session.exchange.as_deref_mut().map(|e| &mut e.pace);
-                    match pace.map(|pace| pace.check(now, &rules)) {
+                    let crowded = self.dispatch.view().stats.budgets.bodies.is_crowded();
+                    let checked = conn.session.exchange.as_deref_mut().map(|e| {
+                        let held = crowded.then(|| e.body.held());
+                        e.pace.check(now, &rules, held)
+                    });
+                    match checked {
                         Some(Ok(next)) => {
                             self.timers
                                 .set(&mut conn.timers, id, TimerKind::BodyRead, next);
                         }
-                        Some(Err(slow)) => {
-                            self.stats.slow_body();
-                            self.time_out(id, slow.reason());
+                        Some(Err(cut)) => {
+                            if cut == TooSlow::Crowded {
+                                self.stats.body_refused();
+                            } else {
+                                self.stats.slow_body();
+                            }
+                            self.time_out(id, cut.response());
                         }
-                        None => self.time_out(id, "request timeout\n"),
+                        None => self.time_out(id, request_timeout()),
                     }
                 }
                 TimerKind::Idle if conn.phase == Phase::Open && conn.session.is_idle() => {
                     // Closed before reading anything more: a request sent after this was never
                     // read, and the client can tell it was not served.
-                    self.close(id);
+                    self.close_idle(id);
                 }
                 TimerKind::WriteStall => {
                     // No writable edge may have come even though the client reads (the
@@ -67,7 +78,8 @@ impl Reactor {
                         && let Some(conn) = self.conn_mut(id)
                     {
                         if sent(conn) == before && conn.session.pending_output() > 0 {
-                            self.close(id);
+                            self.stats.write_timed_out();
+                            self.reset(id);
                         } else if self.resumable(id) {
                             // Drained below the limit with no edge to say so: read on.
                             self.mark_still_ready(id);
@@ -80,9 +92,10 @@ impl Reactor {
         }
     }
 
-    /// The client took too long with its request: a 408 saying `why`, then close (or close at
-    /// once, if no byte of a request had come).
-    fn time_out(&mut self, id: ConnId, why: &'static str) {
+    /// The request cannot go on (its client took too long, or its body would hold the body
+    /// budget too long): `response`, then close (or close at once, if no byte of a request had
+    /// come).
+    fn time_out(&mut self, id: ConnId, response: Response) {
         let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
@@ -92,10 +105,15 @@ impl Reactor {
         } else {
             // A request had begun: say so before closing.
             conn.phase = Phase::Closing;
-            self.dispatch.time_out(&mut conn.session, why);
+            self.dispatch.cut_short(&mut conn.session, response);
             if self.flush(id) {
                 self.release(id);
             }
         }
     }
+}
+
+/// The 408 for a head, or a body, that did not come in time (RFC 9110 §15.5.9).
+fn request_timeout() -> Response {
+    Response::text(StatusCode::REQUEST_TIMEOUT, "request timeout\n")
 }

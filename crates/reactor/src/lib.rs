@@ -80,8 +80,8 @@ mod token;
 
 pub use config::{Config, ConfigError, Discipline};
 pub use handler::{
-    Body, Handler, HeaderValue, Job, JobContext, Reply, Request, Response, RouteError, Router,
-    StaticHeaders, with_deadline,
+    Body, Handler, HeaderValue, Job, JobContext, NotUtf8, Reply, Request, Response, RouteError,
+    Router, StaticHeaders, with_deadline,
 };
 pub use harness::Harness;
 #[cfg(feature = "json")]

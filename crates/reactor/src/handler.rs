@@ -86,7 +86,10 @@ impl<'a> Request<'a> {
     /// never taken for the same one.
     ///
     /// Routes match the path as sent, before decoding: `/accounts/a%2Fb/score` matches
-    /// `/accounts/{id}/score` with `id` = `a/b`.
+    /// `/accounts/{id}/score` with `id` = `a/b`. So a parameter may hold `/`, and a catch-all
+    /// may hold `..` segments or start with `/` (`/static/%2e%2e/%2e%2e/etc/passwd` gives
+    /// `../../etc/passwd`): never join one to a directory as it is, take it with
+    /// [`param_path`](Self::param_path), which refuses what could lead out of the directory.
     ///
     /// # Examples
     ///
@@ -800,7 +803,8 @@ impl<H: Handler> Handler for WithDeadline<H> {
 /// Paths are patterns: `/accounts/{id}/score` has a parameter, read with
 /// [`Request::param`]; `/static/{*path}` ends with a catch-all, which takes the rest of the
 /// path and needs at least one character of it (so `/static/` itself is not matched: add a
-/// route for it if it should be). A static segment wins over a parameter
+/// route for it if it should be). A catch-all that names a file is read with
+/// [`Request::param_path`], which refuses `..` and absolute paths. A static segment wins over a parameter
 /// (`/accounts/me` over `/accounts/{id}`). Matching walks a radix tree (the `matchit` crate)
 /// and allocates nothing.
 ///

@@ -70,6 +70,7 @@ mod json;
 mod listener;
 mod log;
 mod mailbox;
+mod path;
 mod pool;
 mod prometheus;
 mod reactor;
@@ -87,6 +88,7 @@ pub use harness::Harness;
 #[cfg(feature = "json")]
 pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};
+pub use path::{PathRejection, safe_relative_path};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
 pub use stats::{

@@ -15,9 +15,10 @@ mod counting_alloc;
 #[global_allocator]
 static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
-/// Routed by a pattern with a parameter, read by the handler.
-const REQUEST: &[u8] = b"GET /hello/world HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\
-    Accept: */*\r\n\r\n";
+/// Routed by a pattern with a parameter, read by the handler; its query, which the router
+/// checks to be UTF-8 once decoded, needs decoding.
+const REQUEST: &[u8] = b"GET /hello/world?lang=fran%C3%A7ais HTTP/1.1\r\nHost: localhost\r\n\
+    User-Agent: test\r\nAccept: */*\r\n\r\n";
 
 /// Sends one request and reads its response into `buf`, without allocating.
 fn round_trip(stream: &mut TcpStream, buf: &mut [u8; 4096]) {

@@ -3,7 +3,15 @@
 
 mod support;
 
-use std::{net::Shutdown, thread, time::Duration};
+use std::{
+    net::Shutdown,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
+    time::Duration,
+};
 
 use rtserve_reactor::{Method, Reply, Request, Response, Router, StatusCode};
 
@@ -464,6 +472,44 @@ fn routes_with_parameters_and_catch_alls() {
     assert_eq!(route("/accounts/{id}/score"), Some(3));
     assert_eq!(route("/static/{*path}"), Some(1));
     assert!(stats.routes.iter().all(|r| !r.name.contains("42")));
+}
+
+#[test]
+fn parameters_that_are_not_utf8_once_decoded_are_400_and_reach_no_handler() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let router = Router::new().get("/accounts/{id}", move |req: &Request<'_>| -> Reply {
+        counted.fetch_add(1, Ordering::Relaxed);
+        let id = req.param("id").unwrap_or_default();
+        Response::text(StatusCode::OK, format!("id={id}")).into()
+    });
+    let server = TestServer::start(config(), router);
+    let mut client = Client::new(server.connect());
+    // Two ids that differ only in bytes that are not UTF-8: both were U+FFFD to the handler,
+    // so one account's answer could be had for the other. Now neither reaches it, and the
+    // connection goes on.
+    for (target, reason) in [
+        ("/accounts/a%FF", "path parameter `id`"),
+        ("/accounts/a%FE", "path parameter `id`"),
+        ("/accounts/a?next=%C3", "query"),
+    ] {
+        client.send(&get(target));
+        let reply = client.response();
+        assert_eq!(
+            (reply.status, reply.text()),
+            (
+                400,
+                format!("bad request: {reason} is not UTF-8 once percent-decoded\n")
+            ),
+            "{target}"
+        );
+        assert!(!reply.closes(), "{target}");
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 0, "no handler ran");
+    client.send(&get("/accounts/caf%C3%A9"));
+    let reply = client.response();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "id=caf\u{e9}"));
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
 }
 
 #[test]

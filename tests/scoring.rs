@@ -83,6 +83,26 @@ fn scores_inline_when_cached_and_offloaded_when_not() {
 }
 
 #[test]
+fn strings_with_json_escapes_are_scored() {
+    let server = TestServer::start(config(), scoring::router(None));
+    let mut client = Client::new(server.connect());
+    // As Python's json.dumps writes it by default (ensure_ascii): "acc-é" and "électronique",
+    // escaped. A string field that borrows from the body cannot hold the unescaped text.
+    let escaped = TX
+        .replace("acc-17", r"acc-\u00e9")
+        .replace("electronics", r"\u00e9lectronique");
+    client.send(&post_score(&escaped, "application/json"));
+    let reply = client.response();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(json(&reply)["account"], "acc-\u{e9}");
+    // Then from the cache, under the unescaped name.
+    client.send(&post_score(&escaped, "application/json"));
+    assert_eq!(json(&client.response())["cached"], true);
+    client.send(&get("/v1/accounts/acc-%C3%A9"));
+    assert_eq!(client.response().status, 200);
+}
+
+#[test]
 fn bad_json_is_400_and_a_wrong_content_type_is_415() {
     let server = TestServer::start(config(), scoring::router(None));
     let mut client = Client::new(server.connect());

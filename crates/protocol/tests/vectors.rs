@@ -60,6 +60,13 @@ vectors! {
         b"GET /p?a?b=/c HTTP/1.1\r\nHost: a\r\n\r\n" => [
             get("/p?a?b=/c").path("/p").query("a?b=/c").host("a"), End, NeedMore,
         ];
+    // Bytes of 0x80 and up are taken in a target only as UTF-8 (see
+    // `request_line_target_not_utf8`): path and query are text as sent.
+    origin_form_raw_utf8:
+        b"GET /caf\xc3\xa9?q=\xe2\x82\xac HTTP/1.1\r\nHost: a\r\n\r\n" => [
+            get("/caf\u{e9}?q=\u{20ac}").path("/caf\u{e9}").query("q=\u{20ac}").host("a"),
+            End, NeedMore,
+        ];
 }
 
 // RFC 9112 §3.2.2: absolute-form; its authority wins over Host, which must still be valid.
@@ -698,6 +705,12 @@ vectors! {
         b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n" => [err(BadRequestLine, 400)];
     request_line_control_byte_in_target:
         b"GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n" => [err(BadRequestLine, 400)];
+    // The router's check that parameters are UTF-8 once percent-decoded relies on this: it
+    // looks only at those with a `%`.
+    request_line_target_not_utf8:
+        b"GET /caf\xe9?q=\xff HTTP/1.1\r\nHost: a\r\n\r\n" => [err(BadRequestLine, 400)];
+    request_line_query_not_utf8:
+        b"GET /a?q=\xc3 HTTP/1.1\r\nHost: a\r\n\r\n" => [err(BadRequestLine, 400)];
     request_line_bad_method_byte:
         b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n" => [err(BadRequestLine, 400)];
     request_line_no_method:

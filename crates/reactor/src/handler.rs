@@ -77,12 +77,19 @@ impl<'a> Request<'a> {
 
     /// The value of path parameter `name` of the route that matched (`{id}` in
     /// `/accounts/{id}/score`, or a catch-all `{*path}`), percent-decoded (`%20` is a space,
-    /// and `+` stays a `+`; invalid UTF-8 becomes U+FFFD). Borrowed from the request when
-    /// nothing needs decoding. `None` outside a [`Router`] route, or for a name the route does
-    /// not have.
+    /// and `+` stays a `+`). Borrowed from the request when nothing needs decoding. `None`
+    /// outside a [`Router`] route, or for a name the route does not have.
+    ///
+    /// The value is always valid UTF-8 once decoded: [`Router`] answers a parameter that
+    /// decodes to anything else (`%FF`) with 400 before the handler runs (see
+    /// [`check_utf8`](Self::check_utf8)), so that two ids that differ only in such bytes are
+    /// never taken for the same one.
     ///
     /// Routes match the path as sent, before decoding: `/accounts/a%2Fb/score` matches
-    /// `/accounts/{id}/score` with `id` = `a/b`.
+    /// `/accounts/{id}/score` with `id` = `a/b`. So a parameter may hold `/`, and a catch-all
+    /// may hold `..` segments or start with `/` (`/static/%2e%2e/%2e%2e/etc/passwd` gives
+    /// `../../etc/passwd`): never join one to a directory as it is, take it with
+    /// [`param_path`](Self::param_path), which refuses what could lead out of the directory.
     ///
     /// # Examples
     ///
@@ -93,13 +100,69 @@ impl<'a> Request<'a> {
     ///     let id = req.param("id").unwrap_or_default();
     ///     Response::text(StatusCode::OK, format!("account {id}\n")).into()
     /// });
+    /// let mut harness = Harness::new();
     /// let raw = b"GET /accounts/ab%20c/score HTTP/1.1\r\nHost: x\r\n\r\n";
-    /// let Reply::Ready(response) = Harness::new().call(&router, raw) else { panic!() };
+    /// let Reply::Ready(response) = harness.call(&router, raw) else { panic!() };
     /// assert_eq!(response.body().as_bytes(), b"account ab c\n");
+    ///
+    /// // Not UTF-8 once decoded: the router answers, not the handler.
+    /// let raw = b"GET /accounts/ab%FF/score HTTP/1.1\r\nHost: x\r\n\r\n";
+    /// let Reply::Ready(response) = harness.call(&router, raw) else { panic!() };
+    /// assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     /// ```
     pub fn param(&self, name: &str) -> Option<Cow<'a, str>> {
         let value = self.params?.get(name)?;
-        Some(percent_encoding::percent_decode_str(value).decode_utf8_lossy())
+        // Never fails behind a Router, which checked every parameter.
+        percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .ok()
+    }
+
+    /// Checks that every path parameter, and every name and value of the query, is valid
+    /// UTF-8 once percent-decoded: what [`Router`] does before it calls a route's handler,
+    /// answering 400 when the check fails. A handler that is not behind a `Router` may call
+    /// it to do the same; without the check it sees no parameters in such a query (see
+    /// [`query_pairs`](Self::query_pairs)).
+    ///
+    /// Allocates nothing; a parameter or query without `%` is not even looked at, since the
+    /// head parser refused a request target that was not UTF-8 as sent.
+    ///
+    /// # Errors
+    ///
+    /// A [`NotUtf8`] naming the first part that failed, ready to answer with (400).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Harness, Reply, Request, Response, StatusCode};
+    ///
+    /// let handler = |req: &Request<'_>| -> Reply {
+    ///     if let Err(not_utf8) = req.check_utf8() {
+    ///         return not_utf8.into();
+    ///     }
+    ///     let q = req.query_param("q").unwrap_or_default();
+    ///     Response::text(StatusCode::OK, format!("q={q}\n")).into()
+    /// };
+    /// let mut harness = Harness::new();
+    /// let Reply::Ready(bad) = harness.call(&handler, b"GET /?q=%FF HTTP/1.1\r\nHost: x\r\n\r\n")
+    /// else {
+    ///     panic!()
+    /// };
+    /// assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    /// assert_eq!(bad.body().as_bytes(), b"bad request: query is not UTF-8 once percent-decoded\n");
+    /// ```
+    pub fn check_utf8(&self) -> Result<(), NotUtf8<'a>> {
+        if let Some(params) = self.params
+            && let Some((name, _)) = params.iter().find(|(_, value)| !decodes_to_utf8(value))
+        {
+            return Err(NotUtf8::Param(name));
+        }
+        // Names and values are split at `&` and `=`, which are ASCII: each of them is UTF-8
+        // once decoded exactly when the whole query is, so one pass over it settles all.
+        if self.query().is_some_and(|query| !decodes_to_utf8(query)) {
+            return Err(NotUtf8::Query);
+        }
+        Ok(())
     }
 
     /// Files the request under route `index` of [`Handler::routes`] for statistics and the
@@ -159,6 +222,10 @@ impl<'a> Request<'a> {
     /// (`application/x-www-form-urlencoded`: `%XX` escapes, and `+` for a space). Borrowed
     /// from the request when nothing needs decoding.
     ///
+    /// The value is valid UTF-8 once decoded: behind a [`Router`], a query with a name or
+    /// value that is not never reaches the handler (400); elsewhere such a query has no
+    /// parameters (see [`query_pairs`](Self::query_pairs)).
+    ///
     /// # Examples
     ///
     /// ```
@@ -178,8 +245,16 @@ impl<'a> Request<'a> {
     }
 
     /// Every query parameter, in order, decoded as [`query_param`](Self::query_param) does.
+    ///
+    /// A query in which a name or a value is not valid UTF-8 once decoded (`?id=%FF`) has no
+    /// parameters at all, rather than a guess at them: [`Router`] answers it with 400 before
+    /// its handler runs, and a handler called otherwise can tell it from an empty query with
+    /// [`check_utf8`](Self::check_utf8).
     pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + use<'a> {
-        form_urlencoded::parse(self.query().unwrap_or("").as_bytes())
+        let query = self.query().filter(|query| decodes_to_utf8(query));
+        // Every name and value of a query that decodes to UTF-8 does too (see `check_utf8`),
+        // so the form parser's lossy decoding never has anything to replace.
+        form_urlencoded::parse(query.unwrap_or("").as_bytes())
     }
 
     /// The authority: from an absolute-form target, else the Host header.
@@ -221,6 +296,84 @@ impl<'a> Request<'a> {
     pub fn to_owned_head(&self) -> OwnedHead {
         self.inner.to_owned_head()
     }
+}
+
+/// A part of the request that is not valid UTF-8 once percent-decoded: a path parameter, or
+/// a name or value in the query. [`Router`] answers it with 400 before the handler runs;
+/// [`Request::check_utf8`] finds it for a handler called otherwise.
+///
+/// It converts into the 400 [`Response`] (or [`Reply`]) the router sends, whose one-line
+/// text says which part failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotUtf8<'a> {
+    /// The path parameter of this name.
+    Param(&'a str),
+    /// The query: a name or a value in it.
+    Query,
+}
+
+impl fmt::Display for NotUtf8<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Param(name) => write!(f, "path parameter `{name}`")?,
+            Self::Query => f.write_str("query")?,
+        }
+        f.write_str(" is not UTF-8 once percent-decoded")
+    }
+}
+
+impl std::error::Error for NotUtf8<'_> {}
+
+impl From<NotUtf8<'_>> for Response {
+    fn from(not_utf8: NotUtf8<'_>) -> Self {
+        Self::text(
+            StatusCode::BAD_REQUEST,
+            format!("bad request: {not_utf8}\n"),
+        )
+    }
+}
+
+impl From<NotUtf8<'_>> for Reply {
+    fn from(not_utf8: NotUtf8<'_>) -> Self {
+        Self::Ready(not_utf8.into())
+    }
+}
+
+/// Whether `text` is UTF-8 once percent-decoded, found without decoding it into a buffer.
+///
+/// `text` is a `&str`, so without a `%` it is its own decoding and UTF-8 already (the head
+/// parser refuses a request target that is not UTF-8 as sent, raw bytes of 0x80 and up
+/// included). With one, the decoded bytes are checked a sequence at a time: its first byte
+/// gives its length, and `std` checks the (at most four) bytes as a whole, overlong forms,
+/// surrogates and code points past U+10FFFF included.
+fn decodes_to_utf8(text: &str) -> bool {
+    if !text.contains('%') {
+        return true;
+    }
+    let mut bytes = percent_encoding::percent_decode_str(text);
+    let mut sequence = [0; 4];
+    while let Some(first) = bytes.next() {
+        let len = match first {
+            0x00..=0x7f => continue,
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            // A continuation byte, or a byte that starts no sequence.
+            _ => return false,
+        };
+        sequence[0] = first;
+        for slot in &mut sequence[1..len] {
+            let Some(byte) = bytes.next() else {
+                return false;
+            };
+            *slot = byte;
+        }
+        if std::str::from_utf8(&sequence[..len]).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// A response body.
@@ -650,12 +803,15 @@ impl<H: Handler> Handler for WithDeadline<H> {
 /// Paths are patterns: `/accounts/{id}/score` has a parameter, read with
 /// [`Request::param`]; `/static/{*path}` ends with a catch-all, which takes the rest of the
 /// path and needs at least one character of it (so `/static/` itself is not matched: add a
-/// route for it if it should be). A static segment wins over a parameter
+/// route for it if it should be). A catch-all that names a file is read with
+/// [`Request::param_path`], which refuses `..` and absolute paths. A static segment wins over a parameter
 /// (`/accounts/me` over `/accounts/{id}`). Matching walks a radix tree (the `matchit` crate)
 /// and allocates nothing.
 ///
-/// An unknown path gets 404; a known path with another method gets 405 with `Allow`. HEAD is
-/// served by the GET route of a path unless it has its own. Statistics and the request log
+/// An unknown path gets 404; a known path with another method gets 405 with `Allow`; a path
+/// parameter or query that is not valid UTF-8 once percent-decoded gets 400, before the
+/// handler runs (see [`Request::check_utf8`]). HEAD is served by the GET route of a path
+/// unless it has its own. Statistics and the request log
 /// name a request by its route's pattern, never by its concrete path, so their number of
 /// series stays that of the routes.
 ///
@@ -821,7 +977,13 @@ impl Handler for Router {
                     .flatten()
             });
         if let Some((_, handler)) = found {
-            return handler.handle(&req.with_params(&matched.params));
+            let req = req.with_params(&matched.params);
+            // A parameter or query that two different requests could decode to the same
+            // (lossy) text is refused here, so that no handler has to think of it.
+            if let Err(not_utf8) = req.check_utf8() {
+                return not_utf8.into();
+            }
+            return handler.handle(&req);
         }
         let mut allow = String::new();
         for (m, _) in &route.methods {
@@ -866,5 +1028,152 @@ impl fmt::Debug for Router {
             }
         }
         list.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::Harness;
+
+    fn get(target: &str) -> Vec<u8> {
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+    }
+
+    fn ready(reply: Reply) -> Response {
+        match reply {
+            Reply::Ready(response) => response,
+            other => panic!("not inline: {other:?}"),
+        }
+    }
+
+    /// A router whose `/accounts/{id}` echoes `id` and the query parameter `q`, and counts
+    /// the requests that reached it.
+    fn echo_router(calls: &Arc<AtomicUsize>) -> Router {
+        let calls = Arc::clone(calls);
+        Router::new().get("/accounts/{id}", move |req: &Request<'_>| -> Reply {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let id = req.param("id");
+            let q = req.query_param("q");
+            Response::text(StatusCode::OK, format!("{id:?} {q:?}")).into()
+        })
+    }
+
+    #[test]
+    fn parameters_and_queries_that_do_not_decode_to_utf8_are_400_before_the_handler() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let router = echo_router(&calls);
+        let mut harness = Harness::new();
+        for (target, reason) in [
+            // A byte that starts no UTF-8 sequence.
+            ("/accounts/%FF", "path parameter `id`"),
+            ("/accounts/%FE", "path parameter `id`"),
+            // Overlong, surrogate, past U+10FFFF, truncated.
+            ("/accounts/%C0%AF", "path parameter `id`"),
+            ("/accounts/%ED%A0%80", "path parameter `id`"),
+            ("/accounts/%F4%90%80%80", "path parameter `id`"),
+            ("/accounts/ab%E2%82", "path parameter `id`"),
+            // A continuation byte after raw UTF-8.
+            ("/accounts/caf\u{e9}%A9", "path parameter `id`"),
+            // Query values and names, whole or split by `&` or `=`.
+            ("/accounts/1?q=%FF", "query"),
+            ("/accounts/1?%FF=1", "query"),
+            ("/accounts/1?q=1&r=%C3", "query"),
+            ("/accounts/1?q=%C3&%A9", "query"),
+        ] {
+            let response = ready(harness.call(&router, &get(target)));
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{target}");
+            let text = std::str::from_utf8(response.body().as_bytes()).unwrap();
+            assert_eq!(
+                text,
+                format!("bad request: {reason} is not UTF-8 once percent-decoded\n"),
+                "{target}"
+            );
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "no handler ran");
+    }
+
+    #[test]
+    fn parameters_and_queries_that_decode_to_utf8_reach_the_handler() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let router = echo_router(&calls);
+        let mut harness = Harness::new();
+        for (target, seen) in [
+            ("/accounts/acc-1", r#"Some("acc-1") None"#),
+            (
+                "/accounts/caf%C3%A9?q=%E2%82%AC",
+                r#"Some("café") Some("€")"#,
+            ),
+            (
+                "/accounts/caf\u{e9}?q=a+b%20c",
+                r#"Some("café") Some("a b c")"#,
+            ),
+            ("/accounts/%F0%9F%A6%80?q=", r#"Some("🦀") Some("")"#),
+        ] {
+            let response = ready(harness.call(&router, &get(target)));
+            assert_eq!(response.status(), StatusCode::OK, "{target}");
+            assert_eq!(response.body().as_bytes(), seen.as_bytes(), "{target}");
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn without_a_router_queries_are_decoded_strictly_or_not_at_all() {
+        let handler = |req: &Request<'_>| -> Reply {
+            let pairs: Vec<_> = req.query_pairs().collect();
+            let text = format!("{:?} {:?} {pairs:?}", req.param("id"), req.query_param("q"));
+            Response::text(StatusCode::OK, text).into()
+        };
+        let mut harness = Harness::new();
+        let mut seen = |target: &str| {
+            let response = ready(harness.call(&handler, &get(target)));
+            String::from_utf8(response.body().as_bytes().to_vec()).unwrap()
+        };
+        assert_eq!(
+            seen("/?q=%C3%A9&n=1"),
+            r#"None Some("é") [("q", "é"), ("n", "1")]"#
+        );
+        // Two queries that differ only in bytes that are not UTF-8 are not taken for the
+        // same one (both were U+FFFD once): such a query has no parameters at all.
+        assert_eq!(seen("/?q=%FF&n=1"), "None None []");
+        assert_eq!(seen("/?q=%FE&n=1"), "None None []");
+        // The check says why, for a handler that answers as the router does.
+        let check = |req: &Request<'_>| -> Reply {
+            match req.check_utf8() {
+                Ok(()) => Response::new(StatusCode::OK).into(),
+                Err(e) => e.into(),
+            }
+        };
+        let response = ready(harness.call(&check, &get("/?q=%FF")));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn utf8_after_percent_decoding_is_checked_without_allocating_a_copy() {
+        for (text, utf8) in [
+            ("", true),
+            ("plain", true),
+            ("caf\u{e9}", true),
+            ("%41%42", true),
+            ("%c3%a9", true),
+            ("%EF%BF%BF", true),
+            ("%F4%8F%BF%BF", true),
+            // `%` not followed by two hex digits stays as it is.
+            ("100%", true),
+            ("%zz", true),
+            ("%FF", false),
+            ("%80", false),
+            ("%C3", false),
+            ("%C3a", false),
+            ("%C1%BF", false),
+            ("%E0%80%80", false),
+            ("%ED%BF%BF", false),
+            ("%F5%80%80%80", false),
+            ("%F0%90%80", false),
+        ] {
+            assert_eq!(decodes_to_utf8(text), utf8, "{text}");
+        }
     }
 }

@@ -64,6 +64,11 @@ fn is_json(content_type: &[u8]) -> bool {
 impl<'a> Request<'a> {
     /// The body, deserialised from JSON as a `T` (which may borrow from the body).
     ///
+    /// A string field that borrows should be a `Cow<'a, str>` marked `#[serde(borrow)]`: it is
+    /// borrowed when the JSON string has no escape, and owned when it has one (`"\u00e9"`, as
+    /// Python writes `é` by default). A `&'a str` field cannot take an escaped string at all,
+    /// and the request is refused with 400.
+    ///
     /// # Errors
     ///
     /// A [`Rejection`], ready to answer with: 415 if the request's `Content-Type` is not JSON,

@@ -71,6 +71,7 @@ mod json;
 mod listener;
 mod log;
 mod mailbox;
+mod path;
 mod pool;
 mod prometheus;
 mod reactor;
@@ -81,13 +82,14 @@ mod token;
 
 pub use config::{Config, ConfigError, Discipline};
 pub use handler::{
-    Body, Handler, HeaderValue, Job, JobContext, Reply, Request, Response, RouteError, Router,
-    StaticHeaders, with_deadline,
+    Body, Handler, HeaderValue, Job, JobContext, NotUtf8, Reply, Request, Response, RouteError,
+    Router, StaticHeaders, with_deadline,
 };
 pub use harness::Harness;
 #[cfg(feature = "json")]
 pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};
+pub use path::{PathRejection, safe_relative_path};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
 pub use stats::{

@@ -256,13 +256,22 @@ struct Finished {
 #[track_caller]
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Finished {
     let mut cmd = command(args);
-    cmd.envs(env.iter().copied()).stdout(Stdio::piped());
-    let mut child = KillOnDrop(cmd.spawn().expect("start rtserve"));
+    cmd.envs(env.iter().copied());
+    finish(cmd)
+}
+
+/// Runs `cmd` (made by [`command`] or [`command_of`]) to its exit, bounded, with its stdout
+/// piped too.
+#[track_caller]
+fn finish(mut cmd: Command) -> Finished {
+    let what = format!("{cmd:?}");
+    cmd.stdout(Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().expect("start the process"));
     let (stdout, out_reader) = drain(child.0.stdout.take().unwrap(), None);
     let (stderr, err_reader) = drain(child.0.stderr.take().unwrap(), None);
     let Some(status) = child.wait_timeout(TIMEOUT) else {
         panic!(
-            "rtserve {args:?} did not exit within {TIMEOUT:?}; stderr:\n{}",
+            "{what} did not exit within {TIMEOUT:?}; stderr:\n{}",
             stderr.lock().unwrap()
         );
     };
@@ -1097,8 +1106,7 @@ fn keep_alive(
 
 #[test]
 fn a_new_rtserve_takes_the_sockets_over_and_nothing_is_lost() {
-    let dir = std::env::temp_dir().join(format!("rtserve-control-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = PrivateDir::new("control");
     let control = dir.join("control.sock");
     let path = control.to_str().unwrap();
     // Fresh connections may wait long for their request: none is closed unread on a busy
@@ -1164,7 +1172,35 @@ fn a_new_rtserve_takes_the_sockets_over_and_nothing_is_lost() {
     // The new one serves on, and takes the control socket for the next upgrade.
     assert_eq!(new.get("/hello").status, 200);
     assert!(control.exists());
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory only this user may enter (mode 0700), as `--control` asks for; removed on drop.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    #[track_caller]
+    fn new(name: &str) -> Self {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let path = std::env::temp_dir().join(format!("rtserve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .expect("create a private directory");
+        // Whatever the umask said.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

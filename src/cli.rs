@@ -59,9 +59,11 @@ pub(crate) struct Args {
     #[arg(long, env = "RTSERVE_PIN")]
     pub(crate) pin: bool,
 
-    /// A control Unix socket for in-place upgrades: a new rtserve started with the same path
-    /// takes this one's listening sockets over (so none ever closes), and this one drains and
-    /// exits. Nothing listening there: the sockets are bound as usual.
+    /// A control Unix socket for in-place upgrades: a new rtserve of the same user (or root)
+    /// started with the same path takes this one's listening sockets over (so none ever
+    /// closes), and this one drains and exits once the new one serves. Nothing listening
+    /// there: the sockets are bound as usual. The socket is made mode 0600; its directory must
+    /// be writable by this user only, such as /run/rtserve/ created with mode 0700.
     #[arg(long, env = "RTSERVE_CONTROL", value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
 

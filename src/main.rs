@@ -46,9 +46,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The sockets were handed over: shut down as on SIGTERM (the new rtserve serves them on).
-fn hand_over_done() {
-    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+/// Why the main thread begins the shutdown.
+enum Stop {
+    /// SIGINT or SIGTERM (the first one: a second exits at once, from the handler).
+    Signal(i32),
+    /// A new rtserve serves the sockets now. Not a signal, so a SIGTERM after it is an
+    /// ordinary graceful shutdown, not a second signal.
+    HandedOver,
 }
 
 /// The listening sockets systemd (or `systemd-socket-activate`) passed in `LISTEN_FDS`, if
@@ -73,57 +77,96 @@ fn inherited_listeners() -> Result<Option<Vec<std::net::TcpListener>>, String> {
 
 fn run(args: &Args) -> Result<ExitCode, String> {
     // Signals first, so that one arriving while the server starts is not lost.
-    let mut signals =
-        install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let signals = install_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (stop, stops) = mpsc::channel();
+    forward_signals(signals, stop.clone())?;
     let notices = Notices::start();
+    // Everything that can be refused is checked before a running rtserve is asked for its
+    // sockets: once it has lent them, failing here would leave nothing serving them if it
+    // did not wait for our word.
     let mut config = args.config();
+    config.validate().map_err(|e| e.to_string())?;
     if let Some(path) = &args.access_log {
         config.request_log = Some(access_log(path)?);
     }
     let router = routes::router(Duration::from_millis(args.max_slow_ms));
+    let endpoint = args
+        .control
+        .as_deref()
+        .map(handover::Endpoint::prepare)
+        .transpose()?;
     // The sockets: systemd's, the running rtserve's, or our own.
-    let taken = match &args.control {
-        Some(path) => handover::take_over(path)?.map(|s| {
-            (
-                s,
-                format!(", sockets taken over through {}", path.display()),
-            )
-        }),
-        None => None,
-    };
-    let (sockets, from) = match (inherited_listeners()?, taken) {
+    let mut lease = None;
+    let (sockets, from) = match (inherited_listeners()?, &endpoint) {
         (Some(sockets), _) => (sockets, ", sockets from LISTEN_FDS".to_owned()),
-        (None, Some(taken)) => taken,
-        (None, None) => (
-            Server::bind(&config).map_err(|e| e.to_string())?,
-            String::new(),
-        ),
+        (None, Some(endpoint)) => match endpoint.take_over()? {
+            Some((sockets, lent)) => {
+                lease = Some(lent);
+                let path = endpoint_path(args);
+                (sockets, format!(", sockets taken over through {path}"))
+            }
+            None => (bind(&config)?, String::new()),
+        },
+        (None, None) => (bind(&config)?, String::new()),
     };
     let (reactors, workers) = (sockets.len(), config.workers);
-    let control = match &args.control {
-        Some(path) => Some(handover::Control::start(path, &sockets, hand_over_done)?),
+    // Copies for the next upgrade, made while a failure still leaves the old one serving.
+    let copies = match &endpoint {
+        Some(_) => Some(
+            sockets
+                .iter()
+                .map(std::net::TcpListener::try_clone)
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(|e| format!("cannot copy the listening sockets: {e}"))?,
+        ),
         None => None,
     };
     let server = Server::start_on(config, sockets, router).map_err(|e| e.to_string())?;
+    let control = match (endpoint, copies) {
+        (Some(endpoint), Some(copies)) => {
+            let shut_down = move || {
+                let _ = stop.send(Stop::HandedOver);
+            };
+            match endpoint.install(copies, shut_down) {
+                Ok(control) => Some(control),
+                Err(e) => {
+                    // Without our word the old rtserve serves on: stop ours and leave.
+                    server.shutdown();
+                    let _ = server.join();
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Some(lease) = lease
+        && let Err(e) = lease.confirm()
+    {
+        notices.say(
+            log::Level::Warn,
+            format!(
+                "the old rtserve did not hear that this one serves ({e}): both serve until \
+                 one is stopped"
+            ),
+        );
+    }
     notices.line(format!(
         "rtserve {} listening on http://{} (reactors {reactors}, workers {workers}{from})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
     ));
 
-    let signal = signals.forever().next();
+    let why = stops.recv().unwrap_or(Stop::Signal(0));
     // Shutdown begins before anything is written: a write can block on a full pipe.
     server.shutdown();
     if let Some(control) = &control {
         control.close();
     }
-    notices.say(
-        log::Level::Info,
-        format!(
-            "signal {}: shutting down (a second one exits now)",
-            signal.unwrap_or_default()
-        ),
-    );
+    let why = match why {
+        Stop::Signal(signal) => format!("signal {signal}: shutting down (a second one exits now)"),
+        Stop::HandedOver => "sockets handed over: shutting down".to_owned(),
+    };
+    notices.say(log::Level::Info, why);
     let result = match server.join() {
         Ok(()) => {
             notices.say(log::Level::Info, "stopped".to_owned());
@@ -131,8 +174,39 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         }
         Err(e) => Err(format!("a reactor failed: {e}")),
     };
+    // The control socket goes, if it is still ours, before the last lines are waited for.
+    drop(control);
     notices.finish();
     result
+}
+
+/// `--control`'s path as the startup line shows it.
+fn endpoint_path(args: &Args) -> String {
+    args.control
+        .as_deref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Binds the listening sockets `config` asks for.
+fn bind(config: &rtserve_reactor::Config) -> Result<Vec<std::net::TcpListener>, String> {
+    Server::bind(config).map_err(|e| e.to_string())
+}
+
+/// Passes each SIGINT or SIGTERM the handlers let through to the main thread, from a thread
+/// of its own, so that a hand-over can stop the main thread the same way.
+fn forward_signals(mut signals: Signals, stop: mpsc::Sender<Stop>) -> Result<(), String> {
+    thread::Builder::new()
+        .name("rtserve-signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if stop.send(Stop::Signal(signal)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
 }
 
 /// Installs the signal handlers. SIGQUIT, and SIGINT or SIGTERM once one of them has been

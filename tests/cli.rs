@@ -256,13 +256,22 @@ struct Finished {
 #[track_caller]
 fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> Finished {
     let mut cmd = command(args);
-    cmd.envs(env.iter().copied()).stdout(Stdio::piped());
-    let mut child = KillOnDrop(cmd.spawn().expect("start rtserve"));
+    cmd.envs(env.iter().copied());
+    finish(cmd)
+}
+
+/// Runs `cmd` (made by [`command`] or [`command_of`]) to its exit, bounded, with its stdout
+/// piped too.
+#[track_caller]
+fn finish(mut cmd: Command) -> Finished {
+    let what = format!("{cmd:?}");
+    cmd.stdout(Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().expect("start the process"));
     let (stdout, out_reader) = drain(child.0.stdout.take().unwrap(), None);
     let (stderr, err_reader) = drain(child.0.stderr.take().unwrap(), None);
     let Some(status) = child.wait_timeout(TIMEOUT) else {
         panic!(
-            "rtserve {args:?} did not exit within {TIMEOUT:?}; stderr:\n{}",
+            "{what} did not exit within {TIMEOUT:?}; stderr:\n{}",
             stderr.lock().unwrap()
         );
     };
@@ -1097,8 +1106,7 @@ fn keep_alive(
 
 #[test]
 fn a_new_rtserve_takes_the_sockets_over_and_nothing_is_lost() {
-    let dir = std::env::temp_dir().join(format!("rtserve-control-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = PrivateDir::new("control");
     let control = dir.join("control.sock");
     let path = control.to_str().unwrap();
     // Fresh connections may wait long for their request: none is closed unread on a busy
@@ -1164,7 +1172,428 @@ fn a_new_rtserve_takes_the_sockets_over_and_nothing_is_lost() {
     // The new one serves on, and takes the control socket for the next upgrade.
     assert_eq!(new.get("/hello").status, 200);
     assert!(control.exists());
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory only this user may enter (mode 0700), as `--control` asks for; removed on drop.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    #[track_caller]
+    fn new(name: &str) -> Self {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let path = std::env::temp_dir().join(format!("rtserve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .expect("create a private directory");
+        // Whatever the umask said.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Sets the directory's mode.
+    fn chmod(&self, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The permission bits of the file at `path` (not following a symbolic link).
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The user tests switch to: `nobody`.
+const NOBODY: u32 = 65534;
+
+/// A command running Python code as [`NOBODY`] (`setpriv` from util-linux), or why there can
+/// be none here: switching users needs root, and CI runs as root.
+fn python_as_nobody(code: &str, args: &[&str]) -> Result<Command, String> {
+    if !rustix::process::getuid().is_root() {
+        return Err("not root, and switching to another uid needs root".to_owned());
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .ok_or("setpriv (util-linux) is not installed")?;
+    // Not a shim under root's home, which nobody could not run.
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .ok_or("python3 is not installed in /usr/bin or /usr/local/bin")?;
+    let uid = format!("--reuid={NOBODY}");
+    let gid = format!("--regid={NOBODY}");
+    let mut all = vec![
+        uid.as_str(),
+        gid.as_str(),
+        "--clear-groups",
+        python,
+        "-c",
+        code,
+    ];
+    all.extend_from_slice(args);
+    Ok(command_of(setpriv.as_ref(), &all))
+}
+
+/// What a new rtserve sends on the control socket to ask for the sockets.
+const HAND_OVER_REQUEST: &[u8] = b"rtserve hand-over\n";
+
+/// Asks the rtserve whose control socket is at `path` for its sockets, as a new rtserve
+/// does, and returns its answer and the sockets it sent, without saying anything more.
+#[track_caller]
+fn ask_for_sockets(path: &std::path::Path) -> (String, Vec<std::os::fd::OwnedFd>) {
+    use std::{
+        io::IoSliceMut,
+        mem::MaybeUninit,
+        os::{fd::AsFd, unix::net::UnixStream},
+    };
+
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+
+    let mut stream = UnixStream::connect(path).expect("connect to the control socket");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(HAND_OVER_REQUEST).unwrap();
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut reply = [0u8; 256];
+    let received = recvmsg(
+        stream.as_fd(),
+        &mut [IoSliceMut::new(&mut reply)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .expect("the answer");
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    let text = String::from_utf8_lossy(&reply[..received.bytes]).into_owned();
+    (text, fds)
+}
+
+/// Asserts that `server` still runs and answers.
+#[track_caller]
+fn assert_still_serving(server: &mut Server) {
+    assert!(
+        server.child.0.try_wait().expect("try_wait").is_none(),
+        "rtserve exited; stderr:\n{}",
+        server.stderr()
+    );
+    assert_eq!(server.get("/hello").status, 200);
+}
+
+#[test]
+fn the_control_socket_is_0600_whatever_the_umask() {
+    let dir = PrivateDir::new("control-umask");
+    let control = dir.join("control.sock");
+    let path = control.to_str().unwrap();
+    let cmd = command_of(
+        "sh".as_ref(),
+        &[
+            "-c",
+            "umask 000; exec \"$0\" \"$@\"",
+            BIN,
+            "--bind",
+            "127.0.0.1:0",
+            "--control",
+            path,
+        ],
+    );
+    let server = Server::spawn(cmd);
+    assert_eq!(mode_of(&control), 0o600, "{}", server.stderr());
+}
+
+#[test]
+fn a_control_directory_others_can_write_is_refused() {
+    let dir = PrivateDir::new("control-open-dir");
+    for mode in [0o777, 0o770, 0o1777] {
+        dir.chmod(mode);
+        let control = dir.join("control.sock");
+        let path = control.to_str().unwrap();
+        let run = run_to_exit(&["--bind", "127.0.0.1:0", "--control", path], &[]);
+        assert_eq!(run.status.code(), Some(1), "stderr:\n{}", run.stderr);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr, got:\n{}", run.stderr);
+        assert!(
+            lines[0].contains(path) && lines[0].contains("writable"),
+            "mode {mode:o}: the error should name {path} and say why: {:?}",
+            lines[0]
+        );
+        assert!(!control.exists(), "mode {mode:o}: a socket was left");
+    }
+}
+
+#[test]
+fn control_at_a_file_that_is_not_a_socket_is_refused_and_kept() {
+    let dir = PrivateDir::new("control-file");
+    let control = dir.join("precious.txt");
+    std::fs::write(&control, "keep me\n").unwrap();
+    let path = control.to_str().unwrap();
+    let run = run_to_exit(&["--bind", "127.0.0.1:0", "--control", path], &[]);
+    assert_eq!(run.status.code(), Some(1), "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("--control {path}: exists and is not a socket")),
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&control).unwrap(), "keep me\n");
+}
+
+#[test]
+fn the_control_socket_is_removed_on_a_clean_exit() {
+    let dir = PrivateDir::new("control-exit");
+    let control = dir.join("control.sock");
+    let mut server = Server::start(&["--control", control.to_str().unwrap()]);
+    assert!(control.exists());
+    server.signal(Signal::TERM);
+    assert_eq!(server.wait_exit().code(), Some(0), "{}", server.stderr());
+    assert!(!control.exists(), "the control socket was left behind");
+}
+
+#[test]
+fn a_control_peer_of_another_user_is_refused() {
+    // Connects, asks for the sockets, and prints how many came and the answer.
+    let client = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sys.argv[1])
+try:
+    s.sendall(b"rtserve hand-over\n")
+except OSError:
+    pass
+msg, fds, _, _ = socket.recv_fds(s, 256, 16)
+print(len(fds), msg.decode(errors="replace").strip())
+"#;
+    let dir = PrivateDir::new("control-peer");
+    let control = dir.join("control.sock");
+    let path = control.to_str().unwrap();
+    let cmd = match python_as_nobody(client, &[path]) {
+        Ok(cmd) => cmd,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let mut server = Server::start(&["--threads", "2", "--control", path]);
+    // The file's mode and the directory keep other users out; this test opens both, so that
+    // only the check of the peer's credentials stands in the way.
+    dir.chmod(0o755);
+    std::fs::set_permissions(
+        &control,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let run = finish(cmd);
+    assert_eq!(run.status.code(), Some(0), "client stderr:\n{}", run.stderr);
+    let answer = run.stdout.trim();
+    assert!(
+        answer.starts_with("0 error: "),
+        "nobody was answered {answer:?}"
+    );
+    server.wait_for_stderr(&format!("uid {NOBODY}"));
+    // It neither handed the sockets over nor shut down.
+    thread::sleep(Duration::from_millis(500));
+    assert_still_serving(&mut server);
+    assert!(
+        !server.stderr().contains("shutting down"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn a_control_socket_planted_by_another_user_is_not_trusted() {
+    // Listens on a Unix socket and answers every hand-over request with a TCP listener of
+    // its own, as a rogue rtserve would.
+    let planter = r#"
+import os, socket, sys
+tcp = socket.socket()
+tcp.bind(("127.0.0.1", 0))
+tcp.listen()
+ctl = socket.socket(socket.AF_UNIX)
+ctl.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+ctl.listen()
+print(tcp.getsockname()[1], flush=True)
+while True:
+    peer, _ = ctl.accept()
+    try:
+        peer.settimeout(5)
+        peer.recv(64)
+        socket.send_fds(peer, [b"ok 1\n"], [tcp.fileno()])
+    except OSError:
+        pass
+    peer.close()
+"#;
+    let theirs = PrivateDir::new("control-planted-nobody");
+    std::os::unix::fs::chown(&theirs.0, Some(NOBODY), Some(NOBODY)).unwrap();
+    let planted = theirs.join("control.sock");
+    let cmd = match python_as_nobody(planter, &[planted.to_str().unwrap()]) {
+        Ok(cmd) => cmd,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let mut cmd = cmd;
+    cmd.stdout(Stdio::piped());
+    let mut rogue = KillOnDrop(cmd.spawn().expect("start the planter"));
+    let mut port = String::new();
+    BufReader::new(rogue.0.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port = port.trim().to_owned();
+    assert!(port.parse::<u16>().is_ok(), "the planter said {port:?}");
+    // Planted where our rtserve looks.
+    let dir = PrivateDir::new("control-planted");
+    let control = dir.join("control.sock");
+    std::fs::rename(&planted, &control).unwrap();
+    let path = control.to_str().unwrap();
+    let try_it = |why: &str| {
+        let run = run_to_exit(&["--bind", "127.0.0.1:0", "--control", path], &[]);
+        assert!(
+            !run.stderr.contains(&format!("127.0.0.1:{port}")),
+            "{why}: the planted listener was adopted:\n{}",
+            run.stderr
+        );
+        assert_eq!(run.status.code(), Some(1), "{why}: stderr:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(path) && run.stderr.contains(&format!("uid {NOBODY}")),
+            "{why}: the error should name {path} and the other uid:\n{}",
+            run.stderr
+        );
+        assert!(control.exists(), "{why}: the planted file was replaced");
+    };
+    // The file is theirs.
+    try_it("planted file");
+    // The file looks like root's, but the process behind it is theirs.
+    std::os::unix::fs::chown(&control, Some(0), Some(0)).unwrap();
+    try_it("planted listener");
+}
+
+#[test]
+fn an_idle_control_peer_does_not_block_an_upgrade() {
+    let dir = PrivateDir::new("control-idle");
+    let control = dir.join("control.sock");
+    let path = control.to_str().unwrap();
+    let mut old = Server::start(&["--threads", "2", "--control", path]);
+    // Peers that connect and say nothing.
+    let idle: Vec<_> = (0..6)
+        .map(|_| std::os::unix::net::UnixStream::connect(&control).expect("connect"))
+        .collect();
+    let started = Instant::now();
+    let new = Server::start(&["--threads", "1", "--control", path]);
+    eprintln!(
+        "upgrade with {} idle peers took {:?}",
+        idle.len(),
+        started.elapsed()
+    );
+    assert!(
+        new.startup.contains("sockets taken over"),
+        "{}",
+        new.startup
+    );
+    assert_eq!(old.wait_exit().code(), Some(0), "stderr:\n{}", old.stderr());
+    assert_eq!(new.get("/hello").status, 200);
+    drop(idle);
+}
+
+#[test]
+fn a_config_the_new_rtserve_rejects_leaves_the_old_one_serving() {
+    let dir = PrivateDir::new("control-bad-config");
+    let control = dir.join("control.sock");
+    let path = control.to_str().unwrap();
+    let mut old = Server::start(&["--threads", "2", "--control", path]);
+    let bind = old.addr.to_string();
+    for (flag, value, setting) in [
+        ("--body-budget", "0", "body_budget"),
+        ("--recv-buffer", "0", "recv_buffer"),
+        ("--send-buffer", "2G", "send_buffer"),
+    ] {
+        let run = run_to_exit(&["--bind", &bind, "--control", path, flag, value], &[]);
+        assert_eq!(run.status.code(), Some(1), "{flag} {value}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(setting),
+            "{flag} {value}: the error should name {setting}:\n{}",
+            run.stderr
+        );
+        assert_still_serving(&mut old);
+        assert!(
+            control.exists(),
+            "{flag} {value}: the control socket is gone"
+        );
+    }
+    // It is still the one to upgrade.
+    let new = Server::start(&["--control", path]);
+    assert_eq!(new.addr, old.addr);
+    assert_eq!(old.wait_exit().code(), Some(0), "stderr:\n{}", old.stderr());
+    assert_eq!(new.get("/hello").status, 200);
+}
+
+#[test]
+fn a_new_rtserve_that_dies_before_it_serves_leaves_the_old_one_serving() {
+    let dir = PrivateDir::new("control-dies");
+    let control = dir.join("control.sock");
+    let path = control.to_str().unwrap();
+    let mut old = Server::start(&["--threads", "2", "--control", path]);
+    // Takes the sockets, then closes without saying that it serves them.
+    let (answer, fds) = ask_for_sockets(&control);
+    assert!(answer.starts_with("ok 2"), "{answer:?}");
+    assert_eq!(fds.len(), 2);
+    drop(fds);
+    old.wait_for_stderr("serving on");
+    assert_still_serving(&mut old);
+    // It kept its copies for the next upgrade.
+    let new = Server::start(&["--control", path]);
+    assert!(
+        new.startup.contains("sockets taken over"),
+        "{}",
+        new.startup
+    );
+    assert_eq!(old.wait_exit().code(), Some(0), "stderr:\n{}", old.stderr());
+    assert_eq!(new.get("/hello").status, 200);
+}
+
+#[test]
+fn sigterm_after_a_hand_over_is_a_graceful_shutdown() {
+    let dir = PrivateDir::new("control-sigterm");
+    let control = dir.join("control.sock");
+    let path = control.to_str().unwrap();
+    let mut old = Server::start(&["--threads", "2", "--control", path]);
+    let mut slow = old.connect();
+    slow.send(&get("/slow?ms=3000"));
+    wait_until_read_at(old.addr, &slow.stream);
+    let new = Server::start(&["--control", path]);
+    assert_eq!(new.addr, old.addr);
+    // The operator stops the old one as usual: it finishes the request in flight.
+    old.signal(Signal::TERM);
+    let reply = slow.response();
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "slept 3000 ms\n")
+    );
+    assert_eq!(old.wait_exit().code(), Some(0), "stderr:\n{}", old.stderr());
+    assert_eq!(new.get("/hello").status, 200);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,13 +22,17 @@ turn before connecting; the legitimate clients use 127.0.0.1.
 
 Meanwhile --clients threads of legitimate clients POST bodies of random size (64 KB..1 MB,
 random bytes) to /echo at full speed (sendall), one request per connection, one after
-another, read the whole answer, and check status 200 and that the body echoed is the one sent.
+another (after a failure, --failure-pause-ms first, so that their own retries of bodies the
+server refuses, reads and discards do not become the load), read the whole answer, and check
+status 200 and that the body echoed is the one sent.
 They run --baseline-s seconds before the attack (alone) and --duration-s seconds during it
 (after --warmup-s for the attackers to connect). The script reports, for each phase, attempts,
 successes, success %, and the failures by status line (and `rtserve-shed` header) or error;
 the attackers' reconnects and the status lines they got; the server's RSS (VmRSS, sampled
-every 0.5 s): baseline, peak, end; and, with --load-cmd (path to rtserve-load), the p99 of
-GET /hello at 1000 req/s on 10 connections for 10 s before the attack and during it.
+every 0.5 s): baseline, peak, end; the CPU time of the server and of this script during the
+attack (on 2 cores, a script at 100 % also slows rtserve-load, which shares its core); and,
+with --load-cmd (path to rtserve-load), the p99 of GET /hello at 1000 req/s on 10
+connections for 10 s before the attack and during it.
 
 The script starts the server itself (--server-cmd, a shell command line), finds the PID that
 owns the listening socket, and kills what it started, by PID, at the end. Everything stops by
@@ -49,6 +53,7 @@ import argparse
 import errno
 import heapq
 import json
+import os
 import random
 import selectors
 import socket
@@ -69,8 +74,8 @@ CONNECT_BATCH = 100
 class Legit:
     """Legitimate uploaders: `threads` threads, one request per connection, in a loop."""
 
-    def __init__(self, host, port, threads, min_size, max_size, timeout, seed=1):
-        self.host, self.port, self.threads = host, port, threads
+    def __init__(self, host, port, threads, min_size, max_size, timeout, pause_s, seed=1):
+        self.host, self.port, self.threads, self.pause_s = host, port, threads, pause_s
         self.min_size, self.max_size, self.timeout = min_size, max_size, timeout
         rnd = random.Random(seed)
         self.pool = rnd.randbytes(2 * max_size)
@@ -136,6 +141,8 @@ class Legit:
             outcome = self.one(rnd)
             if phase is not None:
                 self._record(phase, outcome, time.monotonic() - t)
+            if outcome != "ok" and self.pause_s:
+                stop.wait(self.pause_s)
 
     def start(self):
         self.stop_event = threading.Event()
@@ -334,6 +341,13 @@ class Attack:
 # ----------------------------------------------------------------------------- main
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -350,6 +364,9 @@ def main():
     p.add_argument("--min-size", type=int, default=64 * 1000)
     p.add_argument("--max-size", type=int, default=1000 * 1000)
     p.add_argument("--client-timeout-s", type=float, default=10.0)
+    p.add_argument("--failure-pause-ms", type=float, default=50.0,
+                   help="a legit client waits this long after a failed upload (0: retries at "
+                        "once, a flood of bodies the server reads and discards)")
     p.add_argument("--baseline-s", type=float, default=5.0, help="legit clients alone")
     p.add_argument("--warmup-s", type=float, default=3.0, help="attackers connect")
     p.add_argument("--duration-s", type=float, default=30.0, help="legit clients under attack")
@@ -374,7 +391,7 @@ def main():
     sampler = lib.Sampler(server.pid)
     sampler.start()
     legit = Legit(host, port, args.clients, args.min_size, args.max_size,
-                  args.client_timeout_s)
+                  args.client_timeout_s, args.failure_pause_ms / 1000)
     attack = None
     try:
         time.sleep(0.5)
@@ -397,6 +414,7 @@ def main():
             + (f" from {args.attacker_addrs} addresses" if args.attacker_addrs else ""))
         attack = Attack(args, host, port)
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(server.pid), os.times()
         attack.run(t0 + args.warmup_s)
         result["attackers_open_after_warmup"] = attack.open_now()
         legit.phase = "attack"
@@ -413,6 +431,12 @@ def main():
         attack.run(t1 + args.duration_s, tick)
         legit.phase = None
         t_end = time.monotonic()
+        cpu1 = cpu_seconds(server.pid), os.times()
+        wall = t_end - t0
+        result["cpu_during_attack_pct"] = {
+            "server": round(100 * (cpu1[0] - cpu0[0]) / wall),
+            "script": round(100 * ((cpu1[1].user + cpu1[1].system)
+                                   - (cpu0[1].user + cpu0[1].system)) / wall)}
         result["rss_end_kb"] = lib.rss_kb(server.pid)
         result["rss_peak_kb"] = sampler.peak(t0, t_end)
         result["attack"] = {
@@ -468,6 +492,10 @@ def report(r):
               f"{s['ok_latency_s']}")
         for k, v in s["failures"].items():
             print(f"    {v:6d} x {k}")
+    cpu = r.get("cpu_during_attack_pct")
+    if cpu:
+        print(f"CPU during the attack: server {cpu['server']} % of a core, this script "
+              f"{cpu['script']} % (attackers and legit clients; rtserve-load not counted)")
     print(f"RSS: idle {mb(r['rss_idle_kb'])}, baseline {mb(r['rss_baseline_kb'])} (peak "
           f"{mb(r['rss_baseline_peak_kb'])}), attack peak {mb(r['rss_peak_kb'])}, end "
           f"{mb(r['rss_end_kb'])}")

@@ -7,8 +7,9 @@ What it measures
 body at full speed and then never read: the answer, as large as the body, stays with the
 server (in its output buffer and its socket's send queue) and in the client's receive queue,
 and the connection is held open for --hold-s seconds after the last body was sent. At most
---in-flight connections send their bodies at once (so that the bodies, not the body budget,
-are what is measured: a body that arrives is echoed and leaves the budget). Meanwhile a
+--in-flight connections are in flight at once: from the connect until the first byte of the
+answer can be read (not read: the body has been read, echoed and has left the budget), so
+that the answers, not the body budget, are what is measured. Meanwhile a
 legitimate client loops on GET /hello and POST /echo with a 64 KB body (one request per
 connection, --client-timeout-s each) and counts successes and the slowest answer, alone for
 --baseline-s and then during the attack.
@@ -138,7 +139,7 @@ def main():
     p.add_argument("--url", default="http://127.0.0.1:19310", help="server base URL")
     p.add_argument("--clients", type=int, default=2000)
     p.add_argument("--body-size", type=int, default=1000000)
-    p.add_argument("--in-flight", type=int, default=8, help="bodies being sent at once")
+    p.add_argument("--in-flight", type=int, default=8, help="requests not yet answered at once")
     p.add_argument("--send-phase-max-s", type=float, default=30.0,
                    help="stop starting attackers after this long")
     p.add_argument("--hold-s", type=float, default=40.0, help="after the last body was sent")
@@ -180,7 +181,8 @@ def main():
                 ).encode()
         request = memoryview(head + body)
         sel = selectors.DefaultSelector()
-        sent = {}  # sock -> bytes sent (while sending)
+        sent = {}  # sock -> bytes sent, until the answer starts (in flight)
+        waiting = {}  # sock -> when its request was sent whole
         started = done = 0
         failures = {}
         guard_hit = None
@@ -213,6 +215,11 @@ def main():
                 break
             for key, _ in sel.select(0.1):
                 s = key.fileobj
+                if s in waiting:  # readable: the answer has started (or EOF); not read
+                    sel.unregister(s)
+                    del sent[s], waiting[s]
+                    done += 1
+                    continue
                 try:
                     while sent[s] < len(request):
                         n = s.send(request[sent[s]:sent[s] + CHUNK])
@@ -226,9 +233,13 @@ def main():
                     del sent[s]
                     done += 1
                     continue
-                sel.unregister(s)
-                del sent[s]
+                waiting[s] = time.monotonic()
+                sel.modify(s, selectors.EVENT_READ)
+            for s in [s for s, t in waiting.items() if time.monotonic() - t > 10]:
+                sel.unregister(s)  # no answer within 10 s: counted, no longer in flight
+                del sent[s], waiting[s]
                 done += 1
+                failures["no answer within 10 s"] = failures.get("no answer within 10 s", 0) + 1
         t_sent = time.monotonic()
         sel.close()
         result["send_phase"] = {"started": started, "sent_whole": done - sum(

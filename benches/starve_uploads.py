@@ -32,7 +32,9 @@ the attackers' reconnects and the status lines they got; the server's RSS (VmRSS
 every 0.5 s): baseline, peak, end; the CPU time of the server and of this script during the
 attack (on 2 cores, a script at 100 % also slows rtserve-load, which shares its core); and,
 with --load-cmd (path to rtserve-load), the p99 of GET /hello at 1000 req/s on 10
-connections for 10 s before the attack and during it.
+connections for 10 s: with nothing else (load_idle), beside the legitimate clients before the
+attack (load_baseline, what the attack is judged against: the uploads at full speed load the
+server more than the attack does), and during the attack (load_during).
 
 The script starts the server itself (--server-cmd, a shell command line), finds the PID that
 owns the listening socket, and kills what it started, by PID, at the end. Everything stops by
@@ -397,15 +399,22 @@ def main():
         time.sleep(0.5)
         result["rss_idle_kb"] = lib.rss_kb(server.pid)
         if args.load_cmd:
-            log("baseline load on /hello")
-            result["load_baseline"] = lib.load_result(
+            log("load on /hello with nothing else")
+            result["load_idle"] = lib.load_result(
                 lib.run_load(args.load_cmd, args.url, args.load_rate, args.load_connections,
                              args.load_s), args.load_s + 30)
         log(f"legit clients alone for {args.baseline_s} s")
         legit.phase = "baseline"
         legit.start()
         t_b = time.monotonic()
-        time.sleep(args.baseline_s)
+        if args.load_cmd:
+            # The baseline the attack is judged against: the same legitimate uploads, no
+            # attack (uploads at full speed load the server as much as anything here).
+            log("baseline load on /hello beside the legit clients")
+            result["load_baseline"] = lib.load_result(
+                lib.run_load(args.load_cmd, args.url, args.load_rate, args.load_connections,
+                             args.load_s), args.load_s + 30)
+        time.sleep(max(0.0, args.baseline_s - (time.monotonic() - t_b)))
         legit.phase = None
         result["rss_baseline_kb"] = lib.rss_kb(server.pid)
         result["rss_baseline_peak_kb"] = sampler.peak(t_b, time.monotonic())
@@ -500,7 +509,7 @@ def report(r):
           f"{mb(r['rss_baseline_peak_kb'])}), attack peak {mb(r['rss_peak_kb'])}, end "
           f"{mb(r['rss_end_kb'])}")
     if "load_baseline" in r:
-        for k in ("load_baseline", "load_during"):
+        for k in ("load_idle", "load_baseline", "load_during"):
             if k in r:
                 print(f"/hello {k}: " + ", ".join(f"{kk} {vv}" for kk, vv in r[k].items()))
         if "hello_p99_ratio" in r:

@@ -213,8 +213,11 @@ impl Reactor {
                 exchange.output.settle(charged);
                 result
             }
-            // Nothing in hand, so nothing was written for it.
-            None => Ok((true, 0)),
+            // Nothing in hand, so nothing was written for it (nor taken from the budget).
+            None => {
+                debug_assert_eq!(charged, 0, "output charged without an exchange");
+                Ok((true, 0))
+            }
         };
         out.clear();
         if out.capacity() > KEEP_OUT {

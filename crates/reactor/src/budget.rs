@@ -94,6 +94,46 @@ impl ByteBudget {
     }
 }
 
+/// Bytes taken from a budget for something held (a response waiting in line): given back
+/// when dropped, unless handed on to the holder that accounts for them next.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    bytes: usize,
+    budget: Option<Arc<ByteBudget>>,
+}
+
+impl Charge {
+    /// Nothing taken.
+    pub(crate) const fn none() -> Self {
+        Self {
+            bytes: 0,
+            budget: None,
+        }
+    }
+
+    /// Takes `bytes` from `budget`; `None` (taking nothing) if they do not fit.
+    pub(crate) fn take(budget: &Arc<ByteBudget>, bytes: usize) -> Option<Self> {
+        budget.take(bytes).then(|| Self {
+            bytes,
+            budget: Some(Arc::clone(budget)),
+        })
+    }
+
+    /// The bytes, no longer given back when this is dropped: the caller accounts for them.
+    #[must_use]
+    pub(crate) fn hand_on(mut self) -> usize {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give(self.bytes);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +151,17 @@ mod tests {
         budget.give(1100);
         assert_eq!(budget.used(), 0);
         assert!(!budget.is_crowded());
+    }
+
+    #[test]
+    fn a_charge_gives_back_when_dropped_unless_handed_on() {
+        let budget = Arc::new(ByteBudget::new(1000));
+        let dropped = Charge::take(&budget, 600).expect("fits");
+        assert!(Charge::take(&budget, 500).is_none());
+        drop(dropped);
+        assert_eq!(budget.used(), 0);
+        let handed = Charge::take(&budget, 700).expect("fits");
+        assert_eq!(handed.hand_on(), 700);
+        assert_eq!(budget.used(), 700, "the holder gives them back now");
     }
 }

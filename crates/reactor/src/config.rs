@@ -78,8 +78,9 @@ pub struct Config {
     /// 128 MiB.
     pub body_budget: usize,
     /// Bytes of responses the whole server may hold while they wait for their clients to
-    /// take them. A response with a body over 8 KiB is counted before its head is sent; if it
-    /// does not fit, a 503 (`rtserve-shed: output-budget`) goes out instead. Smaller answers
+    /// take them. A response with a body over 8 KiB is counted as soon as it is ready (before
+    /// its head is sent, or while it waits in line behind one that is not); if it does not
+    /// fit, a 503 (`rtserve-shed: output-budget`) goes out instead. Smaller answers
     /// are never refused. Default: a thirty-second of the machine's memory, at most 64 MiB.
     pub output_budget: usize,
     /// Time an idle keep-alive connection is kept open. Default 60 s.

@@ -10,7 +10,7 @@ use rtserve_protocol::{InputBuffer, Limits, RecvError, ResponseContext, ServerCo
 use crate::{
     Response,
     body::{BodyBuffer, Pace},
-    budget::{Budgets, ByteBudget},
+    budget::{Budgets, ByteBudget, Charge},
     pool::Ticket,
     timer::TimerTable,
     token::ConnId,
@@ -137,8 +137,9 @@ pub(crate) enum OwedState {
     /// On the worker pool; cancelling the ticket tells the job its answer is no longer
     /// wanted.
     Job { ticket: Ticket, deadline: Instant },
-    /// Ready, but behind one that is not.
-    Ready(Response),
+    /// Ready, but behind one that is not; a large body's bytes already taken from the output
+    /// budget, so that answers waiting in line are bounded as those waiting for the socket are.
+    Ready(Response, Charge),
     /// The answer to a request that could not be parsed; the connection closes after it.
     Refusal(RecvError),
     /// A `100 Continue` for a request whose body is awaited.

@@ -22,6 +22,7 @@ use super::clock::Clock;
 use crate::{
     Config, Handler, Reply, Request, Response, Shed,
     body::{Pace, STEP, no_room},
+    budget::Charge,
     connection::{Exchange, ExchangePool, OwedState, Session},
     handler::{Job, ServerView},
     log::LogEntry,
@@ -299,13 +300,14 @@ impl Dispatcher {
                 Err(refused) => refused,
             },
         };
+        let (response, charge) = self.admit(ctx, response);
         if !exchange.owed.is_empty() {
             // Behind a response that is not ready: wait in line.
             let received = exchange.received;
-            exchange.owe(ctx, route, received, OwedState::Ready(response));
+            exchange.owe(ctx, route, received, OwedState::Ready(response, charge));
             return Answered::Open;
         }
-        let (keep_alive, status) = self.encode(ctx, &response);
+        let (keep_alive, status) = self.encode(ctx, &response, charge);
         // The clock is from the start of the turn, so this counts the time the request waited
         // behind others in this turn as well as its handler (one vDSO clock read per inline
         // response, no system call).
@@ -417,12 +419,13 @@ impl Dispatcher {
         exchange.body.clear();
         let ctx = ResponseContext::for_error();
         let route = self.stats.other_route();
+        let (response, charge) = self.admit(ctx, response);
         if exchange.owed.is_empty() {
-            let (_, status) = self.encode(ctx, &response);
+            let (_, status) = self.encode(ctx, &response, charge);
             self.record(route, status, Duration::ZERO);
         } else {
             let now = self.clock.now;
-            exchange.owe(ctx, route, now, OwedState::Ready(response));
+            exchange.owe(ctx, route, now, OwedState::Ready(response, charge));
         }
     }
 
@@ -460,7 +463,8 @@ impl Dispatcher {
             Answer::NotStarted => self.shed(Shed::NotStarted),
             Answer::Ran(response) => response,
         };
-        owed.state = OwedState::Ready(response);
+        let (response, charge) = self.admit(owed.ctx, response);
+        owed.state = OwedState::Ready(response, charge);
         true
     }
 
@@ -474,7 +478,7 @@ impl Dispatcher {
                 if *deadline <= self.clock.now {
                     ticket.cancel();
                     self.stats.late(self.clock.now - *deadline);
-                    owed.state = OwedState::Ready(self.shed(Shed::Deadline));
+                    owed.state = OwedState::Ready(self.shed(Shed::Deadline), Charge::none());
                 } else {
                     next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
                 }
@@ -514,7 +518,7 @@ impl Dispatcher {
                     send_error(error, &self.clock.date, &mut self.out);
                     (false, error.status())
                 }
-                OwedState::Ready(response) => self.encode(ctx, &response),
+                OwedState::Ready(response, charge) => self.encode(ctx, &response, charge),
                 OwedState::Job { .. } => unreachable!("jobs stop the loop above"),
             };
             let latency = self.clock.now.saturating_duration_since(owed.received);
@@ -528,22 +532,34 @@ impl Dispatcher {
         false
     }
 
-    /// Encodes a response, or a 500 if HTTP cannot carry it (a bad header from the handler);
-    /// returns whether the connection stays open, and the status sent.
-    ///
-    /// A large body is taken from the output budget first, since its client may leave it
-    /// waiting: if the budget has no room, a 503 goes out instead. Small answers, the 503s
-    /// among them, are never refused (their bytes are counted if they wait).
-    fn encode(&mut self, ctx: ResponseContext, response: &Response) -> (bool, StatusCode) {
+    /// Takes a large response's body from the output budget before its head is sent (its
+    /// client may leave it waiting), or gives the 503 to send in its place when the budget has
+    /// no room. Small answers, the 503s among them, are never refused (their bytes are counted
+    /// if they wait: `Output::settle`).
+    fn admit(&self, ctx: ResponseContext, response: Response) -> (Response, Charge) {
         let len = response.body().as_bytes().len();
-        if len > SMALL_OUTPUT && !ctx.is_head() {
-            if self.view.stats.budgets.output.take(len) {
-                self.charged += len;
-            } else {
+        if len <= SMALL_OUTPUT || ctx.is_head() {
+            return (response, Charge::none());
+        }
+        match Charge::take(&self.view.stats.budgets.output, len) {
+            Some(charge) => (response, charge),
+            None => {
                 self.stats.output_refused();
-                return self.encode_now(ctx, &no_room_to_send());
+                (no_room_to_send(), Charge::none())
             }
         }
+    }
+
+    /// Encodes an admitted response, or a 500 if HTTP cannot carry it (a bad header from the
+    /// handler); returns whether the connection stays open, and the status sent. Its charge
+    /// goes with the turn's output, which the reactor settles when it writes.
+    fn encode(
+        &mut self,
+        ctx: ResponseContext,
+        response: &Response,
+        charge: Charge,
+    ) -> (bool, StatusCode) {
+        self.charged += charge.hand_on();
         self.encode_now(ctx, response)
     }
 
@@ -664,11 +680,19 @@ mod tests {
     /// A dispatcher for `handler` with a stopped clock, one worker, and what keeps its
     /// mailbox alive.
     fn dispatcher(handler: impl Handler) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
+        dispatcher_with_output_budget(handler, 1 << 20)
+    }
+
+    /// [`dispatcher`], with an output budget of `output` bytes.
+    fn dispatcher_with_output_budget(
+        handler: impl Handler,
+        output: usize,
+    ) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
         let poll = Poll::new().expect("a poll");
         let (mailbox, receiver) = Mailbox::new(poll.registry()).expect("a mailbox");
         let budgets = crate::budget::Budgets {
             bodies: Arc::new(crate::budget::ByteBudget::new(1 << 20)),
-            output: Arc::new(crate::budget::ByteBudget::new(1 << 20)),
+            output: Arc::new(crate::budget::ByteBudget::new(output)),
         };
         let stats = Arc::new(StatsRegistry::new(1, handler.routes(), budgets));
         let mut config = Config::default();
@@ -802,5 +826,34 @@ mod tests {
             "{out}"
         );
         assert_eq!(s.owed(), 0);
+    }
+
+    #[test]
+    fn large_answers_waiting_in_line_take_from_the_output_budget_at_once() {
+        let handler = |req: &Request<'_>| -> Reply {
+            if req.path() == "/job" {
+                Reply::offload(|ctx: &JobContext| {
+                    ctx.sleep(Duration::from_secs(5));
+                    Response::new(StatusCode::OK)
+                })
+            } else {
+                Response::new(StatusCode::OK)
+                    .with_body(vec![b'b'; 60_000])
+                    .into()
+            }
+        };
+        let (mut d, _poll, _rx) = dispatcher_with_output_budget(handler, 100_000);
+        let mut s = Session::default();
+        let job = b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n";
+        let big = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (_, out) = feed(&mut d, &mut s, &[&job[..], big, big].concat(), true);
+        assert!(out.is_empty(), "all wait behind the job: {out}");
+        // The first large answer is held in line, and counted; the second does not fit beside
+        // it and is refused now, not when the job ends.
+        assert_eq!(d.view.stats.budgets.output.used(), 60_000);
+        assert_eq!(d.view.stats.merged().output_refusals, 1);
+        // Dropping what is owed (the client left) gives the bytes back.
+        s.exchange.as_deref_mut().expect("in hand").cancel_owed();
+        assert_eq!(d.view.stats.budgets.output.used(), 0);
     }
 }

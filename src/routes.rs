@@ -1,14 +1,20 @@
 //! The demo routes: one for each path through the reactor.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use rtserve_reactor::{JobContext, Reply, Request, Response, Router, StatusCode};
+use rtserve_reactor::{AsyncContext, JobContext, Reply, Request, Response, Router, StatusCode};
 
-/// `/hello` inline, `/slow?ms=N` and `/spin?us=N` on the worker pool, `/status?code=N`,
-/// `/echo`, `/metrics`, `/healthz`.
+/// `/hello` inline, `/async/hello` as a future on the runtime, `/slow?ms=N` and `/spin?us=N`
+/// on the worker pool, `/status?code=N`, `/echo`, `/metrics`, `/healthz`.
 pub(crate) fn router(max_slow: Duration) -> Router {
     Router::new()
         .get("/hello", hello)
+        .get("/async/hello", async_hello)
         .get("/slow", move |req: &Request<'_>| slow(req, max_slow))
         .get("/spin", move |req: &Request<'_>| spin(req, max_slow))
         .get("/status", status)
@@ -23,6 +29,37 @@ fn hello(_: &Request<'_>) -> Reply {
         .with_static_headers(&[("Content-Type", b"text/plain; charset=utf-8")])
         .with_body("Hello, world!\n")
         .into()
+}
+
+/// `/hello`'s answer from a future on the async runtime: at once, or (`?yield=1`) after
+/// yielding to the runtime once, as a future that waits on I/O does. What it costs over
+/// `/hello` is the async path's own cost.
+fn async_hello(req: &Request<'_>) -> Reply {
+    let yields = req.query_param("yield").is_some_and(|v| v == "1");
+    Reply::spawn(move |_: AsyncContext| async move {
+        if yields {
+            YieldOnce(false).await;
+        }
+        Response::new(StatusCode::OK)
+            .with_static_headers(&[("Content-Type", b"text/plain; charset=utf-8")])
+            .with_body("Hello, world!\n")
+    })
+}
+
+/// Pending once (asking to be polled again at once), then ready.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// Sleeps `ms` milliseconds (default 1000, at most `--max-slow-ms`) on the worker pool:

@@ -143,6 +143,19 @@ pub struct Config {
     /// A hook that sees every response (status, route, latency) on a logger thread of its
     /// own. Default: none.
     pub request_log: Option<RequestLog>,
+    /// The tokio runtime async handlers' futures run on (feature `tokio`). A current-thread
+    /// runtime runs them only while the application drives it (`block_on`), so give a
+    /// multi-thread runtime's handle, or one whose thread the application keeps running.
+    /// Default none: the server starts a multi-thread runtime of its own (as many worker
+    /// threads as reactors), and shuts it down within `shutdown_timeout` when it stops.
+    #[cfg(feature = "tokio")]
+    pub runtime: Option<tokio::runtime::Handle>,
+    /// Futures one route may have in flight at once (feature `tokio`); past it, 503 at once
+    /// (`rtserve-shed: in-flight`), so that a slow downstream meets fast refusals, not a pile
+    /// of waiting futures. It also bounds the request bodies futures hold: a future owns a
+    /// copy of what it needs, at most `limits.max_body` each. Default 1024.
+    #[cfg(feature = "tokio")]
+    pub max_in_flight_per_route: usize,
 }
 
 /// The order in which the worker pool serves the jobs waiting for a worker.
@@ -202,6 +215,10 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             shutdown_idle_wait: Duration::from_millis(250),
             request_log: None,
+            #[cfg(feature = "tokio")]
+            runtime: None,
+            #[cfg(feature = "tokio")]
+            max_in_flight_per_route: 1024,
         }
     }
 }
@@ -267,6 +284,12 @@ impl Config {
         check(self.workers >= 1, "workers", "must be at least 1")?;
         check(self.workers <= 4096, "workers", "must be at most 4096")?;
         check(self.queue >= 1, "queue", "must be at least 1")?;
+        #[cfg(feature = "tokio")]
+        check(
+            self.max_in_flight_per_route >= 1,
+            "max_in_flight_per_route",
+            "must be at least 1",
+        )?;
         for (timeout, name) in [
             (self.deadline, "deadline"),
             (self.header_timeout, "header_timeout"),
@@ -303,6 +326,17 @@ impl Config {
             setting: "limits",
             reason,
         })
+    }
+}
+
+impl Config {
+    /// Futures one route may have in flight (no limit without the `tokio` feature, where there
+    /// are none).
+    pub(crate) fn in_flight_limit(&self) -> usize {
+        #[cfg(feature = "tokio")]
+        return self.max_in_flight_per_route;
+        #[cfg(not(feature = "tokio"))]
+        usize::MAX
     }
 }
 

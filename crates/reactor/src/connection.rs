@@ -134,9 +134,9 @@ pub(crate) struct Owed {
 
 #[derive(Debug)]
 pub(crate) enum OwedState {
-    /// On the worker pool; cancelling the ticket tells the job its answer is no longer
-    /// wanted.
-    Job { ticket: Ticket, deadline: Instant },
+    /// On the worker pool, or a future on the application's runtime; cancelling it tells the
+    /// job, or drops the future, since its answer is no longer wanted.
+    Job { pending: Pending, deadline: Instant },
     /// Ready, but behind one that is not; a large body's bytes already taken from the output
     /// budget, so that answers waiting in line are bounded as those waiting for the socket are.
     Ready(Response, Charge),
@@ -144,6 +144,27 @@ pub(crate) enum OwedState {
     Refusal(RecvError),
     /// A `100 Continue` for a request whose body is awaited.
     Continue,
+}
+
+/// Work whose answer is owed: a job on the worker pool, or a future on the application's
+/// runtime.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Pool(Ticket),
+    #[cfg(feature = "tokio")]
+    Task(tokio::task::AbortHandle),
+}
+
+impl Pending {
+    /// The answer is not wanted: the job is told (it may stop early), the future is dropped
+    /// at its next yield.
+    pub(crate) fn cancel(&self) {
+        match self {
+            Self::Pool(ticket) => ticket.cancel(),
+            #[cfg(feature = "tokio")]
+            Self::Task(task) => task.abort(),
+        }
+    }
 }
 
 impl Output {
@@ -231,8 +252,8 @@ impl Exchange {
     /// drops what was owed.
     pub(crate) fn cancel_owed(&mut self) {
         for owed in self.owed.drain(..) {
-            if let OwedState::Job { ticket, .. } = owed.state {
-                ticket.cancel();
+            if let OwedState::Job { pending, .. } = owed.state {
+                pending.cancel();
             }
         }
     }

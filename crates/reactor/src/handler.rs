@@ -590,6 +590,14 @@ pub enum Reply {
     /// once; if the job has not finished by the request's deadline the client gets 503 then,
     /// and the job's late result is dropped (a job that has not started by then never runs).
     Offload(Job),
+    /// A future for the application's tokio runtime (feature `tokio`): for work that waits on
+    /// async I/O (a database or HTTP client). It never runs on a reactor. If its route already
+    /// has [`Config::max_in_flight_per_route`](crate::Config::max_in_flight_per_route)
+    /// futures in flight the client gets 503 at once; if it has not finished by the request's
+    /// deadline the client gets 503 then, and the future is dropped (so cancelled), as it is
+    /// when the client hangs up.
+    #[cfg(feature = "tokio")]
+    Async(crate::AsyncJob),
 }
 
 impl Reply {
@@ -613,6 +621,35 @@ impl Reply {
     /// ```
     pub fn offload(work: impl FnOnce(&JobContext) -> Response + Send + 'static) -> Self {
         Self::Offload(Job::new(work))
+    }
+
+    /// Answers with the future `work` makes from the request's
+    /// [`AsyncContext`](crate::AsyncContext), run on the application's tokio runtime
+    /// (feature `tokio`), with the server's default deadline. Copy what the future needs out
+    /// of the request first: it outlives the borrow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{AsyncContext, Reply, Request, Response, StatusCode};
+    ///
+    /// let handler = |req: &Request<'_>| -> Reply {
+    ///     let key = req.path().to_owned();
+    ///     Reply::spawn(move |ctx: AsyncContext| async move {
+    ///         // An async client call here, given `ctx.remaining()` as its own timeout.
+    ///         let _budget = ctx.remaining();
+    ///         Response::text(StatusCode::OK, format!("looked up {key}\n"))
+    ///     })
+    /// };
+    /// # let _ = handler;
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn spawn<F, Fut>(work: F) -> Self
+    where
+        F: FnOnce(crate::AsyncContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        Self::Async(crate::AsyncJob::new(work))
     }
 }
 
@@ -758,7 +795,7 @@ where
     }
 }
 
-/// Gives the jobs `handler` offloads this deadline, unless a job sets its own: a per-route
+/// Gives the jobs `handler` offloads (and its futures) this deadline, unless one sets its own: a per-route
 /// deadline, between the server's default and a per-request [`Job::with_deadline`].
 ///
 /// # Examples
@@ -788,6 +825,11 @@ impl<H: Handler> Handler for WithDeadline<H> {
             Reply::Offload(mut job) => {
                 job.deadline = job.deadline.or(Some(self.deadline));
                 Reply::Offload(job)
+            }
+            #[cfg(feature = "tokio")]
+            Reply::Async(mut job) => {
+                job.deadline = job.deadline.or(Some(self.deadline));
+                Reply::Async(job)
             }
             reply => reply,
         }

@@ -14,8 +14,9 @@ use crate::{Handler, Reply, Request, budget::Budgets, handler::ServerView, stats
 /// tests of handlers, and for benchmarks of routing and handlers.
 ///
 /// The request is parsed by the server's own parser, and the handler sees it as it would on a
-/// reactor, with a deadline of `deadline` from now. A reply that offloads is returned as it is,
-/// not run. The harness keeps its parser between calls, so a call for a request whose body
+/// reactor, with a deadline of `deadline` from now. A reply that offloads, or that spawns a
+/// future (feature `tokio`: see `AsyncJob::into_future` to drive it in a test), is returned
+/// as it is, not run. The harness keeps its parser between calls, so a call for a request whose body
 /// (if any) is in one piece allocates nothing of its own.
 ///
 /// # Examples
@@ -54,7 +55,12 @@ impl Harness {
             limits,
             view: ServerView {
                 draining: Arc::new(AtomicBool::new(false)),
-                stats: Arc::new(StatsRegistry::new(1, Vec::new(), Budgets::unbounded())),
+                stats: Arc::new(StatsRegistry::new(
+                    1,
+                    Vec::new(),
+                    Budgets::unbounded(),
+                    usize::MAX,
+                )),
             },
             route: Cell::new(0),
             body: Vec::new(),

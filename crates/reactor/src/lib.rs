@@ -24,6 +24,11 @@
 //! it is answered 503 and its job's result dropped. A job's response comes back to its reactor
 //! through that reactor's `Waker` and goes out in request order, even when pipelined.
 //!
+//! With the `tokio` feature, a handler that waits on async I/O answers with a future
+//! (`Reply::spawn`), which runs on the application's tokio runtime (or one the server starts),
+//! never on a reactor. Its answer comes back the same way; it is dropped at the deadline or
+//! when its client leaves, and each route has a limit of futures in flight.
+//!
 //! Readiness is edge-triggered (see the `mio` rules: drain to `WouldBlock`, expect spurious
 //! events). A per-turn request budget keeps one busy client from starving the others; output
 //! over [`Config::max_buffered_output`] pauses reading that connection until the client
@@ -77,6 +82,7 @@ mod prometheus;
 mod reactor;
 mod server;
 mod stats;
+mod task;
 mod timer;
 mod token;
 
@@ -95,6 +101,8 @@ pub use server::{Server, ServerHandle, StartError};
 pub use stats::{
     Histogram, LATENCY_BUCKETS_US, LATENESS_BUCKETS_US, RouteStats, Shed, Sheds, Stats,
 };
+#[cfg(feature = "tokio")]
+pub use task::{AsyncContext, AsyncJob};
 
 /// The HTTP/1.1 protocol crate this reactor is built on.
 pub use rtserve_protocol as protocol;

@@ -129,6 +129,12 @@ fn render(stats: &Stats) -> String {
             stats.resets,
         ),
         (
+            "rtserve_futures_cancelled_total",
+            "Async handlers' futures dropped before they finished: at their deadline, when \
+             their client left, or at shutdown.",
+            stats.futures_cancelled,
+        ),
+        (
             "rtserve_access_log_dropped_total",
             "Access-log lines dropped because the log writer fell behind.",
             stats.log_dropped,
@@ -145,6 +151,13 @@ fn render(stats: &Stats) -> String {
         "# HELP {bodies} Bytes of request bodies buffered now, against the body budget.\n\
          # TYPE {bodies} gauge\n{bodies} {}",
         stats.body_bytes
+    );
+    let futures = "rtserve_futures_in_flight";
+    let _ = writeln!(
+        out,
+        "# HELP {futures} Async handlers' futures running now.\n# TYPE {futures} gauge\n\
+         {futures} {}",
+        stats.futures_in_flight
     );
     let output = "rtserve_output_bytes";
     let _ = writeln!(

@@ -146,7 +146,21 @@ impl Server {
             config.reactors,
             handler.routes(),
             budgets,
+            config.in_flight_limit(),
         ));
+        // Async handlers' futures: on the application's runtime, or on one of our own.
+        #[cfg(feature = "tokio")]
+        let (runtime, own_runtime) = match &config.runtime {
+            Some(handle) => (handle.clone(), None),
+            None => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(config.reactors)
+                    .thread_name("rtserve-async")
+                    .build()
+                    .map_err(StartError::Io)?;
+                (runtime.handle().clone(), Some(runtime))
+            }
+        };
         let routes = stats.names.len() + 1;
         let placement = Placement::new(config.pin_cpus, listeners.len());
         let (pool, _workers) =
@@ -165,6 +179,8 @@ impl Server {
                 stats: Arc::clone(&stats),
             }),
             log,
+            #[cfg(feature = "tokio")]
+            runtime,
         };
         let mut reactors = Vec::with_capacity(listeners.len());
         for (id, listener) in listeners.into_iter().enumerate() {
@@ -189,6 +205,10 @@ impl Server {
             draining,
             grace: config.drain_grace,
             stats,
+            #[cfg(feature = "tokio")]
+            runtime: own_runtime,
+            #[cfg(feature = "tokio")]
+            shutdown_timeout: config.shutdown_timeout,
         };
         for (id, (reactor, mailbox)) in reactors.into_iter().enumerate() {
             let placement = placement.clone();
@@ -222,6 +242,11 @@ pub struct ServerHandle {
     draining: Arc<AtomicBool>,
     grace: std::time::Duration,
     stats: Arc<StatsRegistry>,
+    /// The runtime the server started for async handlers, if the application gave none.
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Runtime>,
+    #[cfg(feature = "tokio")]
+    shutdown_timeout: std::time::Duration,
 }
 
 impl ServerHandle {
@@ -261,7 +286,9 @@ impl ServerHandle {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Waits for every reactor thread to exit.
+    /// Waits for every reactor thread to exit; then, if the server started a runtime for async
+    /// handlers, shuts it down, waiting at most `Config::shutdown_timeout` for its threads (the
+    /// futures still in it were cancelled when their connections closed).
     ///
     /// # Errors
     ///
@@ -276,6 +303,10 @@ impl ServerHandle {
             if result.is_ok() {
                 result = outcome;
             }
+        }
+        #[cfg(feature = "tokio")]
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown_timeout(self.shutdown_timeout);
         }
         result
     }

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::budget::Budgets;
+use crate::{budget::Budgets, task::Tasks};
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (the Prometheus
 /// defaults, from 100 µs to 10 s, with finer steps below 1 ms where an SLA lives).
@@ -228,6 +228,11 @@ pub struct Stats {
     /// Connections closed with a reset (`SO_LINGER` 0) rather than a FIN, so that the kernel
     /// freed the output they still queued (on a write timeout).
     pub resets: u64,
+    /// Async handlers' futures running now (feature `tokio`).
+    pub futures_in_flight: u64,
+    /// Async handlers' futures dropped before they finished: at their deadline, when their
+    /// client left, or at shutdown.
+    pub futures_cancelled: u64,
     /// Offloaded requests answered 503 without their job's response, by reason.
     pub shed: Sheds,
     /// How long jobs waited for a worker (run or refused when a worker reached them).
@@ -273,15 +278,19 @@ pub enum Shed {
     NotStarted,
     /// Its deadline passed before its job finished.
     Deadline,
+    /// Its route had as many async handlers' futures in flight as it may
+    /// ([`Config::max_in_flight_per_route`](crate::Config)).
+    InFlight,
 }
 
 impl Shed {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::QueueFull,
         Self::ExpectedMiss,
         Self::NotStarted,
         Self::Deadline,
+        Self::InFlight,
     ];
 
     /// The reason's name, as in the `rtserve-shed` header and the metrics' `reason` label.
@@ -291,6 +300,7 @@ impl Shed {
             Self::ExpectedMiss => "expected-miss",
             Self::NotStarted => "not-started",
             Self::Deadline => "deadline",
+            Self::InFlight => "in-flight",
         }
     }
 }
@@ -443,13 +453,23 @@ pub(crate) struct StatsRegistry {
     pub(crate) pool: Arc<PoolStats>,
     /// The body and output budgets, for their gauges.
     pub(crate) budgets: Budgets,
+    /// Async handlers' futures in flight per route, and those cancelled.
+    pub(crate) tasks: Arc<Tasks>,
     pub(crate) names: Vec<String>,
 }
 
 impl StatsRegistry {
-    pub(crate) fn new(reactors: usize, names: Vec<String>, budgets: Budgets) -> Self {
+    /// Statistics for `reactors` reactors and the routes `names`; `in_flight` futures at most
+    /// per route.
+    pub(crate) fn new(
+        reactors: usize,
+        names: Vec<String>,
+        budgets: Budgets,
+        in_flight: usize,
+    ) -> Self {
         Self {
             budgets,
+            tasks: Arc::new(Tasks::new(names.len() + 1, in_flight)),
             reactors: (0..reactors)
                 .map(|_| Arc::new(ReactorStats::new(names.len())))
                 .collect(),
@@ -463,6 +483,8 @@ impl StatsRegistry {
         stats.queue_wait = self.pool.queue_wait();
         stats.body_bytes = self.budgets.bodies.used() as u64;
         stats.output_bytes = self.budgets.output.used() as u64;
+        stats.futures_in_flight = self.tasks.in_flight();
+        stats.futures_cancelled = self.tasks.cancelled();
         for (route, estimate) in stats.routes.iter_mut().zip(self.pool.run_time_us.iter()) {
             route.run_time_estimate_us = estimate.load(Ordering::Relaxed);
         }

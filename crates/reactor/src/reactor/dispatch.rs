@@ -23,7 +23,7 @@ use crate::{
     Config, Handler, Reply, Request, Response, Shed,
     body::{Pace, STEP, no_room},
     budget::Charge,
-    connection::{Exchange, ExchangePool, OwedState, Session},
+    connection::{Exchange, ExchangePool, OwedState, Pending, Session},
     handler::{Job, ServerView},
     log::LogEntry,
     mailbox::{Answer, Completion, Mailbox},
@@ -76,6 +76,9 @@ pub(crate) struct Dispatcher {
     pub(crate) charged: usize,
     /// Spare exchanges, for connections that have work in hand.
     pub(crate) exchanges: ExchangePool,
+    /// Where async handlers' futures run.
+    #[cfg(feature = "tokio")]
+    runtime: tokio::runtime::Handle,
 }
 
 /// What a [`Dispatcher`] shares with the other reactors of its server.
@@ -86,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) pool: WorkerPool,
     pub(crate) view: Arc<ServerView>,
     pub(crate) log: Option<SyncSender<LogEntry>>,
+    #[cfg(feature = "tokio")]
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
@@ -96,6 +101,8 @@ impl Dispatcher {
             pool,
             view,
             log,
+            #[cfg(feature = "tokio")]
+            runtime,
         } = shared;
         let stats = Arc::clone(&view.stats.reactors[reactor]);
         Self {
@@ -112,6 +119,8 @@ impl Dispatcher {
             clock: Clock::new(),
             out: Vec::new(),
             charged: 0,
+            #[cfg(feature = "tokio")]
+            runtime,
         }
     }
 
@@ -299,6 +308,11 @@ impl Dispatcher {
                 Ok(deadline) => return Answered::Job(deadline),
                 Err(refused) => refused,
             },
+            #[cfg(feature = "tokio")]
+            Reply::Async(job) => match self.spawn(id, exchange, ctx, job, route) {
+                Ok(deadline) => return Answered::Job(deadline),
+                Err(refused) => refused,
+            },
         };
         let (response, charge) = self.admit(ctx, response);
         if !exchange.owed.is_empty() {
@@ -348,7 +362,48 @@ impl Dispatcher {
             Err(Refused::QueueFull) => return Err(self.shed(Shed::QueueFull)),
             Err(Refused::ExpectedMiss) => return Err(self.shed(Shed::ExpectedMiss)),
         };
-        let state = OwedState::Job { ticket, deadline };
+        let state = OwedState::Job {
+            pending: Pending::Pool(ticket),
+            deadline,
+        };
+        exchange.owe(ctx, route, received, state);
+        Ok(deadline)
+    }
+
+    /// Spawns an async handler's future on the runtime and returns its deadline; or the
+    /// response to send instead when it cannot run (its deadline has passed, or its route has
+    /// its limit of futures in flight).
+    #[cfg(feature = "tokio")]
+    fn spawn(
+        &mut self,
+        id: ConnId,
+        exchange: &mut Exchange,
+        ctx: ResponseContext,
+        job: crate::AsyncJob,
+        route: usize,
+    ) -> Result<Instant, Response> {
+        use crate::task::{NotSpawned, Spawner};
+
+        let received = exchange.received;
+        let deadline = deadline_after(received, job.deadline.unwrap_or(self.config.deadline));
+        if deadline <= self.clock.now {
+            return Err(self.shed(Shed::Deadline));
+        }
+        let spawner = Spawner {
+            runtime: &self.runtime,
+            tasks: &self.view.stats.tasks,
+            reply_to: &self.reply_to,
+        };
+        // `owe` gives the next sequence number to the slot below; the answer cannot arrive
+        // before it is there, since only this thread reads the mailbox.
+        let task = match spawner.spawn(job, (id, exchange.next_seq, route), deadline) {
+            Ok(task) => task,
+            Err(NotSpawned::InFlightLimit) => return Err(self.shed(Shed::InFlight)),
+        };
+        let state = OwedState::Job {
+            pending: Pending::Task(task),
+            deadline,
+        };
         exchange.owe(ctx, route, received, state);
         Ok(deadline)
     }
@@ -372,6 +427,10 @@ impl Dispatcher {
                 &[("rtserve-shed", b"not-started")],
             ),
             Shed::Deadline => ("deadline exceeded\n", &[("rtserve-shed", b"deadline")]),
+            Shed::InFlight => (
+                "overloaded: too many requests in flight on this route\n",
+                &[("rtserve-shed", b"in-flight")],
+            ),
         };
         let response =
             Response::text(StatusCode::SERVICE_UNAVAILABLE, body).with_static_headers(header);
@@ -474,9 +533,9 @@ impl Dispatcher {
         let exchange = session.exchange.as_deref_mut()?;
         let mut next: Option<Instant> = None;
         for owed in &mut exchange.owed {
-            if let OwedState::Job { ticket, deadline } = &owed.state {
+            if let OwedState::Job { pending, deadline } = &owed.state {
                 if *deadline <= self.clock.now {
-                    ticket.cancel();
+                    pending.cancel();
                     self.stats.late(self.clock.now - *deadline);
                     owed.state = OwedState::Ready(self.shed(Shed::Deadline), Charge::none());
                 } else {
@@ -694,7 +753,7 @@ mod tests {
             bodies: Arc::new(crate::budget::ByteBudget::new(1 << 20)),
             output: Arc::new(crate::budget::ByteBudget::new(output)),
         };
-        let stats = Arc::new(StatsRegistry::new(1, handler.routes(), budgets));
+        let stats = Arc::new(StatsRegistry::new(1, handler.routes(), budgets, 4));
         let mut config = Config::default();
         (config.workers, config.queue) = (1, 4);
         let routes = stats.names.len() + 1;
@@ -710,10 +769,27 @@ mod tests {
                 stats,
             }),
             log: None,
+            #[cfg(feature = "tokio")]
+            runtime: test_runtime(),
         };
         let mut dispatcher = Dispatcher::new(0, shared, mailbox);
         dispatcher.clock = Clock::at(Instant::now());
         (dispatcher, poll, receiver)
+    }
+
+    /// A runtime for the futures of the tests, alive as long as the tests run.
+    #[cfg(feature = "tokio")]
+    fn test_runtime() -> tokio::runtime::Handle {
+        static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+        RUNTIME
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .build()
+                    .expect("a runtime")
+            })
+            .handle()
+            .clone()
     }
 
     fn hello(_: &Request<'_>) -> Reply {

@@ -1,0 +1,271 @@
+//! Async handlers (feature `tokio`) over real sockets: futures run on a tokio runtime, never on
+//! a reactor; their answers go out in request order; they are dropped at the deadline (which
+//! is answered 503 whether or not the future cooperates), when the client hangs up, and past a
+//! route's limit of futures in flight they are refused at once.
+#![cfg(feature = "tokio")]
+
+use std::{
+    future::pending,
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use rtserve_reactor::{
+    AsyncContext, Config, Reply, Request, Response, Router, Server, ServerHandle, StatusCode,
+    with_deadline,
+};
+
+/// Generous: the machine may be busy. A test that waits this long has failed.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn config() -> Config {
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.reactors = 1;
+    config
+}
+
+/// Sets its flag when dropped: tells a test that a future was dropped.
+struct Dropped(Arc<AtomicBool>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A future that never finishes by itself, holding `flag`'s guard.
+fn hang(flag: &Arc<AtomicBool>) -> Reply {
+    let guard = Dropped(Arc::clone(flag));
+    Reply::spawn(move |_: AsyncContext| async move {
+        let _guard = guard;
+        pending::<()>().await;
+        Response::new(StatusCode::OK)
+    })
+}
+
+fn connect(server: &ServerHandle) -> TcpStream {
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// One response read from `reader`: (status, `rtserve-shed` header, body).
+fn response(reader: &mut BufReader<TcpStream>) -> (u16, Option<String>, String) {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
+    let (mut length, mut shed) = (0, None);
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).expect("a header");
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').expect("name: value");
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap(),
+            "rtserve-shed" => shed = Some(value.trim().to_owned()),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("the body");
+    (status, shed, String::from_utf8(body).unwrap())
+}
+
+fn get(server: &ServerHandle, path: &str) -> (u16, Option<String>, String) {
+    let mut stream = connect(server);
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    response(&mut BufReader::new(stream))
+}
+
+fn wait_until(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+fn stop(server: ServerHandle) {
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// Where a future ran, and whether it had time left.
+fn whereabouts(_: &Request<'_>) -> Reply {
+    Reply::spawn(|ctx: AsyncContext| async move {
+        let thread = thread::current().name().unwrap_or("").to_owned();
+        let left = !ctx.remaining().is_zero();
+        Response::text(StatusCode::OK, format!("{thread} {left}"))
+    })
+}
+
+#[test]
+fn futures_run_on_a_runtime_and_answer_in_request_order() {
+    let router = Router::new()
+        .get("/where", whereabouts)
+        .get("/hello", |_: &Request<'_>| -> Reply {
+            Response::text(StatusCode::OK, "hello").into()
+        });
+    let server = Server::start(config(), router).unwrap();
+    let mut stream = connect(&server);
+    // Pipelined: an inline answer, a future's, and an inline one again.
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /where HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_eq!(response(&mut reader).2, "hello");
+    let (status, _, body) = response(&mut reader);
+    // On the runtime the server started, never on a reactor, and with its budget.
+    assert_eq!((status, body.as_str()), (200, "rtserve-async true"));
+    assert_eq!(response(&mut reader).2, "hello");
+    assert_eq!(server.stats().futures_in_flight, 0);
+    stop(server);
+}
+
+#[test]
+fn futures_run_on_the_runtime_the_application_gives() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("application")
+        .build()
+        .unwrap();
+    let mut config = config();
+    config.runtime = Some(runtime.handle().clone());
+    let server = Server::start(config, Router::new().get("/where", whereabouts)).unwrap();
+    assert_eq!(get(&server, "/where").2, "application true");
+    stop(server);
+}
+
+#[test]
+fn a_future_past_its_deadline_gets_503_at_the_deadline_and_is_dropped() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&dropped);
+    let router = Router::new().get(
+        "/hang",
+        with_deadline(Duration::from_millis(200), move |_: &Request<'_>| {
+            hang(&flag)
+        }),
+    );
+    let server = Server::start(config(), router).unwrap();
+    let started = Instant::now();
+    let (status, shed, _) = get(&server, "/hang");
+    assert_eq!((status, shed.as_deref()), (503, Some("deadline")));
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(
+        wait_until(|| dropped.load(Ordering::SeqCst)),
+        "the future was not dropped"
+    );
+    assert!(wait_until(|| server.stats().futures_in_flight == 0));
+    assert_eq!(server.stats().futures_cancelled, 1);
+    stop(server);
+}
+
+#[test]
+fn a_client_that_hangs_up_cancels_its_future() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&dropped);
+    // A deadline past the test's own timeout: only the hang-up can end the future in time.
+    let router = Router::new().get(
+        "/hang",
+        with_deadline(2 * TIMEOUT, move |_: &Request<'_>| hang(&flag)),
+    );
+    let server = Server::start(config(), router).unwrap();
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(|| server.stats().futures_in_flight == 1));
+    // Gone for good: a reset (a half-close alone still waits for its answer).
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+    assert!(
+        wait_until(|| dropped.load(Ordering::SeqCst)),
+        "the future was not dropped"
+    );
+    assert!(wait_until(|| server.stats().futures_in_flight == 0));
+    assert_eq!(server.stats().futures_cancelled, 1);
+    stop(server);
+}
+
+#[test]
+fn a_route_at_its_limit_of_futures_in_flight_is_refused_at_once() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&dropped);
+    let router = Router::new()
+        .get("/hang", move |_: &Request<'_>| hang(&flag))
+        .get("/where", whereabouts);
+    let mut config = config();
+    config.max_in_flight_per_route = 1;
+    let server = Server::start(config, router).unwrap();
+    let mut holder = connect(&server);
+    holder
+        .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(|| server.stats().futures_in_flight == 1));
+    let (status, shed, _) = get(&server, "/hang");
+    assert_eq!((status, shed.as_deref()), (503, Some("in-flight")));
+    // Another route has its own limit.
+    assert_eq!(get(&server, "/where").0, 200);
+    socket2::SockRef::from(&holder)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(holder);
+    assert!(wait_until(|| server.stats().futures_in_flight == 0));
+    stop(server);
+}
+
+#[test]
+fn a_future_that_panics_is_answered_500_and_the_server_goes_on() {
+    let router = Router::new()
+        .get("/panic", |_: &Request<'_>| -> Reply {
+            Reply::spawn(|_: AsyncContext| async {
+                panic!("a bug in a future");
+            })
+        })
+        .get("/where", whereabouts);
+    let server = Server::start(config(), router).unwrap();
+    assert_eq!(get(&server, "/panic").0, 500);
+    assert_eq!(get(&server, "/where").0, 200);
+    assert_eq!(server.stats().futures_in_flight, 0);
+    stop(server);
+}
+
+#[test]
+fn shutdown_drops_futures_still_running_past_the_shutdown_timeout() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&dropped);
+    let router = Router::new().get(
+        "/hang",
+        with_deadline(2 * TIMEOUT, move |_: &Request<'_>| hang(&flag)),
+    );
+    let mut config = config();
+    config.shutdown_timeout = Duration::from_millis(300);
+    let server = Server::start(config, router).unwrap();
+    let mut stream = connect(&server);
+    stream.write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(wait_until(|| server.stats().futures_in_flight == 1));
+    server.shutdown();
+    // The reactor closes the connection at the shutdown timeout, which drops the future;
+    // then the runtime the server started is shut down too.
+    server.join().unwrap();
+    assert!(wait_until(|| dropped.load(Ordering::SeqCst)), "the future was not dropped");
+}

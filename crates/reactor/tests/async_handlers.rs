@@ -261,11 +261,16 @@ fn shutdown_drops_futures_still_running_past_the_shutdown_timeout() {
     config.shutdown_timeout = Duration::from_millis(300);
     let server = Server::start(config, router).unwrap();
     let mut stream = connect(&server);
-    stream.write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert!(wait_until(|| server.stats().futures_in_flight == 1));
     server.shutdown();
     // The reactor closes the connection at the shutdown timeout, which drops the future;
     // then the runtime the server started is shut down too.
     server.join().unwrap();
-    assert!(wait_until(|| dropped.load(Ordering::SeqCst)), "the future was not dropped");
+    assert!(
+        wait_until(|| dropped.load(Ordering::SeqCst)),
+        "the future was not dropped"
+    );
 }

@@ -1,23 +1,17 @@
-//! The inline keep-alive path allocates nothing once warm, and the async one twice per
-//! request: counted with a global allocator that counts every allocation in this test
-//! process.
+//! The inline keep-alive path allocates nothing once warm: counted with a global allocator
+//! that counts every allocation in this test process.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::Duration,
-};
+use std::{net::TcpStream, time::Duration};
 
-use rtserve_reactor::{AsyncContext, Config, Reply, Request, Response, Router, Server, StatusCode};
+use rtserve_reactor::{Config, Reply, Request, Response, Router, Server, StatusCode};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "support/hello_round_trip.rs"]
+mod hello_round_trip;
 
 #[global_allocator]
 static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
-
-/// The counter is the whole process's: one test counts at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Routed by a pattern with a parameter, read by the handler; its query, which the router
 /// checks to be UTF-8 once decoded, needs decoding.
@@ -26,24 +20,11 @@ const REQUEST: &[u8] = b"GET /hello/world?lang=fran%C3%A7ais HTTP/1.1\r\nHost: l
 
 /// Sends one request and reads its response into `buf`, without allocating.
 fn round_trip(stream: &mut TcpStream, buf: &mut [u8; 4096]) {
-    send(stream, REQUEST, buf);
-}
-
-/// Sends `request` and reads its response (whose body is "hello\n") into `buf`.
-fn send(stream: &mut TcpStream, request: &[u8], buf: &mut [u8; 4096]) {
-    stream.write_all(request).unwrap();
-    let mut have = 0;
-    // The response is small and ends with the body "hello\n".
-    while !buf[..have].ends_with(b"hello\n") {
-        let n = stream.read(&mut buf[have..]).unwrap();
-        assert!(n > 0, "connection closed");
-        have += n;
-    }
+    hello_round_trip::send(stream, REQUEST, buf);
 }
 
 #[test]
 fn inline_keep_alive_requests_allocate_nothing_once_warm() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut config = Config::default();
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.reactors = 1;
@@ -83,50 +64,6 @@ fn inline_keep_alive_requests_allocate_nothing_once_warm() {
     let allocations = counting_alloc::allocations() - before;
     eprintln!("{allocations} allocations in {REQUESTS} keep-alive requests");
     assert_eq!(allocations, 0, "allocations on the inline keep-alive path");
-    drop(stream);
-    server.shutdown();
-    server.join().unwrap();
-}
-
-#[test]
-fn async_keep_alive_requests_allocate_twice_once_warm() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut config = Config::default();
-    config.addr = "127.0.0.1:0".parse().unwrap();
-    config.reactors = 1;
-    config.workers = 1;
-    let router = Router::new().get("/async", |_: &Request<'_>| -> Reply {
-        Reply::spawn(|_: AsyncContext| async {
-            Response::new(StatusCode::OK)
-                .with_static_headers(&[("Content-Type", b"text/plain")])
-                .with_body("hello\n")
-        })
-    });
-    let server = Server::start(config, router).unwrap();
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.set_nodelay(true).unwrap();
-    let request = b"GET /async HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    let mut buf = [0u8; 4096];
-    for _ in 0..200 {
-        send(&mut stream, request, &mut buf);
-    }
-    let before = counting_alloc::allocations();
-    const REQUESTS: u64 = 2000;
-    for _ in 0..REQUESTS {
-        send(&mut stream, request, &mut buf);
-    }
-    let allocations = counting_alloc::allocations() - before;
-    eprintln!("{allocations} allocations in {REQUESTS} async keep-alive requests");
-    // The future, boxed (a reply is one type whatever the handler's future), and the
-    // runtime's task; the mailbox's queue allocates a block now and then. (A closure that
-    // captures something is boxed too: one more.)
-    assert!(
-        allocations <= 2 * REQUESTS + REQUESTS / 10,
-        "{allocations} allocations on the async keep-alive path"
-    );
     drop(stream);
     server.shutdown();
     server.join().unwrap();

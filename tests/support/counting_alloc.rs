@@ -2,7 +2,7 @@
 //! the system allocator unchanged and counts allocations and live heap bytes on the way.
 //!
 //! Included with `#[path]` by the targets that install it as their global allocator
-//! (`tests/alloc.rs`, `benches/parse.rs`, `benches/idle_memory.rs`). It is the only unsafe
+//! (`tests/alloc.rs`, `tests/alloc_async.rs`, `benches/parse.rs`, `benches/idle_memory.rs`). It is the only unsafe
 //! code in the workspace: `GlobalAlloc` can only be implemented with it.
 
 #![allow(unsafe_code)]

@@ -158,7 +158,7 @@ impl Server {
                     .thread_name("rtserve-async")
                     .build()
                     .map_err(StartError::Io)?;
-                (runtime.handle().clone(), Some(runtime))
+                (runtime.handle().clone(), Some(OwnedRuntime(Some(runtime))))
             }
         };
         let routes = stats.names.len() + 1;
@@ -244,7 +244,7 @@ pub struct ServerHandle {
     stats: Arc<StatsRegistry>,
     /// The runtime the server started for async handlers, if the application gave none.
     #[cfg(feature = "tokio")]
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Option<OwnedRuntime>,
     #[cfg(feature = "tokio")]
     shutdown_timeout: std::time::Duration,
 }
@@ -305,10 +305,39 @@ impl ServerHandle {
             }
         }
         #[cfg(feature = "tokio")]
-        if let Some(runtime) = self.runtime {
-            runtime.shutdown_timeout(self.shutdown_timeout);
+        if let Some(mut runtime) = self.runtime {
+            runtime.shut_down(self.shutdown_timeout);
         }
         result
+    }
+}
+
+/// The runtime a server started for async handlers. It is shut down off the reactors, when
+/// the server is joined or dropped; never by dropping it inside another runtime's thread,
+/// where tokio does not allow blocking (an application that joins from async code).
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+#[cfg(feature = "tokio")]
+impl OwnedRuntime {
+    /// Shuts the runtime down, waiting at most `timeout` for its threads where this thread
+    /// may block; without waiting inside an async context.
+    fn shut_down(&mut self, timeout: std::time::Duration) {
+        if let Some(runtime) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(timeout);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        self.shut_down(std::time::Duration::ZERO);
     }
 }
 

@@ -274,3 +274,17 @@ fn shutdown_drops_futures_still_running_past_the_shutdown_timeout() {
         "the future was not dropped"
     );
 }
+
+#[test]
+fn a_server_joined_from_async_code_shuts_its_runtime_down_without_panicking() {
+    let application = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let server = Server::start(config(), Router::new().get("/where", whereabouts)).unwrap();
+    assert_eq!(get(&server, "/where").0, 200);
+    // Blocking is not allowed here: the server's own runtime must not be waited for.
+    application.block_on(async move {
+        server.shutdown();
+        server.join().unwrap();
+    });
+}

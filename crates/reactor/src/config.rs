@@ -145,15 +145,20 @@ pub struct Config {
     pub request_log: Option<RequestLog>,
     /// The tokio runtime async handlers' futures run on (feature `tokio`). A current-thread
     /// runtime runs them only while the application drives it (`block_on`), so give a
-    /// multi-thread runtime's handle, or one whose thread the application keeps running.
+    /// multi-thread runtime's handle, or one whose thread the application keeps running: a
+    /// current-thread runtime whose only thread waits in `ServerHandle::join` never runs them.
     /// Default none: the server starts a multi-thread runtime of its own (as many worker
-    /// threads as reactors), and shuts it down within `shutdown_timeout` when it stops.
+    /// threads as reactors, every driver enabled), and `ServerHandle::join` shuts it down
+    /// within `shutdown_timeout` once the reactors have stopped (without waiting, when joined
+    /// from async code).
     #[cfg(feature = "tokio")]
     pub runtime: Option<tokio::runtime::Handle>,
     /// Futures one route may have in flight at once (feature `tokio`); past it, 503 at once
     /// (`rtserve-shed: in-flight`), so that a slow downstream meets fast refusals, not a pile
-    /// of waiting futures. It also bounds the request bodies futures hold: a future owns a
-    /// copy of what it needs, at most `limits.max_body` each. Default 1024.
+    /// of waiting futures. It also bounds the request bodies futures hold, which are outside
+    /// `body_budget`: a future owns a copy of what it needs, at most `limits.max_body` each,
+    /// so at most routes × this × `max_body` in all; lower it for routes that take large
+    /// bodies. Default 1024.
     #[cfg(feature = "tokio")]
     pub max_in_flight_per_route: usize,
 }

@@ -102,8 +102,6 @@ pub(crate) struct Exchange {
     pub(crate) output: Output,
     /// Responses owed while one of them waits for the worker pool, in request order.
     pub(crate) owed: VecDeque<Owed>,
-    /// Sequence number of the next owed response.
-    pub(crate) next_seq: u64,
     /// When the current request's head was fully received.
     pub(crate) received: Instant,
 }
@@ -223,21 +221,21 @@ impl Exchange {
             pace: Pace::start(now),
             output: Output::new(Arc::clone(&budgets.output)),
             owed: VecDeque::new(),
-            next_seq: 0,
             received: now,
         }
     }
 
-    /// Queues an owed response behind the others; returns its sequence number.
+    /// Queues an owed response behind the others, under `seq`: a number unique on its
+    /// reactor (`Dispatcher::seq`), so that a late answer can never be taken for another's,
+    /// even one owed by an exchange that was pooled and handed to another request since.
     pub(crate) fn owe(
         &mut self,
+        seq: u64,
         ctx: ResponseContext,
         route: usize,
         received: Instant,
         state: OwedState,
-    ) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+    ) {
         self.owed.push_back(Owed {
             seq,
             ctx,
@@ -245,7 +243,6 @@ impl Exchange {
             received,
             state,
         });
-        seq
     }
 
     /// Tells every job still waiting for this connection that its answer is not wanted, and
@@ -264,6 +261,15 @@ impl Exchange {
             && self.owed.is_empty()
             && self.body.is_empty()
             && self.proto.is_between_requests()
+    }
+}
+
+impl Drop for Exchange {
+    /// However the exchange goes (its connection closed, or its reactor stopped at the
+    /// shutdown timeout), the work still owed is told, and futures are aborted: dropping an
+    /// abort handle alone would leave them running.
+    fn drop(&mut self) {
+        self.cancel_owed();
     }
 }
 

@@ -595,7 +595,8 @@ pub enum Reply {
     /// has [`Config::max_in_flight_per_route`](crate::Config::max_in_flight_per_route)
     /// futures in flight the client gets 503 at once; if it has not finished by the request's
     /// deadline the client gets 503 then, and the future is dropped (so cancelled), as it is
-    /// when the client hangs up.
+    /// when the client's connection fails or is reset (a client that only half-closes still
+    /// gets its answer, as with every reply).
     #[cfg(feature = "tokio")]
     Async(crate::AsyncJob),
 }

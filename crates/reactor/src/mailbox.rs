@@ -42,6 +42,11 @@ pub(crate) enum Answer {
     Ran(Response),
     /// A worker reached it too late to make its deadline, and did not start it.
     NotStarted,
+    /// An async handler's future was dropped before it finished, by something other than the
+    /// reactor (its runtime shut down, or its own `Drop` panicked): a 500 at once, not a wait
+    /// for the deadline.
+    #[cfg(feature = "tokio")]
+    Cancelled,
 }
 
 /// The sending side of one reactor's mailbox, shared through an `Arc`.

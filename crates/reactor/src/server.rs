@@ -153,7 +153,10 @@ impl Server {
         let (runtime, own_runtime) = match &config.runtime {
             Some(handle) => (handle.clone(), None),
             None => {
+                // Every driver the application's crates compiled in (timers, I/O): its
+                // futures' clients rely on them.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
                     .worker_threads(config.reactors)
                     .thread_name("rtserve-async")
                     .build()
@@ -312,9 +315,10 @@ impl ServerHandle {
     }
 }
 
-/// The runtime a server started for async handlers. It is shut down off the reactors, when
-/// the server is joined or dropped; never by dropping it inside another runtime's thread,
-/// where tokio does not allow blocking (an application that joins from async code).
+/// The runtime a server started for async handlers. It is shut down off the reactors, once
+/// they have stopped, when the server is joined; never by dropping it inside another
+/// runtime's thread, where tokio does not allow blocking (an application that joins from
+/// async code).
 #[cfg(feature = "tokio")]
 #[derive(Debug)]
 struct OwnedRuntime(Option<tokio::runtime::Runtime>);
@@ -336,8 +340,12 @@ impl OwnedRuntime {
 
 #[cfg(feature = "tokio")]
 impl Drop for OwnedRuntime {
+    /// Not joined: the handle was dropped while the reactors go on serving (detached), and
+    /// they still need the runtime. It stays, as they do, for the life of the process.
     fn drop(&mut self) {
-        self.shut_down(std::time::Duration::ZERO);
+        if let Some(runtime) = self.0.take() {
+            std::mem::forget(runtime);
+        }
     }
 }
 

@@ -10,10 +10,12 @@
 //!
 //! The reactor keeps the task's `AbortHandle` in the response owed. At the deadline it answers
 //! 503 itself (the deadline timer is the reactor's, so no `tokio::time` is needed, which the
-//! application's runtime may not have enabled) and aborts the task; when the client hangs up,
-//! or the connection is dropped at shutdown, the owed responses are cancelled, which aborts
-//! their tasks. Dropping a `JoinHandle` would only detach a task; aborting drops the future
-//! at its next yield, which cancels whatever it was waiting on.
+//! application's runtime may not have enabled) and aborts the task. When the connection
+//! fails or is reset, or is dropped at shutdown, its exchange is dropped, which aborts the
+//! tasks still owed (`Exchange`'s `Drop`). Dropping a `JoinHandle` would only detach a task;
+//! aborting drops the future at its next yield, which cancels whatever it was waiting on. The
+//! handler's closure itself runs in the task, on its first poll, so nothing the application
+//! wrote runs on a reactor.
 
 #[cfg(any(feature = "tokio", test))]
 use std::sync::Arc;
@@ -46,7 +48,7 @@ type BoxedFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// An async handler's work: a future started with the request's [`AsyncContext`], and the
 /// deadline it must meet.
 pub struct AsyncJob {
-    start: Box<dyn FnOnce(AsyncContext) -> BoxedFuture + Send>,
+    start: StartFuture,
     pub(crate) deadline: Option<Duration>,
 }
 
@@ -174,6 +176,8 @@ impl Tasks {
                         tasks: Arc::clone(self),
                         route,
                         finished: false,
+                        #[cfg(feature = "tokio")]
+                        answer: None,
                     });
                 }
                 Err(seen) => now = seen,
@@ -197,11 +201,16 @@ impl Tasks {
 }
 
 /// One future in flight; counted out when dropped, and as cancelled if it had not finished.
+/// A future dropped unfinished for a reason the reactor did not choose (a runtime shut down
+/// under it, a panic in its own `Drop`) is answered at once through `answer`, rather than
+/// left to its deadline; when the reactor dropped it, that answer is not wanted and is ignored.
 #[cfg(any(feature = "tokio", test))]
 struct InFlight {
     tasks: Arc<Tasks>,
     route: usize,
     finished: bool,
+    #[cfg(feature = "tokio")]
+    answer: Option<(Arc<Mailbox>, ConnId, u64)>,
 }
 
 #[cfg(any(feature = "tokio", test))]
@@ -210,6 +219,14 @@ impl Drop for InFlight {
         self.tasks.in_flight[self.route].fetch_sub(1, Ordering::Relaxed);
         if !self.finished {
             self.tasks.cancelled.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "tokio")]
+            if let Some((reply_to, conn, seq)) = self.answer.take() {
+                reply_to.send(Message::Completion(Completion {
+                    conn,
+                    seq,
+                    answer: Answer::Cancelled,
+                }));
+            }
         }
     }
 }
@@ -241,39 +258,62 @@ impl Spawner<'_> {
         deadline: Instant,
     ) -> Result<AbortHandle, NotSpawned> {
         let mut in_flight = self.tasks.enter(route).ok_or(NotSpawned::InFlightLimit)?;
-        let future = CatchUnwind((job.start)(AsyncContext { deadline }));
-        let reply_to = Arc::clone(self.reply_to);
+        in_flight.answer = Some((Arc::clone(self.reply_to), conn, seq));
+        // The handler's closure runs in the task too, under the same guard against panics:
+        // nothing of the future's making runs on the reactor.
+        let future = CatchUnwind::Start(Some((job.start, AsyncContext { deadline })));
         let task = self.runtime.spawn(async move {
             let response = future.await;
             in_flight.finished = true;
+            let answer = in_flight.answer.take();
             drop(in_flight);
-            reply_to.send(Message::Completion(Completion {
-                conn,
-                seq,
-                answer: Answer::Ran(response),
-            }));
+            if let Some((reply_to, conn, seq)) = answer {
+                reply_to.send(Message::Completion(Completion {
+                    conn,
+                    seq,
+                    answer: Answer::Ran(response),
+                }));
+            }
         });
         Ok(task.abort_handle())
     }
 }
 
 #[cfg(feature = "tokio")]
-/// A future whose panic becomes a 500 (the panic hook has reported it).
-struct CatchUnwind(BoxedFuture);
+/// A handler's future, made from its closure on the first poll; a panic of either becomes a
+/// 500 (the panic hook has reported it).
+enum CatchUnwind {
+    Start(Option<(StartFuture, AsyncContext)>),
+    Running(BoxedFuture),
+}
+
+/// What makes an async handler's future.
+#[cfg(feature = "tokio")]
+type StartFuture = Box<dyn FnOnce(AsyncContext) -> BoxedFuture + Send>;
 
 #[cfg(feature = "tokio")]
 impl Future for CatchUnwind {
     type Output = Response;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
-        let future = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(_) => Poll::Ready(Response::text(
+        let this = &mut *self;
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            if let Self::Start(start) = this
+                && let Some((start, ctx)) = start.take()
+            {
+                *this = Self::Running(start(ctx));
+            }
+            match this {
+                Self::Running(future) => future.as_mut().poll(cx),
+                Self::Start(_) => unreachable!("started above"),
+            }
+        }));
+        polled.unwrap_or_else(|_| {
+            Poll::Ready(Response::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal server error\n",
-            )),
-        }
+            ))
+        })
     }
 }
 

@@ -257,8 +257,14 @@ fn shutdown_drops_futures_still_running_past_the_shutdown_timeout() {
         "/hang",
         with_deadline(2 * TIMEOUT, move |_: &Request<'_>| hang(&flag)),
     );
+    // The application's runtime, which outlives the server: only the reactor can end it.
+    let application = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
     let mut config = config();
     config.shutdown_timeout = Duration::from_millis(300);
+    config.runtime = Some(application.handle().clone());
     let server = Server::start(config, router).unwrap();
     let mut stream = connect(&server);
     stream
@@ -266,13 +272,60 @@ fn shutdown_drops_futures_still_running_past_the_shutdown_timeout() {
         .unwrap();
     assert!(wait_until(|| server.stats().futures_in_flight == 1));
     server.shutdown();
-    // The reactor closes the connection at the shutdown timeout, which drops the future;
-    // then the runtime the server started is shut down too.
+    // The reactor stops at the shutdown timeout, and drops what the connection was owed:
+    // its future is aborted.
     server.join().unwrap();
     assert!(
         wait_until(|| dropped.load(Ordering::SeqCst)),
         "the future was not dropped"
     );
+}
+
+#[test]
+fn a_closure_that_panics_is_answered_500_off_the_reactor() {
+    let router = Router::new()
+        .get("/panic", |_: &Request<'_>| -> Reply {
+            Reply::spawn(|_: AsyncContext| -> std::future::Ready<Response> {
+                panic!("a bug before the future");
+            })
+        })
+        .get("/where", whereabouts);
+    let server = Server::start(config(), router).unwrap();
+    assert_eq!(get(&server, "/panic").0, 500);
+    // The one reactor is still there.
+    assert_eq!(get(&server, "/where").0, 200);
+    stop(server);
+}
+
+#[test]
+fn the_runtime_the_server_starts_has_a_timer() {
+    let router = Router::new().get("/sleep", |_: &Request<'_>| -> Reply {
+        Reply::spawn(|_: AsyncContext| async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Response::text(StatusCode::OK, "slept")
+        })
+    });
+    let server = Server::start(config(), router).unwrap();
+    assert_eq!(get(&server, "/sleep"), (200, None, "slept".to_owned()));
+    stop(server);
+}
+
+#[test]
+fn a_runtime_that_was_shut_down_gives_500_at_once_not_at_the_deadline() {
+    let application = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let handle = application.handle().clone();
+    application.shutdown_timeout(Duration::from_secs(1));
+    let mut config = config();
+    config.runtime = Some(handle);
+    // A deadline past the test's own timeout: only a prompt answer gets here in time.
+    let router = Router::new().get("/where", with_deadline(2 * TIMEOUT, whereabouts));
+    let server = Server::start(config, router).unwrap();
+    assert_eq!(get(&server, "/where").0, 500);
+    assert_eq!(server.stats().futures_in_flight, 0);
+    stop(server);
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub(crate) struct Dispatcher {
     /// Bytes taken from the output budget for the large responses in `out`; the reactor
     /// hands them to the connection's output when it writes (`Output::settle`).
     pub(crate) charged: usize,
+    /// The last number given to a response owed (see `Exchange::owe`).
+    last_seq: u64,
     /// Spare exchanges, for connections that have work in hand.
     pub(crate) exchanges: ExchangePool,
     /// Where async handlers' futures run.
@@ -119,6 +121,7 @@ impl Dispatcher {
             clock: Clock::new(),
             out: Vec::new(),
             charged: 0,
+            last_seq: 0,
             #[cfg(feature = "tokio")]
             runtime,
         }
@@ -194,7 +197,7 @@ impl Dispatcher {
                             let route = self.stats.other_route();
                             let ctx = ResponseContext::for_error();
                             let now = self.clock.now;
-                            exchange.owe(ctx, route, now, OwedState::Continue);
+                            exchange.owe(self.seq(), ctx, route, now, OwedState::Continue);
                         }
                     }
                 }
@@ -318,7 +321,13 @@ impl Dispatcher {
         if !exchange.owed.is_empty() {
             // Behind a response that is not ready: wait in line.
             let received = exchange.received;
-            exchange.owe(ctx, route, received, OwedState::Ready(response, charge));
+            exchange.owe(
+                self.seq(),
+                ctx,
+                route,
+                received,
+                OwedState::Ready(response, charge),
+            );
             return Answered::Open;
         }
         let (keep_alive, status) = self.encode(ctx, &response, charge);
@@ -348,14 +357,14 @@ impl Dispatcher {
         if deadline <= self.clock.now {
             return Err(self.shed(Shed::Deadline));
         }
+        let seq = self.seq();
         let task = Task {
             job,
             deadline,
             route,
             reply_to: Arc::clone(&self.reply_to),
             conn: id,
-            // `owe` gives the next sequence number to the slot below.
-            seq: exchange.next_seq,
+            seq,
         };
         let ticket = match self.pool.submit(self.clock.now, task) {
             Ok(ticket) => ticket,
@@ -366,7 +375,7 @@ impl Dispatcher {
             pending: Pending::Pool(ticket),
             deadline,
         };
-        exchange.owe(ctx, route, received, state);
+        exchange.owe(seq, ctx, route, received, state);
         Ok(deadline)
     }
 
@@ -389,14 +398,15 @@ impl Dispatcher {
         if deadline <= self.clock.now {
             return Err(self.shed(Shed::Deadline));
         }
+        // The answer cannot be taken before its slot is there: only this thread reads the
+        // mailbox.
+        let seq = self.seq();
         let spawner = Spawner {
             runtime: &self.runtime,
             tasks: &self.view.stats.tasks,
             reply_to: &self.reply_to,
         };
-        // `owe` gives the next sequence number to the slot below; the answer cannot arrive
-        // before it is there, since only this thread reads the mailbox.
-        let task = match spawner.spawn(job, (id, exchange.next_seq, route), deadline) {
+        let task = match spawner.spawn(job, (id, seq, route), deadline) {
             Ok(task) => task,
             Err(NotSpawned::InFlightLimit) => return Err(self.shed(Shed::InFlight)),
         };
@@ -404,8 +414,14 @@ impl Dispatcher {
             pending: Pending::Task(task),
             deadline,
         };
-        exchange.owe(ctx, route, received, state);
+        exchange.owe(seq, ctx, route, received, state);
         Ok(deadline)
+    }
+
+    /// A number for a response owed, unique on this reactor.
+    fn seq(&mut self) -> u64 {
+        self.last_seq += 1;
+        self.last_seq
     }
 
     /// Counts a 503 for `reason` and makes it: the reason in the body and in the
@@ -449,7 +465,7 @@ impl Dispatcher {
         } else {
             let (route, now) = (self.stats.other_route(), self.clock.now);
             let ctx = ResponseContext::for_error();
-            exchange.owe(ctx, route, now, OwedState::Refusal(error));
+            exchange.owe(self.seq(), ctx, route, now, OwedState::Refusal(error));
         }
     }
 
@@ -484,7 +500,13 @@ impl Dispatcher {
             self.record(route, status, Duration::ZERO);
         } else {
             let now = self.clock.now;
-            exchange.owe(ctx, route, now, OwedState::Ready(response, charge));
+            exchange.owe(
+                self.seq(),
+                ctx,
+                route,
+                now,
+                OwedState::Ready(response, charge),
+            );
         }
     }
 
@@ -520,6 +542,8 @@ impl Dispatcher {
                 self.shed(Shed::Deadline)
             }
             Answer::NotStarted => self.shed(Shed::NotStarted),
+            #[cfg(feature = "tokio")]
+            Answer::Cancelled => internal_error(),
             Answer::Ran(response) => response,
         };
         let (response, charge) = self.admit(owed.ctx, response);
@@ -931,5 +955,23 @@ mod tests {
         // Dropping what is owed (the client left) gives the bytes back.
         s.exchange.as_deref_mut().expect("in hand").cancel_owed();
         assert_eq!(d.view.stats.budgets.output.used(), 0);
+    }
+
+    #[test]
+    fn responses_owed_are_numbered_uniquely_across_exchanges() {
+        // A late answer is matched by (connection, number): two exchanges, which the pool
+        // may hand to one connection in turn, must never owe under the same number.
+        let job = |_: &Request<'_>| -> Reply {
+            Reply::offload(|ctx: &JobContext| {
+                ctx.sleep(Duration::from_secs(5));
+                Response::new(StatusCode::OK)
+            })
+        };
+        let (mut d, _poll, _rx) = dispatcher(job);
+        let (mut first, mut second) = (Session::default(), Session::default());
+        let _ = feed(&mut d, &mut first, GET, true);
+        let _ = feed(&mut d, &mut second, GET, true);
+        let seq = |s: &Session| s.exchange.as_ref().expect("in hand").owed[0].seq;
+        assert_ne!(seq(&first), seq(&second));
     }
 }

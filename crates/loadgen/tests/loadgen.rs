@@ -143,10 +143,14 @@ fn statuses_framings_and_modes() {
         assert_eq!(report.errors.total(), 0, "{what}");
         // Every request answered, but for those still waiting for a connection when the run
         // ended (a new connection per request, or after a closing response, can be mid-connect
-        // then on a busy machine): they are unsent, at most one per connection.
+        // then on a busy machine): they are unsent, at most one per connection, and those the
+        // generator itself had not reached yet when a busy machine held it up (its schedule
+        // lag, at the run's rate).
         assert_eq!(report.completed + report.unsent, report.scheduled, "{what}");
-        assert!(report.unsent <= 4, "{what}");
-        assert!(report.completed >= 190, "{what}");
+        let lag = Duration::from_micros(report.schedule_lag.max());
+        let behind = (lag.as_secs_f64() * config.rate).ceil() as u64;
+        assert!(report.unsent <= 4 + behind, "{what}");
+        assert!(report.completed >= 190 - behind.min(190), "{what}");
         match path {
             "/503" => assert_eq!(report.status_503(), report.completed, "{what}"),
             "/404" => assert_eq!(report.status_other(), report.completed, "{what}"),

@@ -115,11 +115,12 @@ where
         Reply::spawn(move |ctx: AsyncContext| async move {
             let mut request = http::Request::from_parts(parts, body);
             request.extensions_mut().insert(ctx);
-            let path = request.uri().path().to_owned();
+            // For the log line: a reference count, not a copy.
+            let uri = request.uri().clone();
             match call(&mut service, request, limit).await {
                 Ok(response) => response,
                 Err(failure) => {
-                    log::error!("service mounted at {path}: {failure}");
+                    log::error!("{uri}: {failure}");
                     Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
                 }
             }

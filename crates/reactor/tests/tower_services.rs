@@ -1,7 +1,7 @@
 //! Tower services mounted as handlers (feature `tower`) over real sockets: an axum router with
-//! path extractors, JSON in and out and a middleware layer, under the reactor's deadline; a
-//! response body over the limit and a service's error are 500s; the query, the headers and the
-//! body reach the service whole.
+//! path extractors, JSON in and out and a middleware layer, under the reactor's deadline and
+//! in-flight limit; a response body over the limit and a service's error are 500s; the query,
+//! the headers and the body reach the service whole.
 #![cfg(feature = "tower")]
 
 use std::{
@@ -130,11 +130,15 @@ impl<B> tower_service::Service<http::Request<B>> for Failing {
 
 /// Serves the application under `/api/{*rest}` with `deadline`, and `Failing` at `/failing`.
 fn serve(deadline: Duration, slept: &Arc<AtomicBool>) -> ServerHandle {
+    serve_with(config(), deadline, slept)
+}
+
+fn serve_with(config: Config, deadline: Duration, slept: &Arc<AtomicBool>) -> ServerHandle {
     let mounted = service(app(slept)).max_response_body(MAX_RESPONSE_BODY);
     let router = Router::new()
         .any("/api/{*rest}", with_deadline(deadline, mounted))
         .any("/failing", service(Failing));
-    Server::start(config(), router).unwrap()
+    Server::start(config, router).unwrap()
 }
 
 /// A response: status, headers (names in lower case) and body.
@@ -327,5 +331,34 @@ fn a_response_body_over_the_limit_and_a_service_error_are_500() {
     // Neither took the server down, nor was counted as cancelled.
     assert_eq!(get(&server, "/api/users/1").status, 200);
     assert_eq!(server.stats().futures_cancelled, 0);
+    stop(server);
+}
+
+#[test]
+fn a_mount_at_its_limit_of_futures_in_flight_is_refused_at_once() {
+    let slept = Arc::new(AtomicBool::new(false));
+    let mut config = config();
+    config.max_in_flight_per_route = 1;
+    let server = serve_with(config, TIMEOUT, &slept);
+    let mut holder = TcpStream::connect(server.local_addr()).unwrap();
+    holder
+        .write_all(b"GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(|| server.stats().futures_in_flight == 1));
+    let refused = get(&server, "/api/users/1");
+    assert_eq!(
+        (refused.status, refused.header("rtserve-shed")),
+        (503, Some("in-flight"))
+    );
+    // Another mount is another route, with its own limit.
+    assert_eq!(get(&server, "/failing").status, 500);
+    // The holder resets: its future is dropped, and the mount takes requests again.
+    socket2::SockRef::from(&holder)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(holder);
+    assert!(wait_until(|| slept.load(Ordering::SeqCst)));
+    assert!(wait_until(|| server.stats().futures_in_flight == 0));
+    assert_eq!(get(&server, "/api/users/1").status, 200);
     stop(server);
 }

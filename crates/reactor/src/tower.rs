@@ -8,8 +8,8 @@
 //! read whole on the tokio runtime, never on a reactor. The reactor's rules for futures hold
 //! as they are: the route's deadline (503 `rtserve-shed: deadline`, and the future dropped,
 //! which drops the service's own future and whatever it awaits), the per-route limit of
-//! futures in flight (503 `rtserve-shed: in-flight` before anything is copied to the
-//! runtime), a client that resets. The response goes back through the `http` conversion
+//! futures in flight (503 `rtserve-shed: in-flight` at once, the request's copy dropped
+//! unused), a client that resets. The response goes back through the `http` conversion
 //! ([`From<http::Response<B>>`](crate::Response)): status and headers, with the framing
 //! headers the reactor writes itself dropped. Nothing is streamed either way: a response body
 //! longer than [`ServiceHandler::max_response_body`] is a 500.

@@ -891,6 +891,8 @@ pub struct Router {
 struct Route {
     pattern: String,
     methods: Vec<(Method, Box<dyn Handler>)>,
+    /// The handler for every method `methods` does not name ([`Router::any`]).
+    any: Option<Box<dyn Handler>>,
 }
 
 /// A route that cannot be added to a [`Router`]: it conflicts with one already there, or its
@@ -949,22 +951,62 @@ impl Router {
     ) -> Result<Self, RouteError> {
         assert!(method != Method::Other, "routes need a named method");
         let handler: Box<dyn Handler> = Box::new(handler);
-        if let Some(route) = self.routes.iter_mut().find(|r| r.pattern == pattern) {
-            route.methods.retain(|(m, _)| *m != method);
-            route.methods.push((method, handler));
-            return Ok(self);
-        }
-        self.tree
-            .insert(pattern, self.routes.len())
-            .map_err(|e| RouteError {
-                pattern: pattern.to_owned(),
-                reason: e.to_string(),
-            })?;
-        self.routes.push(Route {
-            pattern: pattern.to_owned(),
-            methods: vec![(method, handler)],
-        });
+        let route = self.route_mut(pattern)?;
+        route.methods.retain(|(m, _)| *m != method);
+        route.methods.push((method, handler));
         Ok(self)
+    }
+
+    /// Adds a route for every method (those a route of the same pattern names apart, with
+    /// [`route`](Self::route) and its shorthands, excepted), for a handler that dispatches on
+    /// the method itself: a mounted service, say (see `tower::service`, feature `tower`).
+    ///
+    /// # Panics
+    ///
+    /// If the route cannot be added (see [`try_route`](Self::try_route)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Harness, Reply, Request, Response, Router, StatusCode};
+    ///
+    /// let router = Router::new().any("/items/{id}", |req: &Request<'_>| -> Reply {
+    ///     Response::text(StatusCode::OK, req.method_str().to_owned()).into()
+    /// });
+    /// let raw = b"PATCH /items/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    /// let Reply::Ready(response) = Harness::new().call(&router, raw) else { panic!() };
+    /// assert_eq!(response.body().as_bytes(), b"PATCH");
+    /// ```
+    #[must_use]
+    #[track_caller]
+    pub fn any(mut self, pattern: &str, handler: impl Handler) -> Self {
+        match self.route_mut(pattern) {
+            Ok(route) => route.any = Some(Box::new(handler)),
+            Err(e) => panic!("{e}"),
+        }
+        self
+    }
+
+    /// The route of `pattern`, added (with no handlers) if it is not there yet.
+    fn route_mut(&mut self, pattern: &str) -> Result<&mut Route, RouteError> {
+        let index = match self.routes.iter().position(|r| r.pattern == pattern) {
+            Some(index) => index,
+            None => {
+                self.tree
+                    .insert(pattern, self.routes.len())
+                    .map_err(|e| RouteError {
+                        pattern: pattern.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                self.routes.push(Route {
+                    pattern: pattern.to_owned(),
+                    methods: Vec::new(),
+                    any: None,
+                });
+                self.routes.len() - 1
+            }
+        };
+        Ok(&mut self.routes[index])
     }
 
     /// Adds a GET route (which serves HEAD too).
@@ -1018,8 +1060,10 @@ impl Handler for Router {
                 (method == Method::Head)
                     .then(|| route.methods.iter().find(|(m, _)| *m == Method::Get))
                     .flatten()
-            });
-        if let Some((_, handler)) = found {
+            })
+            .map(|(_, handler)| handler)
+            .or(route.any.as_ref());
+        if let Some(handler) = found {
             let req = req.with_params(&matched.params);
             // A parameter or query that two different requests could decode to the same
             // (lossy) text is refused here, so that no handler has to think of it.
@@ -1069,6 +1113,9 @@ impl fmt::Debug for Router {
             for (method, _) in &route.methods {
                 list.entry(&format_args!("{method:?} {}", route.pattern));
             }
+            if route.any.is_some() {
+                list.entry(&format_args!("any {}", route.pattern));
+            }
         }
         list.finish()
     }
@@ -1102,6 +1149,32 @@ mod tests {
             let q = req.query_param("q");
             Response::text(StatusCode::OK, format!("{id:?} {q:?}")).into()
         })
+    }
+
+    #[test]
+    fn a_route_for_any_method_takes_those_not_named_apart() {
+        let named = |text: &'static str| {
+            move |_: &Request<'_>| -> Reply { Response::text(StatusCode::OK, text).into() }
+        };
+        let router = Router::new()
+            .get("/a", named("get"))
+            .any("/a", named("any"))
+            .any("/b", named("b"));
+        let mut harness = Harness::new();
+        for (request, seen) in [
+            ("GET /a", "get"),
+            // HEAD goes to the GET route before the route for any method.
+            ("HEAD /a", "get"),
+            ("DELETE /a", "any"),
+            ("PURGE /a", "any"),
+            ("OPTIONS /b", "b"),
+        ] {
+            let raw = format!("{request} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let response = ready(harness.call(&router, raw.as_bytes()));
+            assert_eq!(response.status(), StatusCode::OK, "{request}");
+            assert_eq!(response.body().as_bytes(), seen.as_bytes(), "{request}");
+        }
+        assert_eq!(format!("{router:?}"), "[Get /a, any /a, any /b]");
     }
 
     #[test]

@@ -85,6 +85,8 @@ mod stats;
 mod task;
 mod timer;
 mod token;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use config::{Config, ConfigError, Discipline};
 pub use handler::{

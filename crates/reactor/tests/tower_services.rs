@@ -1,0 +1,364 @@
+//! Tower services mounted as handlers (feature `tower`) over real sockets: an axum router with
+//! path extractors, JSON in and out and a middleware layer, under the reactor's deadline and
+//! in-flight limit; a response body over the limit and a service's error are 500s; the query,
+//! the headers and the body reach the service whole.
+#![cfg(feature = "tower")]
+
+use std::{
+    future::{Ready, ready},
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    thread,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json,
+    extract::{Path, Request as AxumRequest},
+    http::{HeaderMap, HeaderValue, StatusCode as AxumStatus, Uri},
+    middleware::{self, Next},
+    response::Response as AxumResponse,
+    routing,
+};
+use rtserve_reactor::{
+    AsyncContext, Config, Router, Server, ServerHandle, tower::service, with_deadline,
+};
+use serde_json::{Value, json};
+
+/// Generous: the machine may be busy. A test that waits this long has failed.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest response body the mounted router may give in these tests.
+const MAX_RESPONSE_BODY: usize = 1024;
+
+fn config() -> Config {
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.reactors = 1;
+    config
+}
+
+/// Sets its flag when dropped: tells a test that a future was dropped.
+struct Dropped(Arc<AtomicBool>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The middleware layer: marks every response it passes.
+async fn mark(request: AxumRequest, next: Next) -> AxumResponse {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert("x-layer", HeaderValue::from_static("seen"));
+    response
+}
+
+/// The axum application, its routes under `/api` (it sees the path as sent); `/api/slow`
+/// sleeps for the test's whole timeout, holding `slept`'s guard.
+fn app(slept: &Arc<AtomicBool>) -> axum::Router {
+    let slept = Arc::clone(slept);
+    axum::Router::new()
+        .route(
+            "/api/users/{id}",
+            routing::get(|Path(id): Path<u32>| async move {
+                Json(json!({ "id": id, "name": format!("user-{id}") }))
+            }),
+        )
+        .route(
+            "/api/users",
+            routing::post(|Json(user): Json<Value>| async move {
+                (AxumStatus::CREATED, Json(json!({ "created": user })))
+            }),
+        )
+        .route(
+            "/api/inspect",
+            routing::get(
+                |uri: Uri, headers: HeaderMap, ctx: axum::Extension<AsyncContext>| async move {
+                    let id = headers.get("x-id").map(|v| v.to_str().unwrap().to_owned());
+                    let has_time = !ctx.remaining().is_zero();
+                    format!("{} {:?} {id:?} {has_time}", uri.path(), uri.query())
+                },
+            ),
+        )
+        .route(
+            "/api/echo",
+            routing::post(|body: axum::body::Bytes| async move { format!("{}", body.len()) }),
+        )
+        .route(
+            "/api/big",
+            routing::get(|| async { "x".repeat(MAX_RESPONSE_BODY + 1) }),
+        )
+        .route(
+            "/api/slow",
+            routing::get(move || {
+                let guard = Dropped(Arc::clone(&slept));
+                async move {
+                    let _guard = guard;
+                    tokio::time::sleep(TIMEOUT).await;
+                    "too late"
+                }
+            }),
+        )
+        .layer(middleware::from_fn(mark))
+}
+
+/// A service that always fails.
+#[derive(Clone)]
+struct Failing;
+
+impl<B> tower_service::Service<http::Request<B>> for Failing {
+    type Response = http::Response<String>;
+    type Error = std::io::Error;
+    type Future = Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<B>) -> Self::Future {
+        ready(Err(std::io::Error::other("the database is down")))
+    }
+}
+
+/// Serves the application under `/api/{*rest}` with `deadline`, and `Failing` at `/failing`.
+fn serve(deadline: Duration, slept: &Arc<AtomicBool>) -> ServerHandle {
+    serve_with(config(), deadline, slept)
+}
+
+fn serve_with(config: Config, deadline: Duration, slept: &Arc<AtomicBool>) -> ServerHandle {
+    let mounted = service(app(slept)).max_response_body(MAX_RESPONSE_BODY);
+    let router = Router::new()
+        .any("/api/{*rest}", with_deadline(deadline, mounted))
+        .any("/failing", service(Failing));
+    Server::start(config, router).unwrap()
+}
+
+/// A response: status, headers (names in lower case) and body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `raw` on a new connection and reads one response.
+fn exchange(server: &ServerHandle, raw: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).expect("a header");
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').expect("name: value");
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("the body");
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8(body).unwrap(),
+    }
+}
+
+fn get(server: &ServerHandle, target: &str) -> Answer {
+    exchange(
+        server,
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+}
+
+fn post(server: &ServerHandle, target: &str, content_type: &str, body: &[u8]) -> Answer {
+    let mut raw = format!(
+        "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    exchange(server, &raw)
+}
+
+fn wait_until(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+fn stop(server: ServerHandle) {
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn an_axum_router_answers_with_its_extractors_json_and_layers() {
+    // A deadline no busy machine can miss: this test is about what the service sees.
+    let server = serve(TIMEOUT, &Arc::new(AtomicBool::new(false)));
+
+    let user = get(&server, "/api/users/42");
+    assert_eq!(user.status, 200);
+    assert_eq!(user.header("content-type"), Some("application/json"));
+    assert_eq!(user.header("x-layer"), Some("seen"));
+    let body: Value = serde_json::from_str(&user.body).unwrap();
+    assert_eq!(body, json!({ "id": 42, "name": "user-42" }));
+
+    let created = post(
+        &server,
+        "/api/users",
+        "application/json",
+        br#"{"name":"ada"}"#,
+    );
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("x-layer"), Some("seen"));
+    let body: Value = serde_json::from_str(&created.body).unwrap();
+    assert_eq!(body, json!({ "created": { "name": "ada" } }));
+
+    // axum's own answers: a path parameter that is not a number, an unknown route, JSON
+    // without its content type.
+    assert_eq!(get(&server, "/api/users/ada").status, 400);
+    let unknown = get(&server, "/api/nothing");
+    assert_eq!(
+        (unknown.status, unknown.header("x-layer")),
+        (404, Some("seen"))
+    );
+    assert_eq!(post(&server, "/api/users", "text/plain", b"{}").status, 415);
+    // Outside the mount, rtserve's router answers.
+    assert_eq!(get(&server, "/elsewhere").header("x-layer"), None);
+    stop(server);
+}
+
+#[test]
+fn the_query_headers_deadline_and_body_reach_the_service_whole() {
+    let server = serve(TIMEOUT, &Arc::new(AtomicBool::new(false)));
+    let seen = exchange(
+        &server,
+        b"GET /api/inspect?a=1&b=two%20words HTTP/1.1\r\nHost: x\r\nX-Id: 7\r\n\r\n",
+    );
+    assert_eq!(seen.status, 200);
+    assert_eq!(
+        seen.body,
+        r#"/api/inspect Some("a=1&b=two%20words") Some("7") true"#
+    );
+
+    // Larger than any one read, and sent chunked: the service gets it whole.
+    let body = vec![b'z'; 300 * 1024];
+    assert_eq!(
+        post(&server, "/api/echo", "application/octet-stream", &body).body,
+        body.len().to_string()
+    );
+    let mut chunked =
+        b"POST /api/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    chunked.extend_from_slice(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    assert_eq!(exchange(&server, &chunked).body, "11");
+    stop(server);
+}
+
+#[test]
+fn a_service_past_its_deadline_gets_503_at_the_deadline_and_is_cancelled() {
+    let slept = Arc::new(AtomicBool::new(false));
+    let server = serve(Duration::from_millis(20), &slept);
+    let started = Instant::now();
+    let late = get(&server, "/api/slow");
+    assert_eq!(
+        (late.status, late.header("rtserve-shed")),
+        (503, Some("deadline"))
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(20));
+    assert!(
+        waited < TIMEOUT,
+        "answered at the deadline, not by the service"
+    );
+    assert!(
+        wait_until(|| slept.load(Ordering::SeqCst)),
+        "the service's future was not dropped"
+    );
+    assert!(wait_until(|| server.stats().futures_in_flight == 0));
+    assert_eq!(server.stats().futures_cancelled, 1);
+    stop(server);
+}
+
+#[test]
+fn a_response_body_over_the_limit_and_a_service_error_are_500() {
+    let server = serve(TIMEOUT, &Arc::new(AtomicBool::new(false)));
+    let big = get(&server, "/api/big");
+    assert_eq!(
+        (big.status, big.body.as_str()),
+        (500, "internal server error\n")
+    );
+    let failed = exchange(
+        &server,
+        b"DELETE /failing HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(failed.status, 500);
+    // Neither took the server down, nor was counted as cancelled.
+    assert_eq!(get(&server, "/api/users/1").status, 200);
+    assert_eq!(server.stats().futures_cancelled, 0);
+    stop(server);
+}
+
+#[test]
+fn a_mount_at_its_limit_of_futures_in_flight_is_refused_at_once() {
+    let slept = Arc::new(AtomicBool::new(false));
+    let mut config = config();
+    config.max_in_flight_per_route = 1;
+    let server = serve_with(config, TIMEOUT, &slept);
+    let mut holder = TcpStream::connect(server.local_addr()).unwrap();
+    holder
+        .write_all(b"GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(|| server.stats().futures_in_flight == 1));
+    let refused = get(&server, "/api/users/1");
+    assert_eq!(
+        (refused.status, refused.header("rtserve-shed")),
+        (503, Some("in-flight"))
+    );
+    // Another mount is another route, with its own limit.
+    assert_eq!(get(&server, "/failing").status, 500);
+    // The holder resets: its future is dropped, and the mount takes requests again.
+    socket2::SockRef::from(&holder)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(holder);
+    assert!(wait_until(|| slept.load(Ordering::SeqCst)));
+    assert!(wait_until(|| server.stats().futures_in_flight == 0));
+    assert_eq!(get(&server, "/api/users/1").status, 200);
+    stop(server);
+}

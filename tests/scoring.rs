@@ -3,6 +3,7 @@
 
 mod support;
 
+#[allow(dead_code)] // The Redis store's entry points are tested in tests/scoring_redis.rs.
 #[path = "../examples/scoring.rs"]
 mod scoring;
 

@@ -28,9 +28,12 @@
 //! unavailable` and the reason in the body; the connection is made again by the next request,
 //! so a Redis that restarts is recovered from without restarting this service.
 //!
-//! Flags: `scoring [--bind ADDR] [--threads N] [--store-ms N] [--store redis://HOST:PORT
-//! [--seed N]] [-q]`. `--store-ms` fixes the in-process store's latency, to see the deadline
-//! at work: with 30, every request for an account not in the cache is answered 503. `--seed
+//! Flags: `scoring [--bind ADDR] [--threads N] [--store-ms N] [--no-cache] [--store
+//! redis://HOST:PORT [--store-client async|blocking] [--seed N]] [-q]`. `--store-ms` fixes the
+//! in-process store's latency, to see the deadline at work: with 30, every request for an
+//! account not in the cache is answered 503. `--no-cache` looks every account up in the
+//! in-process store. `--store-client blocking` reads Redis with the blocking client, as a job
+//! on the worker pool, for comparison. `--seed
 //! N` writes the histories of accounts `acc-0` to `acc-{N-1}` to the Redis of `--store` (the
 //! histories the in-process store would give them) and exits. The latency suite runs it
 //! (`--scenario scoring`).
@@ -193,9 +196,24 @@ fn history_key(account: &str) -> String {
 /// it, restarted, or is gone), so that the next request makes a new one: there is no retry
 /// loop for a request to wait behind. Connecting to a port nothing listens on fails at once,
 /// so a Redis that is down costs a request a fast 503, not its deadline.
+///
+/// `--store-client blocking` reads with the crate's blocking client instead, as a job on the
+/// worker pool (the latency suite compares the two): connections are kept in a small pool of
+/// idle ones, a connection is taken by one job at a time, and one that failed is dropped.
 struct RedisStore {
     client: Client,
+    mode: RedisClient,
     connection: Mutex<Option<MultiplexedConnection>>,
+    idle: Mutex<Vec<redis::Connection>>,
+}
+
+/// How the service calls Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RedisClient {
+    /// The async client, in an async handler (`Reply::spawn`): the default.
+    Async,
+    /// The blocking client, in a job on the worker pool (`Reply::offload`).
+    Blocking,
 }
 
 /// Why the Redis store gave no history.
@@ -210,11 +228,50 @@ enum StoreError {
 }
 
 impl RedisStore {
-    fn open(url: &str) -> Result<Self, RedisError> {
+    fn open(url: &str, mode: RedisClient) -> Result<Self, RedisError> {
         Ok(Self {
             client: Client::open(url)?,
+            mode,
             connection: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The history of `account` with the blocking client, within `budget` (on a worker).
+    fn history_blocking(
+        &self,
+        account: &str,
+        budget: Duration,
+    ) -> Result<Option<History>, StoreError> {
+        // A zero timeout is refused by the socket calls: there is no time left anyway.
+        if budget.is_zero() {
+            return Err(StoreError::TimedOut);
+        }
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self
+                .client
+                .get_connection_with_timeout(budget)
+                .map_err(StoreError::from)?,
+        };
+        // The client's own timeouts: the time the request has left.
+        connection
+            .set_read_timeout(Some(budget))
+            .and_then(|()| connection.set_write_timeout(Some(budget)))
+            .map_err(StoreError::from)?;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(history_key(account))
+            .query(&mut connection)
+            .map_err(StoreError::from)?;
+        // Only a connection that answered goes back: one that timed out may still have the
+        // answer on its way.
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(connection);
+        }
+        value
+            .map(|json| serde_json::from_str(&json).map_err(StoreError::Corrupt))
+            .transpose()
     }
 
     /// The history of `account`, `None` if Redis has none, within `budget`.
@@ -261,15 +318,22 @@ impl RedisStore {
     /// Forgets the connection when `err` says it is broken (not for a timeout: a slow Redis
     /// is still connected), and sorts the error.
     fn failed(&self, err: RedisError) -> StoreError {
-        if err.is_timeout() {
-            return StoreError::TimedOut;
-        }
-        let broken =
-            err.is_unrecoverable_error() || err.is_io_error() || err.is_connection_dropped();
+        let broken = !err.is_timeout()
+            && (err.is_unrecoverable_error() || err.is_io_error() || err.is_connection_dropped());
         if broken && let Ok(mut slot) = self.connection.lock() {
             *slot = None;
         }
-        StoreError::Unavailable(err)
+        err.into()
+    }
+}
+
+impl From<RedisError> for StoreError {
+    fn from(err: RedisError) -> Self {
+        if err.is_timeout() {
+            Self::TimedOut
+        } else {
+            Self::Unavailable(err)
+        }
     }
 }
 
@@ -277,6 +341,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("client", &self.client)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -341,6 +406,9 @@ struct Service {
     store: Store,
     /// Redis, when given: then the only store, and nothing is cached in process.
     redis: Option<Arc<RedisStore>>,
+    /// Whether the in-process store's histories are cached (`--no-cache` to look every one
+    /// up, as the latency suite does to measure the store's path).
+    caching: bool,
     /// Histories looked up, by account. A read lock on the inline path, taken only for the
     /// lookup; a write lock only after a store lookup, on a worker.
     cache: RwLock<HashMap<String, History>>,
@@ -348,6 +416,9 @@ struct Service {
 
 impl Service {
     fn cached(&self, account: &str) -> Option<History> {
+        if !self.caching {
+            return None;
+        }
         self.cache.read().ok()?.get(account).cloned()
     }
 }
@@ -374,7 +445,9 @@ fn score(service: &Arc<Service>, req: &Request<'_>) -> Reply {
     Reply::offload(move |ctx: &JobContext| {
         let tx: Transaction<'_> = serde_json::from_slice(&body).expect("parsed on the reactor");
         let history = service.store.lookup(&tx.account, ctx);
-        if let Ok(mut cache) = service.cache.write() {
+        if service.caching
+            && let Ok(mut cache) = service.cache.write()
+        {
             cache.insert(tx.account.clone().into_owned(), history.clone());
         }
         answer(&tx, &history, false)
@@ -382,10 +455,20 @@ fn score(service: &Arc<Service>, req: &Request<'_>) -> Reply {
 }
 
 /// `POST /v1/score` with Redis as the store: the lookup awaits Redis in a future, on the
-/// runtime.
+/// runtime (or, with the blocking client, blocks a worker).
 fn score_from_redis(redis: &Arc<RedisStore>, body: &[u8]) -> Reply {
     let redis = Arc::clone(redis);
     let body = body.to_vec();
+    if redis.mode == RedisClient::Blocking {
+        return Reply::offload(move |ctx: &JobContext| {
+            let tx: Transaction<'_> = serde_json::from_slice(&body).expect("parsed on the reactor");
+            match redis.history_blocking(&tx.account, ctx.remaining()) {
+                Ok(Some(history)) => answer(&tx, &history, false),
+                Ok(None) => no_history(),
+                Err(err) => err.response(),
+            }
+        });
+    }
     Reply::spawn(move |ctx: AsyncContext| async move {
         let tx: Transaction<'_> = serde_json::from_slice(&body).expect("parsed on the reactor");
         match redis.history(&tx.account, ctx.remaining()).await {
@@ -417,6 +500,15 @@ fn account(service: &Service, req: &Request<'_>) -> Reply {
     if let Some(redis) = &service.redis {
         let redis = Arc::clone(redis);
         let id = id.into_owned(); // the future outlives `req`
+        if redis.mode == RedisClient::Blocking {
+            return Reply::offload(move |ctx: &JobContext| {
+                match redis.history_blocking(&id, ctx.remaining()) {
+                    Ok(Some(history)) => Response::json(StatusCode::OK, &history).no_store(),
+                    Ok(None) => no_history(),
+                    Err(err) => err.response(),
+                }
+            });
+        }
         return Reply::spawn(move |ctx: AsyncContext| async move {
             match redis.history(&id, ctx.remaining()).await {
                 Ok(Some(history)) => Response::json(StatusCode::OK, &history).no_store(),
@@ -447,25 +539,32 @@ fn healthz(req: &Request<'_>) -> Reply {
 /// The service's routes with the in-process store; `store_latency` fixes its latency (else 1
 /// to 3 ms).
 pub(crate) fn router(store_latency: Option<Duration>) -> Router {
+    local_router(store_latency, true)
+}
+
+/// [`router`], with the in-process cache or without it (`--no-cache`).
+pub(crate) fn local_router(store_latency: Option<Duration>, caching: bool) -> Router {
     service_router(Service {
         store: Store {
             latency: store_latency,
         },
         redis: None,
+        caching,
         cache: RwLock::new(HashMap::new()),
     })
 }
 
-/// The service's routes with the Redis at `url` as the store (`redis://HOST:PORT`). Nothing
-/// connects yet: the first request does.
+/// The service's routes with the Redis at `url` as the store (`redis://HOST:PORT`), called
+/// with `client`. Nothing connects yet: the first request does.
 ///
 /// # Errors
 ///
 /// `url` is not a Redis URL.
-pub(crate) fn redis_router(url: &str) -> Result<Router, RedisError> {
+pub(crate) fn redis_router(url: &str, client: RedisClient) -> Result<Router, RedisError> {
     Ok(service_router(Service {
         store: Store { latency: None },
-        redis: Some(Arc::new(RedisStore::open(url)?)),
+        redis: Some(Arc::new(RedisStore::open(url, client)?)),
+        caching: false,
         cache: RwLock::new(HashMap::new()),
     }))
 }
@@ -493,6 +592,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut store_latency = None;
     let mut redis = None;
     let mut seed_count = None;
+    let mut client = RedisClient::Async;
+    let mut caching = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -504,6 +605,16 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             "--store" => redis = Some(value()?),
             "--seed" => seed_count = Some(value()?.parse()?),
+            "--store-client" => {
+                client = match value()?.as_str() {
+                    "async" => RedisClient::Async,
+                    "blocking" => RedisClient::Blocking,
+                    other => {
+                        return Err(format!("--store-client {other:?}: async or blocking").into());
+                    }
+                }
+            }
+            "--no-cache" => caching = false,
             "-q" => {}
             other => return Err(format!("unknown argument {other:?}").into()),
         }
@@ -517,9 +628,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
         return Ok(());
     }
-    let router = match redis {
-        Some(url) => redis_router(&url)?,
-        None => router(store_latency),
+    let router = match (redis, caching) {
+        (Some(url), _) => redis_router(&url, client)?,
+        (None, true) => router(store_latency),
+        (None, false) => local_router(store_latency, false),
     };
     let server = Server::start(config, router)?;
     eprintln!("scoring listening on http://{}", server.local_addr());

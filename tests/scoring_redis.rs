@@ -21,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use scoring::RedisClient;
 use support::{Client, Reply1, TIMEOUT, TestServer, config, get, wait_until};
 
 /// The scoring route's deadline (`SCORE_DEADLINE` in the example).
@@ -178,7 +179,7 @@ fn seeded_accounts_are_scored_from_redis() {
     assert_eq!(redis.command(&["DBSIZE"]), ":100");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url()).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
     );
     // The in-process store gives the same histories: the scores must agree.
     let local = TestServer::start(config(), scoring::router(Some(Duration::ZERO)));
@@ -211,6 +212,21 @@ fn seeded_accounts_are_scored_from_redis() {
     let stats = server.stats();
     assert_eq!(stats.futures_cancelled, 0, "{stats:?}");
     no_future_in_flight(&server);
+
+    // The blocking client, on the worker pool (what the latency suite compares with), reads
+    // the same.
+    let blocking = TestServer::start(
+        config(),
+        scoring::redis_router(&redis.url(), RedisClient::Blocking).expect("a Redis URL"),
+    );
+    for _ in 0..3 {
+        let score = json(&timed(&blocking, &post_score("acc-17")).0);
+        let expected = json(&timed(&local, &post_score("acc-17")).0);
+        assert_eq!(score["score"], expected["score"], "{score} vs {expected}");
+    }
+    let (reply, _) = timed(&blocking, &get("/v1/accounts/acc-17"));
+    assert!(json(&reply)["transactions_30d"].is_u64());
+    assert_eq!(timed(&blocking, &post_score("acc-100")).0.status, 404);
 }
 
 #[test]
@@ -221,7 +237,7 @@ fn a_slow_redis_is_met_at_the_deadline_and_its_futures_cancelled() {
     scoring::seed(&redis.url(), 10).expect("seeds");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url()).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
     );
     // Connected and served.
     assert_eq!(timed(&server, &post_score("acc-1")).0.status, 200);
@@ -282,7 +298,10 @@ fn a_redis_that_is_down_is_a_fast_503() {
     };
     scoring::seed(&redis.url(), 10).expect("seeds");
     let url = redis.url();
-    let server = TestServer::start(config(), scoring::redis_router(&url).expect("a Redis URL"));
+    let server = TestServer::start(
+        config(),
+        scoring::redis_router(&url, RedisClient::Async).expect("a Redis URL"),
+    );
     assert_eq!(timed(&server, &post_score("acc-3")).0.status, 200);
 
     // Killed under a connected service: the connection breaks, then nothing listens.
@@ -296,7 +315,10 @@ fn a_redis_that_is_down_is_a_fast_503() {
     assert_unavailable(&reply, elapsed);
 
     // A service whose Redis was never there.
-    let never = TestServer::start(config(), scoring::redis_router(&url).expect("a Redis URL"));
+    let never = TestServer::start(
+        config(),
+        scoring::redis_router(&url, RedisClient::Async).expect("a Redis URL"),
+    );
     let (reply, elapsed) = timed(&never, &post_score("acc-3"));
     eprintln!("nothing on port {port}: {reply:?} in {elapsed:?}");
     assert_unavailable(&reply, elapsed);
@@ -314,7 +336,7 @@ fn a_redis_that_restarts_is_recovered_from() {
     scoring::seed(&redis.url(), 10).expect("seeds");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url()).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
     );
     assert_eq!(timed(&server, &post_score("acc-5")).0.status, 200);
 

@@ -237,43 +237,6 @@ impl RedisStore {
         })
     }
 
-    /// The history of `account` with the blocking client, within `budget` (on a worker).
-    fn history_blocking(
-        &self,
-        account: &str,
-        budget: Duration,
-    ) -> Result<Option<History>, StoreError> {
-        // A zero timeout is refused by the socket calls: there is no time left anyway.
-        if budget.is_zero() {
-            return Err(StoreError::TimedOut);
-        }
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => self
-                .client
-                .get_connection_with_timeout(budget)
-                .map_err(StoreError::from)?,
-        };
-        // The client's own timeouts: the time the request has left.
-        connection
-            .set_read_timeout(Some(budget))
-            .and_then(|()| connection.set_write_timeout(Some(budget)))
-            .map_err(StoreError::from)?;
-        let value: Option<String> = redis::cmd("GET")
-            .arg(history_key(account))
-            .query(&mut connection)
-            .map_err(StoreError::from)?;
-        // Only a connection that answered goes back: one that timed out may still have the
-        // answer on its way.
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(connection);
-        }
-        value
-            .map(|json| serde_json::from_str(&json).map_err(StoreError::Corrupt))
-            .transpose()
-    }
-
     /// The history of `account`, `None` if Redis has none, within `budget`.
     async fn history(
         &self,
@@ -324,6 +287,43 @@ impl RedisStore {
             *slot = None;
         }
         err.into()
+    }
+
+    /// The history of `account` with the blocking client, within `budget` (on a worker).
+    fn history_blocking(
+        &self,
+        account: &str,
+        budget: Duration,
+    ) -> Result<Option<History>, StoreError> {
+        // A zero timeout is refused by the socket calls: there is no time left anyway.
+        if budget.is_zero() {
+            return Err(StoreError::TimedOut);
+        }
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self
+                .client
+                .get_connection_with_timeout(budget)
+                .map_err(StoreError::from)?,
+        };
+        // The client's own timeouts: the time the request has left.
+        connection
+            .set_read_timeout(Some(budget))
+            .and_then(|()| connection.set_write_timeout(Some(budget)))
+            .map_err(StoreError::from)?;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(history_key(account))
+            .query(&mut connection)
+            .map_err(StoreError::from)?;
+        // Only a connection that answered goes back: one that timed out may still have the
+        // answer on its way.
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(connection);
+        }
+        value
+            .map(|json| serde_json::from_str(&json).map_err(StoreError::Corrupt))
+            .transpose()
     }
 }
 

@@ -19,20 +19,38 @@
 //! - `GET /v1/accounts/{id}` answers the cached history of an account, inline (404 if none).
 //! - `GET /metrics` (Prometheus text) and `GET /healthz` (503 while draining).
 //!
-//! Flags: `scoring [--bind ADDR] [--threads N] [--store-ms N] [-q]`. `--store-ms` fixes the
-//! store's latency, to see the deadline at work: with 30, every request for an account not in
-//! the cache is answered 503. The latency suite runs it (`--scenario scoring`).
+//! With `--store redis://HOST:PORT` the history store is Redis, read through an async client
+//! in an async handler (`Reply::spawn`): no thread waits on it, and there is no in-process
+//! cache (every score and every `GET /v1/accounts/{id}` reads Redis). The client's own
+//! timeouts are the request's time left (`ctx.remaining()`); at the deadline the reactor
+//! answers 503 and drops the future, which abandons the Redis call. An account Redis does not
+//! know is 404. A Redis that cannot be reached is a 503 at once, with `rtserve-store:
+//! unavailable` and the reason in the body; the connection is made again by the next request,
+//! so a Redis that restarts is recovered from without restarting this service.
+//!
+//! Flags: `scoring [--bind ADDR] [--threads N] [--store-ms N] [--no-cache] [--store
+//! redis://HOST:PORT [--store-client async|blocking] [--seed N]] [-q]`. `--store-ms` fixes the
+//! in-process store's latency, to see the deadline at work: with 30, every request for an
+//! account not in the cache is answered 503. `--no-cache` looks every account up in the
+//! in-process store. `--store-client blocking` reads Redis with the blocking client, as a job
+//! on the worker pool, for comparison. `--seed
+//! N` writes the histories of accounts `acc-0` to `acc-{N-1}` to the Redis of `--store` (the
+//! histories the in-process store would give them) and exits. The latency suite runs it
+//! (`--scenario scoring`).
 
 use std::{
     borrow::Cow,
     collections::HashMap,
     error::Error,
-    sync::{Arc, RwLock},
+    fmt,
+    sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
 
+use redis::{AsyncConnectionConfig, Client, RedisError, aio::MultiplexedConnection};
 use rtserve_reactor::{
-    Config, JobContext, Reply, Request, Response, Router, Server, StatusCode, with_deadline,
+    AsyncContext, Config, JobContext, Reply, Request, Response, Router, Server, StatusCode,
+    with_deadline,
 };
 use serde::{Deserialize, Serialize};
 use signal_hook::{
@@ -63,8 +81,8 @@ struct Transaction<'a> {
     hour: u8,
 }
 
-/// What the store knows of an account's recent past.
-#[derive(Clone, Debug, Serialize)]
+/// What the store knows of an account's recent past (in Redis, as this JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct History {
     transactions_30d: u32,
     mean_amount_cents: u64,
@@ -126,8 +144,29 @@ fn decision(score: f64) -> &'static str {
     }
 }
 
-/// The history store: a lookup blocks for 1 to 3 ms (or a fixed time), as a remote key-value
-/// store would. Deterministic: the same account always has the same history.
+/// FNV-1a of an account's name: the seed of its sample history and of the in-process store's
+/// latency for it.
+fn account_hash(account: &str) -> u64 {
+    account.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The sample history of an account: the in-process store's, and what `--seed` writes to
+/// Redis, so that both stores give the same scores.
+fn sample_history(account: &str) -> History {
+    let hash = account_hash(account);
+    History {
+        transactions_30d: (hash % 40) as u32,
+        mean_amount_cents: 2_000 + hash % 20_000,
+        chargebacks_1y: ((hash >> 8) % 4) as u32 / 3,
+        home_country: if hash.is_multiple_of(5) { "DE" } else { "FR" }.to_owned(),
+    }
+}
+
+/// The in-process history store: a lookup blocks for 1 to 3 ms (or a fixed time), as a remote
+/// key-value store's blocking client would. Deterministic: the same account always has the
+/// same history.
 #[derive(Debug)]
 struct Store {
     latency: Option<Duration>,
@@ -135,27 +174,241 @@ struct Store {
 
 impl Store {
     fn lookup(&self, account: &str, ctx: &JobContext) -> History {
-        let hash = account.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
         let latency = self
             .latency
-            .unwrap_or_else(|| Duration::from_millis(1 + hash % 3));
+            .unwrap_or_else(|| Duration::from_millis(1 + account_hash(account) % 3));
         // A real client would pass the deadline on as its own timeout.
         ctx.sleep(latency);
-        History {
-            transactions_30d: (hash % 40) as u32,
-            mean_amount_cents: 2_000 + hash % 20_000,
-            chargebacks_1y: ((hash >> 8) % 4) as u32 / 3,
-            home_country: if hash % 5 == 0 { "DE" } else { "FR" }.to_owned(),
+        sample_history(account)
+    }
+}
+
+/// The Redis key of an account's history.
+fn history_key(account: &str) -> String {
+    format!("scoring:history:{account}")
+}
+
+/// The history store in Redis, read with the `redis` crate's async client.
+///
+/// One multiplexed connection carries every request (each call pipelines on it, none waits
+/// for another's answer). It is made by the first request that needs it, on the runtime that
+/// runs the handlers (its I/O task lives there), and forgotten when it breaks (Redis closed
+/// it, restarted, or is gone), so that the next request makes a new one: there is no retry
+/// loop for a request to wait behind. Connecting to a port nothing listens on fails at once,
+/// so a Redis that is down costs a request a fast 503, not its deadline.
+///
+/// `--store-client blocking` reads with the crate's blocking client instead, as a job on the
+/// worker pool (the latency suite compares the two): connections are kept in a small pool of
+/// idle ones, a connection is taken by one job at a time, and one that failed is dropped.
+struct RedisStore {
+    client: Client,
+    mode: RedisClient,
+    connection: Mutex<Option<MultiplexedConnection>>,
+    idle: Mutex<Vec<redis::Connection>>,
+}
+
+/// How the service calls Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RedisClient {
+    /// The async client, in an async handler (`Reply::spawn`): the default.
+    Async,
+    /// The blocking client, in a job on the worker pool (`Reply::offload`).
+    Blocking,
+}
+
+/// Why the Redis store gave no history.
+#[derive(Debug)]
+enum StoreError {
+    /// Redis could not be reached or answered an error (its text).
+    Unavailable(RedisError),
+    /// Redis did not answer within the request's time left.
+    TimedOut,
+    /// The value under the account's key is not a history.
+    Corrupt(serde_json::Error),
+}
+
+impl RedisStore {
+    fn open(url: &str, mode: RedisClient) -> Result<Self, RedisError> {
+        Ok(Self {
+            client: Client::open(url)?,
+            mode,
+            connection: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The history of `account`, `None` if Redis has none, within `budget`.
+    async fn history(
+        &self,
+        account: &str,
+        budget: Duration,
+    ) -> Result<Option<History>, StoreError> {
+        let mut connection = self.connection(budget).await?;
+        // The client's own timeout: the time the request has left. The reactor answers 503
+        // at the deadline and drops this future whichever comes first.
+        connection.set_response_timeout(budget);
+        let value: Option<String> = redis::cmd("GET")
+            .arg(history_key(account))
+            .query_async(&mut connection)
+            .await
+            .map_err(|err| self.failed(err))?;
+        value
+            .map(|json| serde_json::from_str(&json).map_err(StoreError::Corrupt))
+            .transpose()
+    }
+
+    /// The shared connection, made first if there is none, within `budget`.
+    async fn connection(&self, budget: Duration) -> Result<MultiplexedConnection, StoreError> {
+        if let Some(connection) = self.connection.lock().ok().and_then(|c| c.clone()) {
+            return Ok(connection);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(budget))
+            .set_response_timeout(Some(budget));
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|err| self.failed(err))?;
+        // Two requests may both have connected: the later one's connection stays, the other
+        // closes when its last request is done.
+        if let Ok(mut slot) = self.connection.lock() {
+            *slot = Some(connection.clone());
+        }
+        Ok(connection)
+    }
+
+    /// Forgets the connection when `err` says it is broken (not for a timeout: a slow Redis
+    /// is still connected), and sorts the error.
+    fn failed(&self, err: RedisError) -> StoreError {
+        let broken = !err.is_timeout()
+            && (err.is_unrecoverable_error() || err.is_io_error() || err.is_connection_dropped());
+        if broken && let Ok(mut slot) = self.connection.lock() {
+            *slot = None;
+        }
+        err.into()
+    }
+
+    /// The history of `account` with the blocking client, within `budget` (on a worker).
+    fn history_blocking(
+        &self,
+        account: &str,
+        budget: Duration,
+    ) -> Result<Option<History>, StoreError> {
+        // A zero timeout is refused by the socket calls: there is no time left anyway.
+        if budget.is_zero() {
+            return Err(StoreError::TimedOut);
+        }
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self
+                .client
+                .get_connection_with_timeout(budget)
+                .map_err(StoreError::from)?,
+        };
+        // The client's own timeouts: the time the request has left.
+        connection
+            .set_read_timeout(Some(budget))
+            .and_then(|()| connection.set_write_timeout(Some(budget)))
+            .map_err(StoreError::from)?;
+        let value: Option<String> = redis::cmd("GET")
+            .arg(history_key(account))
+            .query(&mut connection)
+            .map_err(StoreError::from)?;
+        // Only a connection that answered goes back: one that timed out may still have the
+        // answer on its way.
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(connection);
+        }
+        value
+            .map(|json| serde_json::from_str(&json).map_err(StoreError::Corrupt))
+            .transpose()
+    }
+}
+
+impl From<RedisError> for StoreError {
+    fn from(err: RedisError) -> Self {
+        if err.is_timeout() {
+            Self::TimedOut
+        } else {
+            Self::Unavailable(err)
         }
     }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("client", &self.client)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreError {
+    /// The answer to a request whose history could not be read: 503, with `rtserve-store`
+    /// saying why (`unavailable`, `timeout`) and the reason in the body; a corrupt value is
+    /// the service's fault, 500.
+    fn response(&self) -> Response {
+        let (status, reason, text) = match self {
+            Self::Unavailable(err) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("history store unavailable: {err}\n"),
+            ),
+            Self::TimedOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "history store timed out\n".to_owned(),
+            ),
+            Self::Corrupt(err) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "corrupt",
+                format!("history store holds a bad history: {err}\n"),
+            ),
+        };
+        Response::text(status, text)
+            .with_header("rtserve-store", reason)
+            .no_store()
+    }
+}
+
+/// Writes the sample histories of `acc-0` to `acc-{count-1}` to the Redis at `url`, in the
+/// format [`RedisStore`] reads, in batches of `MSET`.
+pub(crate) fn seed(url: &str, count: u32) -> Result<(), Box<dyn Error>> {
+    const BATCH: u32 = 1_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = Client::open(url)?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let mut start = 0;
+        while start < count {
+            let mut mset = redis::cmd("MSET");
+            for n in start..count.min(start + BATCH) {
+                let account = format!("acc-{n}");
+                mset.arg(history_key(&account))
+                    .arg(serde_json::to_string(&sample_history(&account))?);
+            }
+            mset.query_async::<()>(&mut connection).await?;
+            start += BATCH;
+        }
+        Ok(())
+    })
 }
 
 /// The service's state, shared by every reactor and worker.
 #[derive(Debug)]
 struct Service {
+    /// The in-process store, used when there is no Redis.
     store: Store,
+    /// Redis, when given: then the only store, and nothing is cached in process.
+    redis: Option<Arc<RedisStore>>,
+    /// Whether the in-process store's histories are cached (`--no-cache` to look every one
+    /// up, as the latency suite does to measure the store's path).
+    caching: bool,
     /// Histories looked up, by account. A read lock on the inline path, taken only for the
     /// lookup; a write lock only after a store lookup, on a worker.
     cache: RwLock<HashMap<String, History>>,
@@ -163,6 +416,9 @@ struct Service {
 
 impl Service {
     fn cached(&self, account: &str) -> Option<History> {
+        if !self.caching {
+            return None;
+        }
         self.cache.read().ok()?.get(account).cloned()
     }
 }
@@ -176,6 +432,9 @@ fn score(service: &Arc<Service>, req: &Request<'_>) -> Reply {
     if tx.hour > 23 {
         return Response::text(StatusCode::BAD_REQUEST, "hour must be 0 to 23\n").into();
     }
+    if let Some(redis) = &service.redis {
+        return score_from_redis(redis, req.body());
+    }
     if let Some(history) = service.cached(&tx.account) {
         // Everything in memory: answered inline.
         return answer(&tx, &history, true).into();
@@ -186,11 +445,42 @@ fn score(service: &Arc<Service>, req: &Request<'_>) -> Reply {
     Reply::offload(move |ctx: &JobContext| {
         let tx: Transaction<'_> = serde_json::from_slice(&body).expect("parsed on the reactor");
         let history = service.store.lookup(&tx.account, ctx);
-        if let Ok(mut cache) = service.cache.write() {
+        if service.caching
+            && let Ok(mut cache) = service.cache.write()
+        {
             cache.insert(tx.account.clone().into_owned(), history.clone());
         }
         answer(&tx, &history, false)
     })
+}
+
+/// `POST /v1/score` with Redis as the store: the lookup awaits Redis in a future, on the
+/// runtime (or, with the blocking client, blocks a worker).
+fn score_from_redis(redis: &Arc<RedisStore>, body: &[u8]) -> Reply {
+    let redis = Arc::clone(redis);
+    let body = body.to_vec();
+    if redis.mode == RedisClient::Blocking {
+        return Reply::offload(move |ctx: &JobContext| {
+            let tx: Transaction<'_> = serde_json::from_slice(&body).expect("parsed on the reactor");
+            match redis.history_blocking(&tx.account, ctx.remaining()) {
+                Ok(Some(history)) => answer(&tx, &history, false),
+                Ok(None) => no_history(),
+                Err(err) => err.response(),
+            }
+        });
+    }
+    Reply::spawn(move |ctx: AsyncContext| async move {
+        let tx: Transaction<'_> = serde_json::from_slice(&body).expect("parsed on the reactor");
+        match redis.history(&tx.account, ctx.remaining()).await {
+            Ok(Some(history)) => answer(&tx, &history, false),
+            Ok(None) => no_history(),
+            Err(err) => err.response(),
+        }
+    })
+}
+
+fn no_history() -> Response {
+    Response::text(StatusCode::NOT_FOUND, "no history for this account\n")
 }
 
 fn answer(tx: &Transaction<'_>, history: &History, cached: bool) -> Response {
@@ -207,9 +497,29 @@ fn answer(tx: &Transaction<'_>, history: &History, cached: bool) -> Response {
 /// `GET /v1/accounts/{id}`.
 fn account(service: &Service, req: &Request<'_>) -> Reply {
     let id = req.param("id").unwrap_or_default();
+    if let Some(redis) = &service.redis {
+        let redis = Arc::clone(redis);
+        let id = id.into_owned(); // the future outlives `req`
+        if redis.mode == RedisClient::Blocking {
+            return Reply::offload(move |ctx: &JobContext| {
+                match redis.history_blocking(&id, ctx.remaining()) {
+                    Ok(Some(history)) => Response::json(StatusCode::OK, &history).no_store(),
+                    Ok(None) => no_history(),
+                    Err(err) => err.response(),
+                }
+            });
+        }
+        return Reply::spawn(move |ctx: AsyncContext| async move {
+            match redis.history(&id, ctx.remaining()).await {
+                Ok(Some(history)) => Response::json(StatusCode::OK, &history).no_store(),
+                Ok(None) => no_history(),
+                Err(err) => err.response(),
+            }
+        });
+    }
     match service.cached(&id) {
         Some(history) => Response::json(StatusCode::OK, &history).no_store().into(),
-        None => Response::text(StatusCode::NOT_FOUND, "no history for this account\n").into(),
+        None => no_history().into(),
     }
 }
 
@@ -226,14 +536,41 @@ fn healthz(req: &Request<'_>) -> Reply {
     Response::text(status, text).no_store().into()
 }
 
-/// The service's routes; `store_latency` fixes the store's latency (else 1 to 3 ms).
+/// The service's routes with the in-process store; `store_latency` fixes its latency (else 1
+/// to 3 ms).
 pub(crate) fn router(store_latency: Option<Duration>) -> Router {
-    let service = Arc::new(Service {
+    local_router(store_latency, true)
+}
+
+/// [`router`], with the in-process cache or without it (`--no-cache`).
+pub(crate) fn local_router(store_latency: Option<Duration>, caching: bool) -> Router {
+    service_router(Service {
         store: Store {
             latency: store_latency,
         },
+        redis: None,
+        caching,
         cache: RwLock::new(HashMap::new()),
-    });
+    })
+}
+
+/// The service's routes with the Redis at `url` as the store (`redis://HOST:PORT`), called
+/// with `client`. Nothing connects yet: the first request does.
+///
+/// # Errors
+///
+/// `url` is not a Redis URL.
+pub(crate) fn redis_router(url: &str, client: RedisClient) -> Result<Router, RedisError> {
+    Ok(service_router(Service {
+        store: Store { latency: None },
+        redis: Some(Arc::new(RedisStore::open(url, client)?)),
+        caching: false,
+        cache: RwLock::new(HashMap::new()),
+    }))
+}
+
+fn service_router(service: Service) -> Router {
+    let service = Arc::new(service);
     let scoring = Arc::clone(&service);
     Router::new()
         .post(
@@ -253,6 +590,10 @@ pub(crate) fn router(store_latency: Option<Duration>) -> Router {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut config = Config::default();
     let mut store_latency = None;
+    let mut redis = None;
+    let mut seed_count = None;
+    let mut client = RedisClient::Async;
+    let mut caching = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -262,11 +603,37 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--store-ms" => {
                 store_latency = Some(Duration::from_millis(value()?.parse()?));
             }
+            "--store" => redis = Some(value()?),
+            "--seed" => seed_count = Some(value()?.parse()?),
+            "--store-client" => {
+                client = match value()?.as_str() {
+                    "async" => RedisClient::Async,
+                    "blocking" => RedisClient::Blocking,
+                    other => {
+                        return Err(format!("--store-client {other:?}: async or blocking").into());
+                    }
+                }
+            }
+            "--no-cache" => caching = false,
             "-q" => {}
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
-    let server = Server::start(config, router(store_latency))?;
+    if let Some(count) = seed_count {
+        let url = redis.ok_or("--seed needs --store redis://HOST:PORT")?;
+        seed(&url, count)?;
+        eprintln!(
+            "seeded {count} accounts (acc-0 to acc-{}) into {url}",
+            count.saturating_sub(1)
+        );
+        return Ok(());
+    }
+    let router = match (redis, caching) {
+        (Some(url), _) => redis_router(&url, client)?,
+        (None, true) => router(store_latency),
+        (None, false) => local_router(store_latency, false),
+    };
+    let server = Server::start(config, router)?;
     eprintln!("scoring listening on http://{}", server.local_addr());
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     if let Some(signal) = signals.forever().next() {

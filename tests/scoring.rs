@@ -3,6 +3,7 @@
 
 mod support;
 
+#[allow(dead_code)] // The Redis store's entry points are tested in tests/scoring_redis.rs.
 #[path = "../examples/scoring.rs"]
 mod scoring;
 
@@ -135,4 +136,16 @@ fn a_store_slower_than_the_deadline_gets_503() {
     client.send(&get("/metrics"));
     let metrics = client.response().text();
     assert!(metrics.contains("rtserve_shed_total"), "{metrics}");
+}
+
+#[test]
+fn without_the_cache_every_score_goes_to_the_store() {
+    let server = TestServer::start(config(), scoring::local_router(None, false));
+    let mut client = Client::new(server.connect());
+    for _ in 0..2 {
+        client.send(&post_score(TX, "application/json"));
+        assert_eq!(json(&client.response())["cached"], false);
+    }
+    client.send(&get("/v1/accounts/acc-17"));
+    assert_eq!(client.response().status, 404, "nothing was cached");
 }

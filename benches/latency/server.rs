@@ -87,6 +87,52 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A `redis-server` of the benchmark's own on a free port, with no persistence, killed when
+/// dropped (the scoring scenario's store).
+pub(crate) struct RedisProcess {
+    child: Child,
+    pub(crate) url: String,
+}
+
+impl RedisProcess {
+    /// Starts one, or says why it cannot.
+    pub(crate) fn start() -> Result<Self, String> {
+        if !have("redis-server") {
+            return Err("redis-server is not on the PATH (apt-get install redis-server)".into());
+        }
+        // Redis takes no port 0: take a free port from the kernel, and give it back.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start redis-server: {e}"))?;
+        let redis = Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(redis);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(format!("redis-server does not listen on port {port}"))
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// CPU time used by process `pid`, from /proc/PID/stat (utime + stime, in clock ticks). It is
 /// another process (the server, or the peer), so its CPU-time clock is not ours to read.
 pub(crate) fn cpu_of(pid: u32) -> Duration {

@@ -676,7 +676,10 @@ fn axum_serve(addr: std::net::SocketAddr, threads: usize, url: &str) -> Result<(
             }),
         );
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        eprintln!("scoring (axum::serve) listening on http://{}", listener.local_addr()?);
+        eprintln!(
+            "scoring (axum::serve) listening on http://{}",
+            listener.local_addr()?
+        );
         axum::serve(listener, app).await?;
         Ok(())
     })

@@ -37,6 +37,11 @@
 //! N` writes the histories of accounts `acc-0` to `acc-{N-1}` to the Redis of `--store` (the
 //! histories the in-process store would give them) and exits. The latency suite runs it
 //! (`--scenario scoring`).
+//!
+//! `--max-in-flight N` sets `Config::max_in_flight_per_route` (default 1024). `--axum-serve`
+//! (with `--store`) serves only `POST /v1/score` with axum's own server instead, on a runtime
+//! of `--threads` workers, reading Redis with the same client and a 20 ms
+//! `tokio::time::timeout` (503 past it): the peer of benches/downstream_goodput.sh.
 
 use std::{
     borrow::Cow,
@@ -594,6 +599,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut seed_count = None;
     let mut client = RedisClient::Async;
     let mut caching = true;
+    let mut axum = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -615,6 +621,8 @@ fn main() -> Result<(), Box<dyn Error>> {
                 }
             }
             "--no-cache" => caching = false,
+            "--max-in-flight" => config.max_in_flight_per_route = value()?.parse()?,
+            "--axum-serve" => axum = true,
             "-q" => {}
             other => return Err(format!("unknown argument {other:?}").into()),
         }
@@ -627,6 +635,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             count.saturating_sub(1)
         );
         return Ok(());
+    }
+    if axum {
+        let url = redis.ok_or("--axum-serve needs --store redis://HOST:PORT")?;
+        return axum_serve(config.addr, config.reactors, &url);
     }
     let router = match (redis, caching) {
         (Some(url), _) => redis_router(&url, client)?,
@@ -642,4 +654,66 @@ fn main() -> Result<(), Box<dyn Error>> {
     server.shutdown();
     server.join()?;
     Ok(())
+}
+
+/// `--axum-serve`: `POST /v1/score` under axum's own server, the same Redis read (one
+/// multiplexed connection) under a `tokio::time::timeout` of the route's 20 ms; no in-flight
+/// limit. For benches/downstream_goodput.sh.
+#[allow(dead_code)]
+fn axum_serve(addr: std::net::SocketAddr, threads: usize, url: &str) -> Result<(), Box<dyn Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = Client::open(url)?;
+        let connection = client.get_multiplexed_async_connection().await?;
+        let app = axum::Router::new().route(
+            "/v1/score",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let connection = connection.clone();
+                async move { axum_score(connection, body).await }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        eprintln!(
+            "scoring (axum::serve) listening on http://{}",
+            listener.local_addr()?
+        );
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+#[allow(dead_code)]
+async fn axum_score(
+    mut connection: MultiplexedConnection,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::{http::StatusCode as S, response::IntoResponse};
+    let tx: Transaction<'_> = match serde_json::from_slice(&body) {
+        Ok(tx) => tx,
+        Err(_) => return (S::BAD_REQUEST, "bad transaction\n").into_response(),
+    };
+    let mut command = redis::cmd("GET");
+    command.arg(history_key(&tx.account));
+    let get = command.query_async::<Option<String>>(&mut connection);
+    match tokio::time::timeout(SCORE_DEADLINE, get).await {
+        Err(_) => (S::SERVICE_UNAVAILABLE, "deadline\n").into_response(),
+        Ok(Err(err)) => (S::SERVICE_UNAVAILABLE, format!("history store: {err}\n")).into_response(),
+        Ok(Ok(None)) => (S::NOT_FOUND, "no history for this account\n").into_response(),
+        Ok(Ok(Some(json))) => match serde_json::from_str::<History>(&json) {
+            Ok(history) => {
+                let score = fraud_probability(&tx, &history);
+                axum::Json(Score {
+                    account: &tx.account,
+                    score: (score * 1e4).round() / 1e4,
+                    decision: decision(score),
+                    cached: false,
+                })
+                .into_response()
+            }
+            Err(_) => (S::INTERNAL_SERVER_ERROR, "bad history\n").into_response(),
+        },
+    }
 }

@@ -2,12 +2,12 @@
 //! a reactor; their answers go out in request order; they are dropped at the deadline (which
 //! is answered 503 whether or not the future cooperates), when the client hangs up, and past a
 //! route's limit of futures in flight they are refused at once.
-#![cfg(feature = "tokio")]
+
+mod support;
 
 use std::{
     future::pending,
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    io::Write,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -20,9 +20,7 @@ use rtserve_reactor::{
     AsyncContext, Config, Reply, Request, Response, Router, Server, ServerHandle, StatusCode,
     with_deadline,
 };
-
-/// Generous: the machine may be busy. A test that waits this long has failed.
-const TIMEOUT: Duration = Duration::from_secs(20);
+use support::{Client, TIMEOUT, connect, wait_until};
 
 fn config() -> Config {
     let mut config = Config::default();
@@ -50,56 +48,13 @@ fn hang(flag: &Arc<AtomicBool>) -> Reply {
     })
 }
 
-fn connect(server: &ServerHandle) -> TcpStream {
-    let stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-}
-
-/// One response read from `reader`: (status, `rtserve-shed` header, body).
-fn response(reader: &mut BufReader<TcpStream>) -> (u16, Option<String>, String) {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("a status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
-    let (mut length, mut shed) = (0, None);
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).expect("a header");
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').expect("name: value");
-        match name.to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().unwrap(),
-            "rtserve-shed" => shed = Some(value.trim().to_owned()),
-            _ => {}
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).expect("the body");
-    (status, shed, String::from_utf8(body).unwrap())
-}
-
+/// One request on a new connection: (status, `rtserve-shed` header, body).
 fn get(server: &ServerHandle, path: &str) -> (u16, Option<String>, String) {
-    let mut stream = connect(server);
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    response(&mut BufReader::new(stream))
-}
-
-fn wait_until(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while !check() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    true
+    let mut client = Client::new(connect(server.local_addr()));
+    client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let reply = client.response();
+    let shed = reply.header("rtserve-shed").map(str::to_owned);
+    (reply.status, shed, reply.text())
 }
 
 fn stop(server: ServerHandle) {
@@ -124,17 +79,17 @@ fn futures_run_on_a_runtime_and_answer_in_request_order() {
             Response::text(StatusCode::OK, "hello").into()
         });
     let server = Server::start(config(), router).unwrap();
-    let mut stream = connect(&server);
+    let mut client = Client::new(connect(server.local_addr()));
     // Pipelined: an inline answer, a future's, and an inline one again.
-    stream
-        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /where HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut reader = BufReader::new(stream);
-    assert_eq!(response(&mut reader).2, "hello");
-    let (status, _, body) = response(&mut reader);
+    client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /where HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response().text(), "hello");
+    let reply = client.response();
     // On the runtime the server started, never on a reactor, and with its budget.
-    assert_eq!((status, body.as_str()), (200, "rtserve-async true"));
-    assert_eq!(response(&mut reader).2, "hello");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "rtserve-async true")
+    );
+    assert_eq!(client.response().text(), "hello");
     assert_eq!(server.stats().futures_in_flight, 0);
     stop(server);
 }
@@ -187,7 +142,7 @@ fn a_client_that_hangs_up_cancels_its_future() {
         with_deadline(2 * TIMEOUT, move |_: &Request<'_>| hang(&flag)),
     );
     let server = Server::start(config(), router).unwrap();
-    let mut stream = connect(&server);
+    let mut stream = connect(server.local_addr());
     stream
         .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -216,7 +171,7 @@ fn a_route_at_its_limit_of_futures_in_flight_is_refused_at_once() {
     let mut config = config();
     config.max_in_flight_per_route = 1;
     let server = Server::start(config, router).unwrap();
-    let mut holder = connect(&server);
+    let mut holder = connect(server.local_addr());
     holder
         .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -266,7 +221,7 @@ fn shutdown_drops_futures_still_running_past_the_shutdown_timeout() {
     config.shutdown_timeout = Duration::from_millis(300);
     config.runtime = Some(application.handle().clone());
     let server = Server::start(config, router).unwrap();
-    let mut stream = connect(&server);
+    let mut stream = connect(server.local_addr());
     stream
         .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();

@@ -2,18 +2,17 @@
 //! path extractors, JSON in and out and a middleware layer, under the reactor's deadline and
 //! in-flight limit; a response body over the limit and a service's error are 500s; the query,
 //! the headers and the body reach the service whole.
-#![cfg(feature = "tower")]
+
+mod support;
 
 use std::{
     future::{Ready, ready},
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    io::Write,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -29,9 +28,7 @@ use rtserve_reactor::{
     AsyncContext, Config, Router, Server, ServerHandle, tower::service, with_deadline,
 };
 use serde_json::{Value, json};
-
-/// Generous: the machine may be busy. A test that waits this long has failed.
-const TIMEOUT: Duration = Duration::from_secs(20);
+use support::{Client, Reply1, TIMEOUT, connect, wait_until};
 
 /// The longest response body the mounted router may give in these tests.
 const MAX_RESPONSE_BODY: usize = 1024;
@@ -114,8 +111,8 @@ fn app(slept: &Arc<AtomicBool>) -> axum::Router {
 #[derive(Clone)]
 struct Failing;
 
-impl<B> tower_service::Service<http::Request<B>> for Failing {
-    type Response = http::Response<String>;
+impl<B> tower_service::Service<axum::http::Request<B>> for Failing {
+    type Response = axum::http::Response<String>;
     type Error = std::io::Error;
     type Future = Ready<Result<Self::Response, Self::Error>>;
 
@@ -123,7 +120,7 @@ impl<B> tower_service::Service<http::Request<B>> for Failing {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _: http::Request<B>) -> Self::Future {
+    fn call(&mut self, _: axum::http::Request<B>) -> Self::Future {
         ready(Err(std::io::Error::other("the database is down")))
     }
 }
@@ -141,67 +138,21 @@ fn serve_with(config: Config, deadline: Duration, slept: &Arc<AtomicBool>) -> Se
     Server::start(config, router).unwrap()
 }
 
-/// A response: status, headers (names in lower case) and body.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Sends `raw` on a new connection and reads one response.
-fn exchange(server: &ServerHandle, raw: &[u8]) -> Answer {
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.write_all(raw).unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("a status line");
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a status line: {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).expect("a header");
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').expect("name: value");
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).expect("the body");
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8(body).unwrap(),
-    }
+fn exchange(server: &ServerHandle, raw: &[u8]) -> Reply1 {
+    let mut client = Client::new(connect(server.local_addr()));
+    client.send(raw);
+    client.response()
 }
 
-fn get(server: &ServerHandle, target: &str) -> Answer {
+fn get(server: &ServerHandle, target: &str) -> Reply1 {
     exchange(
         server,
         format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     )
 }
 
-fn post(server: &ServerHandle, target: &str, content_type: &str, body: &[u8]) -> Answer {
+fn post(server: &ServerHandle, target: &str, content_type: &str, body: &[u8]) -> Reply1 {
     let mut raw = format!(
         "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -209,17 +160,6 @@ fn post(server: &ServerHandle, target: &str, content_type: &str, body: &[u8]) ->
     .into_bytes();
     raw.extend_from_slice(body);
     exchange(server, &raw)
-}
-
-fn wait_until(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
-    while !check() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    true
 }
 
 fn stop(server: ServerHandle) {
@@ -236,7 +176,7 @@ fn an_axum_router_answers_with_its_extractors_json_and_layers() {
     assert_eq!(user.status, 200);
     assert_eq!(user.header("content-type"), Some("application/json"));
     assert_eq!(user.header("x-layer"), Some("seen"));
-    let body: Value = serde_json::from_str(&user.body).unwrap();
+    let body: Value = serde_json::from_str(&user.text()).unwrap();
     assert_eq!(body, json!({ "id": 42, "name": "user-42" }));
 
     let created = post(
@@ -247,7 +187,7 @@ fn an_axum_router_answers_with_its_extractors_json_and_layers() {
     );
     assert_eq!(created.status, 201);
     assert_eq!(created.header("x-layer"), Some("seen"));
-    let body: Value = serde_json::from_str(&created.body).unwrap();
+    let body: Value = serde_json::from_str(&created.text()).unwrap();
     assert_eq!(body, json!({ "created": { "name": "ada" } }));
 
     // axum's own answers: a path parameter that is not a number, an unknown route, JSON
@@ -273,20 +213,20 @@ fn the_query_headers_deadline_and_body_reach_the_service_whole() {
     );
     assert_eq!(seen.status, 200);
     assert_eq!(
-        seen.body,
+        seen.text(),
         r#"/api/inspect Some("a=1&b=two%20words") Some("7") true"#
     );
 
     // Larger than any one read, and sent chunked: the service gets it whole.
     let body = vec![b'z'; 300 * 1024];
     assert_eq!(
-        post(&server, "/api/echo", "application/octet-stream", &body).body,
+        post(&server, "/api/echo", "application/octet-stream", &body).text(),
         body.len().to_string()
     );
     let mut chunked =
         b"POST /api/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     chunked.extend_from_slice(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
-    assert_eq!(exchange(&server, &chunked).body, "11");
+    assert_eq!(exchange(&server, &chunked).text(), "11");
     stop(server);
 }
 
@@ -320,7 +260,7 @@ fn a_response_body_over_the_limit_and_a_service_error_are_500() {
     let server = serve(TIMEOUT, &Arc::new(AtomicBool::new(false)));
     let big = get(&server, "/api/big");
     assert_eq!(
-        (big.status, big.body.as_str()),
+        (big.status, big.text().as_str()),
         (500, "internal server error\n")
     );
     let failed = exchange(
@@ -340,7 +280,7 @@ fn a_mount_at_its_limit_of_futures_in_flight_is_refused_at_once() {
     let mut config = config();
     config.max_in_flight_per_route = 1;
     let server = serve_with(config, TIMEOUT, &slept);
-    let mut holder = TcpStream::connect(server.local_addr()).unwrap();
+    let mut holder = connect(server.local_addr());
     holder
         .write_all(b"GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();

@@ -30,7 +30,7 @@ use memmap2::MmapMut;
 
 use rtserve_protocol::StatusCode;
 
-use crate::{Config, Response, budget::ByteBudget};
+use crate::{Config, Response, answers, budget::ByteBudget};
 
 /// A body gathered over several reads, and its share of the body budget.
 ///
@@ -231,17 +231,10 @@ impl TooSlow {
             Self::Deadline => "request timeout: the body took longer than allowed\n",
             Self::Pause => "request timeout: the body paused too long\n",
             Self::Rate => "request timeout: the body arrived below the minimum rate\n",
-            Self::Crowded => return no_room(),
+            Self::Crowded => return answers::no_room_for_body(),
         };
         Response::text(StatusCode::REQUEST_TIMEOUT, why)
     }
-}
-
-/// The body budget's refusal: 503, said in the `rtserve-shed` header as well.
-pub(crate) fn no_room() -> Response {
-    let body = "overloaded: no room to buffer the request body\n";
-    Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
-        .with_static_headers(&[("rtserve-shed", b"body-budget")])
 }
 
 /// How a body is arriving, against [`BodyRules`].

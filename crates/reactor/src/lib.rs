@@ -63,6 +63,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod affinity;
+mod answers;
 mod body;
 mod budget;
 mod config;

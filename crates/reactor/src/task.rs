@@ -35,7 +35,7 @@ use tokio::{runtime::Handle, task::AbortHandle};
 
 #[cfg(feature = "tokio")]
 use crate::{
-    Response, StatusCode,
+    Response,
     mailbox::{Answer, Completion, Mailbox, Message},
     token::ConnId,
 };
@@ -308,12 +308,7 @@ impl Future for CatchUnwind {
                 Self::Start(_) => unreachable!("started above"),
             }
         }));
-        polled.unwrap_or_else(|_| {
-            Poll::Ready(Response::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal server error\n",
-            ))
-        })
+        polled.unwrap_or_else(|_| Poll::Ready(crate::answers::internal_error()))
     }
 }
 

@@ -121,7 +121,7 @@ where
                 Ok(response) => response,
                 Err(failure) => {
                     log::error!("{uri}: {failure}");
-                    Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+                    crate::answers::internal_error()
                 }
             }
         })

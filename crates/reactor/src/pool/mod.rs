@@ -33,8 +33,9 @@ use self::{
     ticket::Tickets,
 };
 use crate::{
-    Config, JobContext, Response, StatusCode,
+    Config, JobContext,
     affinity::Placement,
+    answers,
     handler::Job,
     mailbox::{Answer, Completion, Mailbox, Message},
     stats::PoolStats,
@@ -279,9 +280,8 @@ fn run(task: Task, ticket: Ticket) -> Sample {
     }
     let started = Instant::now();
     let work = job.work;
-    let response = catch_unwind(AssertUnwindSafe(|| work(&ctx))).unwrap_or_else(|_| {
-        Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
-    });
+    let response =
+        catch_unwind(AssertUnwindSafe(|| work(&ctx))).unwrap_or_else(|_| answers::internal_error());
     let ran = started.elapsed();
     // Finished too late, or its client left meanwhile: the reactor answers (or answered)
     // without it.

@@ -20,8 +20,8 @@ use rtserve_protocol::{
 
 use super::clock::Clock;
 use crate::{
-    Config, Handler, Reply, Request, Response, Shed,
-    body::{Pace, STEP, no_room},
+    Config, Handler, Reply, Request, Response, Shed, answers,
+    body::{Pace, STEP},
     budget::Charge,
     connection::{Exchange, ExchangePool, OwedState, Pending, Session},
     handler::{Job, ServerView},
@@ -290,7 +290,7 @@ impl Dispatcher {
         let handler = &self.handler;
         // The panic was reported by the panic hook; this request alone fails.
         catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
-            .unwrap_or_else(|_| Reply::Ready(internal_error()))
+            .unwrap_or_else(|_| Reply::Ready(answers::internal_error()))
     }
 
     /// Sends a reply's response, or hands its job to the pool. `close`: the response is the
@@ -305,17 +305,26 @@ impl Dispatcher {
         let ctx = exchange.proto.head().response_context();
         let ctx = if close { ctx.with_close() } else { ctx };
         let route = self.route.get();
-        let response = match reply {
-            Reply::Ready(response) => response,
-            Reply::Offload(job) => match self.offload(id, exchange, ctx, job, route) {
-                Ok(deadline) => return Answered::Job(deadline),
-                Err(refused) => refused,
-            },
+        // Work that answers later is owed in line (or refused at once, the 503 sent now).
+        let handed = match reply {
+            Reply::Ready(response) => Err(response),
+            Reply::Offload(job) => {
+                let deadline = job.deadline;
+                self.hand_off(exchange, (ctx, route), deadline, |d, seq, at| {
+                    d.submit(job, (id, seq, route), at)
+                })
+            }
             #[cfg(feature = "tokio")]
-            Reply::Async(job) => match self.spawn(id, exchange, ctx, job, route) {
-                Ok(deadline) => return Answered::Job(deadline),
-                Err(refused) => refused,
-            },
+            Reply::Async(job) => {
+                let deadline = job.deadline;
+                self.hand_off(exchange, (ctx, route), deadline, |d, seq, at| {
+                    d.spawn(job, (id, seq, route), at)
+                })
+            }
+        };
+        let response = match handed {
+            Ok(deadline) => return Answered::Job(deadline),
+            Err(response) => response,
         };
         let (response, charge) = self.admit(ctx, response);
         if !exchange.owed.is_empty() {
@@ -342,80 +351,77 @@ impl Dispatcher {
         }
     }
 
-    /// Queues a job for the pool and returns its deadline; or the response to send instead
-    /// when it cannot run.
-    fn offload(
+    /// Hands work that answers later (a job, a future) off with `start`, and owes its answer in
+    /// line; returns its deadline, or the 503 to send instead when it cannot run: its deadline
+    /// (`deadline`, or the server's) has passed, or `start` refused it.
+    fn hand_off(
         &mut self,
-        id: ConnId,
         exchange: &mut Exchange,
-        ctx: ResponseContext,
-        job: Job,
-        route: usize,
+        (ctx, route): (ResponseContext, usize),
+        deadline: Option<Duration>,
+        start: impl FnOnce(&Self, u64, Instant) -> Result<Pending, Shed>,
     ) -> Result<Instant, Response> {
         let received = exchange.received;
-        let deadline = deadline_after(received, job.deadline.unwrap_or(self.config.deadline));
-        if deadline <= self.clock.now {
-            return Err(self.shed(Shed::Deadline));
-        }
-        let seq = self.seq();
-        let task = Task {
-            job,
-            deadline,
-            route,
-            reply_to: Arc::clone(&self.reply_to),
-            conn: id,
-            seq,
-        };
-        let ticket = match self.pool.submit(self.clock.now, task) {
-            Ok(ticket) => ticket,
-            Err(Refused::QueueFull) => return Err(self.shed(Shed::QueueFull)),
-            Err(Refused::ExpectedMiss) => return Err(self.shed(Shed::ExpectedMiss)),
-        };
-        let state = OwedState::Job {
-            pending: Pending::Pool(ticket),
-            deadline,
-        };
-        exchange.owe(seq, ctx, route, received, state);
-        Ok(deadline)
-    }
-
-    /// Spawns an async handler's future on the runtime and returns its deadline; or the
-    /// response to send instead when it cannot run (its deadline has passed, or its route has
-    /// its limit of futures in flight).
-    #[cfg(feature = "tokio")]
-    fn spawn(
-        &mut self,
-        id: ConnId,
-        exchange: &mut Exchange,
-        ctx: ResponseContext,
-        job: crate::AsyncJob,
-        route: usize,
-    ) -> Result<Instant, Response> {
-        use crate::task::{NotSpawned, Spawner};
-
-        let received = exchange.received;
-        let deadline = deadline_after(received, job.deadline.unwrap_or(self.config.deadline));
+        let deadline = deadline_after(received, deadline.unwrap_or(self.config.deadline));
         if deadline <= self.clock.now {
             return Err(self.shed(Shed::Deadline));
         }
         // The answer cannot be taken before its slot is there: only this thread reads the
         // mailbox.
         let seq = self.seq();
+        let pending = start(self, seq, deadline).map_err(|reason| self.shed(reason))?;
+        exchange.owe(
+            seq,
+            ctx,
+            route,
+            received,
+            OwedState::Job { pending, deadline },
+        );
+        Ok(deadline)
+    }
+
+    /// Queues a job for the pool, as response `seq` of `conn`.
+    fn submit(
+        &self,
+        job: Job,
+        (conn, seq, route): (ConnId, u64, usize),
+        deadline: Instant,
+    ) -> Result<Pending, Shed> {
+        let task = Task {
+            job,
+            deadline,
+            route,
+            reply_to: Arc::clone(&self.reply_to),
+            conn,
+            seq,
+        };
+        match self.pool.submit(self.clock.now, task) {
+            Ok(ticket) => Ok(Pending::Pool(ticket)),
+            Err(Refused::QueueFull) => Err(Shed::QueueFull),
+            Err(Refused::ExpectedMiss) => Err(Shed::ExpectedMiss),
+        }
+    }
+
+    /// Spawns an async handler's future on the runtime, as response `seq` of `conn`; refused
+    /// when its route has its limit of futures in flight.
+    #[cfg(feature = "tokio")]
+    fn spawn(
+        &self,
+        job: crate::AsyncJob,
+        at: (ConnId, u64, usize),
+        deadline: Instant,
+    ) -> Result<Pending, Shed> {
+        use crate::task::{NotSpawned, Spawner};
+
         let spawner = Spawner {
             runtime: &self.runtime,
             tasks: &self.view.stats.tasks,
             reply_to: &self.reply_to,
         };
-        let task = match spawner.spawn(job, (id, seq, route), deadline) {
-            Ok(task) => task,
-            Err(NotSpawned::InFlightLimit) => return Err(self.shed(Shed::InFlight)),
-        };
-        let state = OwedState::Job {
-            pending: Pending::Task(task),
-            deadline,
-        };
-        exchange.owe(seq, ctx, route, received, state);
-        Ok(deadline)
+        match spawner.spawn(job, at, deadline) {
+            Ok(task) => Ok(Pending::Task(task)),
+            Err(NotSpawned::InFlightLimit) => Err(Shed::InFlight),
+        }
     }
 
     /// A number for a response owed, unique on this reactor.
@@ -424,36 +430,10 @@ impl Dispatcher {
         self.last_seq
     }
 
-    /// Counts a 503 for `reason` and makes it: the reason in the body and in the
-    /// `rtserve-shed` header, and `Retry-After` if configured.
+    /// Counts a 503 for `reason` and makes it (see `answers::shed`).
     fn shed(&self, reason: Shed) -> Response {
         self.stats.shed(reason);
-        // (body, header): static, so that a refusal allocates nothing for them.
-        let (body, header): (&str, &'static [(&str, &[u8])]) = match reason {
-            Shed::QueueFull => (
-                "overloaded: the queue is full\n",
-                &[("rtserve-shed", b"queue-full")],
-            ),
-            Shed::ExpectedMiss => (
-                "overloaded: expected to miss the deadline\n",
-                &[("rtserve-shed", b"expected-miss")],
-            ),
-            Shed::NotStarted => (
-                "overloaded: not started in time\n",
-                &[("rtserve-shed", b"not-started")],
-            ),
-            Shed::Deadline => ("deadline exceeded\n", &[("rtserve-shed", b"deadline")]),
-            Shed::InFlight => (
-                "overloaded: too many requests in flight on this route\n",
-                &[("rtserve-shed", b"in-flight")],
-            ),
-        };
-        let response =
-            Response::text(StatusCode::SERVICE_UNAVAILABLE, body).with_static_headers(header);
-        match self.config.retry_after {
-            Some(seconds) => response.with_header("Retry-After", seconds.to_string().into_bytes()),
-            None => response,
-        }
+        answers::shed(reason, self.config.retry_after)
     }
 
     /// Answers a request that could not be parsed, in its place in line: now if nothing is
@@ -482,7 +462,7 @@ impl Dispatcher {
     /// is read, in its place in line, then close.
     fn refuse_body(&mut self, exchange: &mut Exchange) {
         self.stats.body_refused();
-        self.answer_last(exchange, no_room());
+        self.answer_last(exchange, answers::no_room_for_body());
     }
 
     /// Answers the current request with `response`, now or behind what is owed, and takes no
@@ -543,7 +523,7 @@ impl Dispatcher {
             }
             Answer::NotStarted => self.shed(Shed::NotStarted),
             #[cfg(feature = "tokio")]
-            Answer::Cancelled => internal_error(),
+            Answer::Cancelled => answers::internal_error(),
             Answer::Ran(response) => response,
         };
         let (response, charge) = self.admit(owed.ctx, response);
@@ -628,7 +608,7 @@ impl Dispatcher {
             Some(charge) => (response, charge),
             None => {
                 self.stats.output_refused();
-                (no_room_to_send(), Charge::none())
+                (answers::no_room_to_send(), Charge::none())
             }
         }
     }
@@ -659,7 +639,7 @@ impl Dispatcher {
         ) {
             Ok(keep_alive) => (keep_alive, response.status()),
             Err(_) => {
-                let error = internal_error();
+                let error = answers::internal_error();
                 let body = error.body().as_bytes();
                 let sent = send_response(
                     ctx,
@@ -736,17 +716,6 @@ fn deadline_after(received: Instant, after: Duration) -> Instant {
 /// A response body at most this large is never refused by the output budget: the refusals
 /// themselves are this small, and refusing them would starve them.
 const SMALL_OUTPUT: usize = 8 * 1024;
-
-/// The output budget's refusal: 503, said in the `rtserve-shed` header as well.
-fn no_room_to_send() -> Response {
-    let body = "overloaded: no room to buffer the response\n";
-    Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
-        .with_static_headers(&[("rtserve-shed", b"output-budget")])
-}
-
-fn internal_error() -> Response {
-    Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,56 @@
+//! The server's own answers, made in one place: the 503s of its refusals (each naming its
+//! reason in the body and in the `rtserve-shed` header) and the 500 for a handler that failed.
+//! Static text and headers, so that a refusal allocates nothing for them.
+
+use rtserve_protocol::StatusCode;
+
+use crate::{Response, Shed};
+
+/// The 503 for an offloaded request shed for `reason`, with `Retry-After` if configured.
+pub(crate) fn shed(reason: Shed, retry_after: Option<u32>) -> Response {
+    let (body, header): (&str, &'static [(&str, &[u8])]) = match reason {
+        Shed::QueueFull => (
+            "overloaded: the queue is full\n",
+            &[("rtserve-shed", b"queue-full")],
+        ),
+        Shed::ExpectedMiss => (
+            "overloaded: expected to miss the deadline\n",
+            &[("rtserve-shed", b"expected-miss")],
+        ),
+        Shed::NotStarted => (
+            "overloaded: not started in time\n",
+            &[("rtserve-shed", b"not-started")],
+        ),
+        Shed::Deadline => ("deadline exceeded\n", &[("rtserve-shed", b"deadline")]),
+        Shed::InFlight => (
+            "overloaded: too many requests in flight on this route\n",
+            &[("rtserve-shed", b"in-flight")],
+        ),
+    };
+    let response =
+        Response::text(StatusCode::SERVICE_UNAVAILABLE, body).with_static_headers(header);
+    match retry_after {
+        Some(seconds) => response.with_header("Retry-After", seconds.to_string().into_bytes()),
+        None => response,
+    }
+}
+
+/// The body budget's refusal.
+pub(crate) fn no_room_for_body() -> Response {
+    let body = "overloaded: no room to buffer the request body\n";
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
+        .with_static_headers(&[("rtserve-shed", b"body-budget")])
+}
+
+/// The output budget's refusal.
+pub(crate) fn no_room_to_send() -> Response {
+    let body = "overloaded: no room to buffer the response\n";
+    Response::text(StatusCode::SERVICE_UNAVAILABLE, body)
+        .with_static_headers(&[("rtserve-shed", b"output-budget")])
+}
+
+/// A handler (or job, or future, or service) that failed: it panicked, or its answer could
+/// not be had.
+pub(crate) fn internal_error() -> Response {
+    Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+}

@@ -81,6 +81,8 @@ mod path;
 mod pool;
 mod prometheus;
 mod reactor;
+mod reply;
+mod response;
 mod server;
 mod stats;
 mod task;
@@ -90,15 +92,14 @@ mod token;
 pub mod tower;
 
 pub use config::{Config, ConfigError, Discipline};
-pub use handler::{
-    Body, Handler, HeaderValue, Job, JobContext, NotUtf8, Reply, Request, Response, RouteError,
-    Router, StaticHeaders, with_deadline,
-};
+pub use handler::{Handler, NotUtf8, Request, RouteError, Router, with_deadline};
 pub use harness::Harness;
 #[cfg(feature = "json")]
 pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};
 pub use path::{PathRejection, safe_relative_path};
+pub use reply::{Job, JobContext, Reply};
+pub use response::{Body, HeaderValue, Response, StaticHeaders};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
 pub use stats::{

@@ -33,10 +33,9 @@ use self::{
     ticket::Tickets,
 };
 use crate::{
-    Config, JobContext,
+    Config, Job, JobContext,
     affinity::Placement,
     answers,
-    handler::Job,
     mailbox::{Answer, Completion, Mailbox, Message},
     stats::PoolStats,
     token::ConnId,

@@ -20,11 +20,11 @@ use rtserve_protocol::{
 
 use super::clock::Clock;
 use crate::{
-    Config, Handler, Reply, Request, Response, Shed, answers,
+    Config, Handler, Job, Reply, Request, Response, Shed, answers,
     body::{Pace, STEP},
     budget::Charge,
     connection::{Exchange, ExchangePool, OwedState, Pending, Session},
-    handler::{Job, ServerView},
+    handler::ServerView,
     log::LogEntry,
     mailbox::{Answer, Completion, Mailbox},
     pool::{Refused, Task, WorkerPool},

@@ -279,7 +279,8 @@ def load_result(proc, timeout):
     except ValueError:
         return {"error": f"rc={proc.returncode} no JSON: {err.strip()[-300:]}"}
     lat = j["latency_us"]["corrected"]
-    return {"p50_us": lat["p50"], "p99_us": lat["p99"], "max_us": lat["max"],
+    return {"p50_us": lat["p50"], "p99_us": lat["p99"], "p99_9_us": lat["p99_9"],
+            "max_us": lat["max"],
             "completed": j["requests"]["completed"], "scheduled": j["requests"]["scheduled"],
             "errors": j["errors"]["total"], "status": j["status"]["by_code"]}
 

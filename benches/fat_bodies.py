@@ -57,6 +57,10 @@ import threading
 import time
 import urllib.parse
 
+# The helpers the attack scripts share: the server's process, its memory, the load runs.
+from attacklib import (Sampler, comm, find_server_pid, load_result, process_tree, rss_kb,
+                       run_load, wait_port)
+
 HOLD_CHUNK = 256 * 1024  # largest single send() in the fast phase
 CONNECT_BATCH = 200  # connects started per loop turn
 WRAPPERS = {"sh", "bash", "dash", "taskset", "env", "timeout", "nice", "numactl", "chrt", "setsid"}
@@ -67,67 +71,6 @@ def log(msg):
 
 
 # ----------------------------------------------------------------------------- /proc helpers
-
-
-def rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def children_of(pid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # comm may contain spaces and parentheses: ppid is the 2nd field after the last ')'
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == pid:
-            kids.append(int(entry))
-    return kids
-
-
-def process_tree(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children_of(p))
-    return out
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
-
-
-def listening_inodes(port):
-    inodes = set()
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(path) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    local, state, inode = parts[1], parts[3], parts[9]
-                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                        inodes.add(inode)
-        except OSError:
-            pass
-    return inodes
 
 
 def tcp_conns_on_port(port):
@@ -149,24 +92,6 @@ def tcp_conns_on_port(port):
         except OSError:
             pass
     return states
-
-
-def find_server_pid(root, port):
-    """The process of the tree under `root` owning the listening socket, else the leaf."""
-    tree = process_tree(root)
-    inodes = listening_inodes(port)
-    for pid in tree:
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return pid
-        except OSError:
-            continue
-    for pid in reversed(tree):
-        if comm(pid) not in WRAPPERS:
-            return pid
-    return tree[-1]
 
 
 def smaps_breakdown(pid, top=6):
@@ -211,50 +136,7 @@ def smaps_breakdown(pid, top=6):
 # ----------------------------------------------------------------------------- RSS sampler
 
 
-class Sampler(threading.Thread):
-    def __init__(self, pid, period=0.5):
-        super().__init__(daemon=True)
-        self.pid, self.period = pid, period
-        self.samples = []  # (monotonic time, rss kB)
-        self.stop_event = threading.Event()
-
-    def run(self):
-        while not self.stop_event.is_set():
-            r = rss_kb(self.pid)
-            if r is not None:
-                self.samples.append((time.monotonic(), r))
-            self.stop_event.wait(self.period)
-
-    def peak(self, t0, t1):
-        vals = [r for t, r in self.samples if t0 <= t <= t1]
-        return max(vals) if vals else None
-
-
 # ----------------------------------------------------------------------------- load generator
-
-
-def run_load(load_cmd, url, rate, conns, seconds):
-    cmd = [load_cmd, "--json", "-q", "-r", str(rate), "-c", str(conns), "-d", f"{seconds}s",
-           url.rstrip("/") + "/hello"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def load_result(proc, timeout):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        return {"error": "timed out"}
-    try:
-        j = json.loads(out)
-    except ValueError:
-        return {"error": f"rc={proc.returncode} no JSON: {err.strip()[-300:]}"}
-    lat = j["latency_us"]["corrected"]
-    return {"p50_us": lat["p50"], "p99_us": lat["p99"], "p99_9_us": lat["p99_9"],
-            "max_us": lat["max"], "completed": j["requests"]["completed"],
-            "scheduled": j["requests"]["scheduled"], "errors": j["errors"]["total"],
-            "status": j["status"]["by_code"]}
 
 
 # ----------------------------------------------------------------------------- attackers
@@ -439,17 +321,6 @@ def attack(args, base_host, base_port, during_load_start, start_load):
 # ----------------------------------------------------------------------------- main
 
 
-def wait_port(host, port, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
 def quantile_time(times, n_total, q):
     """Time by which a share q of all attackers had been closed, or None."""
     need = int(-(-q * n_total // 1))  # ceil
@@ -607,7 +478,8 @@ def main():
         bl, dl = result.get("load_baseline"), result.get("load_during")
         if bl and dl and bl.get("p99_us") and dl.get("p99_us") is not None:
             result["hello_p99_ratio"] = dl["p99_us"] / bl["p99_us"]
-        result["rss_series"] = [[round(t - t0, 2), r] for t, r in sampler.samples]
+        result["rss_series"] = [[round(t - t0, 2), r] for t, r, *_ in sampler.samples
+                                if r is not None]
     finally:
         if sampler:
             sampler.stop_event.set()

@@ -20,22 +20,13 @@ use rtserve_reactor::{
     AsyncContext, Config, Reply, Request, Response, Router, Server, ServerHandle, StatusCode,
     with_deadline,
 };
-use support::{Client, TIMEOUT, connect, wait_until};
+use support::{Client, Dropped, TIMEOUT, connect, stop, wait_until};
 
 fn config() -> Config {
     let mut config = Config::default();
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.reactors = 1;
     config
-}
-
-/// Sets its flag when dropped: tells a test that a future was dropped.
-struct Dropped(Arc<AtomicBool>);
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 /// A future that never finishes by itself, holding `flag`'s guard.
@@ -55,11 +46,6 @@ fn get(server: &ServerHandle, path: &str) -> (u16, Option<String>, String) {
     let reply = client.response();
     let shed = reply.header("rtserve-shed").map(str::to_owned);
     (reply.status, shed, reply.text())
-}
-
-fn stop(server: ServerHandle) {
-    server.shutdown();
-    server.join().unwrap();
 }
 
 /// Where a future ran, and whether it had time left.

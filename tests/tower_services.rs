@@ -28,7 +28,7 @@ use rtserve_reactor::{
     AsyncContext, Config, Router, Server, ServerHandle, tower::service, with_deadline,
 };
 use serde_json::{Value, json};
-use support::{Client, Reply1, TIMEOUT, connect, wait_until};
+use support::{Client, Dropped, Reply1, TIMEOUT, connect, stop, wait_until};
 
 /// The longest response body the mounted router may give in these tests.
 const MAX_RESPONSE_BODY: usize = 1024;
@@ -38,15 +38,6 @@ fn config() -> Config {
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.reactors = 1;
     config
-}
-
-/// Sets its flag when dropped: tells a test that a future was dropped.
-struct Dropped(Arc<AtomicBool>);
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 /// The middleware layer: marks every response it passes.
@@ -160,11 +151,6 @@ fn post(server: &ServerHandle, target: &str, content_type: &str, body: &[u8]) ->
     .into_bytes();
     raw.extend_from_slice(body);
     exchange(server, &raw)
-}
-
-fn stop(server: ServerHandle) {
-    server.shutdown();
-    server.join().unwrap();
 }
 
 #[test]

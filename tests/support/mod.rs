@@ -95,6 +95,23 @@ pub fn join_within_timeout(handle: ServerHandle) {
     );
 }
 
+/// Shuts a server down and joins it, with the bound of [`join_within_timeout`].
+#[track_caller]
+pub fn stop(handle: ServerHandle) {
+    handle.shutdown();
+    join_within_timeout(handle);
+}
+
+/// Sets its flag when dropped: tells a test that something it handed over (a future, a
+/// service's state) was dropped.
+pub struct Dropped(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if std::thread::panicking() {

@@ -1,5 +1,6 @@
 //! The server's own answers, made in one place: the 503s of its refusals (each naming its
-//! reason in the body and in the `rtserve-shed` header) and the 500 for a handler that failed.
+//! reason in the body and in the `rtserve-shed` header), the 408 for a request that did not
+//! come in time, and the 500 for a handler that failed.
 //! Static text and headers, so that a refusal allocates nothing for them.
 
 use rtserve_protocol::StatusCode;
@@ -33,6 +34,11 @@ pub(crate) fn shed(reason: Shed, retry_after: Option<u32>) -> Response {
         Some(seconds) => response.with_header("Retry-After", seconds.to_string().into_bytes()),
         None => response,
     }
+}
+
+/// The 408 for a head, or a body, that did not come in time (RFC 9110 §15.5.9).
+pub(crate) fn request_timeout() -> Response {
+    Response::text(StatusCode::REQUEST_TIMEOUT, "request timeout\n")
 }
 
 /// The body budget's refusal.

@@ -1,10 +1,8 @@
 //! What each timer does when it fires (the timers themselves are in `crate::timer`).
 
 use super::{Reactor, live};
-use rtserve_protocol::StatusCode;
-
 use crate::{
-    Response,
+    Response, answers,
     body::{BodyRules, TooSlow},
     connection::{Connection, Phase},
     timer::{Popped, TimerKind},
@@ -36,7 +34,7 @@ impl Reactor {
                     self.release(id);
                 }
                 TimerKind::HeadRead if conn.phase == Phase::Open => {
-                    self.time_out(id, request_timeout());
+                    self.time_out(id, answers::request_timeout());
                 }
                 TimerKind::BodyRead if conn.phase == Phase::Open => {
                     let rules = BodyRules::from(&self.config);
@@ -58,7 +56,7 @@ impl Reactor {
                             }
                             self.time_out(id, cut.response());
                         }
-                        None => self.time_out(id, request_timeout()),
+                        None => self.time_out(id, answers::request_timeout()),
                     }
                 }
                 TimerKind::Idle if conn.phase == Phase::Open && conn.session.is_idle() => {
@@ -111,9 +109,4 @@ impl Reactor {
             }
         }
     }
-}
-
-/// The 408 for a head, or a body, that did not come in time (RFC 9110 §15.5.9).
-fn request_timeout() -> Response {
-    Response::text(StatusCode::REQUEST_TIMEOUT, "request timeout\n")
 }

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use rtserve_reactor::{Config, Discipline};
+use rtserve_reactor::{Admission, Config, Discipline};
 
 /// `--discipline`: the worker queue's order (see [`Discipline`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -12,6 +12,17 @@ pub(crate) enum DisciplineArg {
     Fifo,
     /// First in, first out, but newest first while the queue stands.
     AdaptiveLifo,
+}
+
+/// `--admission`: how the pool decides which jobs can make their deadline (see
+/// [`Admission`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AdmissionArg {
+    /// A margin of twice the run time's deviation; every worker runs any route's jobs.
+    Fixed,
+    /// A margin learnt from how late recent jobs ended, and fewer CPU-bound jobs at once when
+    /// they queue for the CPU.
+    Adaptive,
 }
 
 /// rtserve: an HTTP/1.1 server for real-time services, built for tail latency. Every request
@@ -53,6 +64,12 @@ pub(crate) struct Args {
     /// is refused (503) at once, before it is queued or when a worker reaches it.
     #[arg(long, env = "RTSERVE_DISCIPLINE", value_enum, default_value_t = DisciplineArg::AdaptiveLifo)]
     pub(crate) discipline: DisciplineArg,
+
+    /// How jobs are let in: "adaptive" learns the margin a job must leave before its deadline
+    /// from how late recent jobs ended, and runs fewer CPU-bound jobs at once when they queue
+    /// for the CPU; "fixed" keeps a margin of twice the run time's deviation (to compare).
+    #[arg(long, env = "RTSERVE_ADMISSION", value_enum, default_value_t = AdmissionArg::Adaptive)]
+    pub(crate) admission: AdmissionArg,
 
     /// Pin reactor i to CPU i of the CPUs allowed, and the workers to the CPUs left over, as
     /// nginx's worker_cpu_affinity auto does.
@@ -183,6 +200,10 @@ impl Args {
         config.discipline = match self.discipline {
             DisciplineArg::Fifo => Discipline::Fifo,
             DisciplineArg::AdaptiveLifo => Discipline::AdaptiveLifo,
+        };
+        config.admission = match self.admission {
+            AdmissionArg::Fixed => Admission::Fixed,
+            AdmissionArg::Adaptive => Admission::Adaptive,
         };
         config.retry_after = self.retry_after_s;
         config.header_timeout = ms(self.header_timeout_ms);

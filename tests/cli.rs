@@ -1827,6 +1827,8 @@ fn metrics_parse_and_move() {
         }
     }
     let target = before + N as f64;
+    let hello = [("route", "/hello")];
+    let goodput_before = count(&first, "rtserve_goodput_total", &hello);
     let mut last = first;
     assert!(
         wait_until(|| {
@@ -1840,11 +1842,18 @@ fn metrics_parse_and_move() {
         histogram_count(&last, "/hello"),
         before_histogram + N as f64
     );
+    // Each was a 2xx in time: goodput.
+    assert_eq!(
+        count(&last, "rtserve_goodput_total", &hello),
+        goodput_before + N as f64
+    );
 
     // A missed deadline is counted, and its 503 filed under its route.
     let slow_503 = [("route", "/slow"), ("status", "503")];
     let missed_before = count(&last, "rtserve_deadline_missed_total", &[]);
     let slow_before = count(&last, "rtserve_requests_total", &slow_503);
+    let slow = [("route", "/slow")];
+    let admitted_missed_before = count(&last, "rtserve_admitted_missed_total", &slow);
     assert_eq!(server.get("/slow?ms=10000").status, 503);
     assert!(
         wait_until(|| {
@@ -1865,6 +1874,11 @@ fn metrics_parse_and_move() {
         count(&last, "rtserve_shed_total", &[("reason", "deadline")]),
         missed_before + 1.0
     );
+    // It was let in (the pool was idle), so it is an admitted job that missed, on its route.
+    assert_eq!(
+        count(&last, "rtserve_admitted_missed_total", &slow),
+        admitted_missed_before + 1.0
+    );
     // And how late its 503 went out.
     assert_eq!(
         histogram_total(&last, "rtserve_deadline_lateness_seconds"),
@@ -1884,6 +1898,12 @@ fn metrics_parse_and_move() {
         }),
         "no queue wait or run-time estimate for /slow"
     );
+    // What admission learnt of the route: a margin, and a limit of at least one job at once
+    // (a job that sleeps never lowers it below the workers).
+    assert!(value(&last, "rtserve_admission_margin_seconds", &slow).is_some());
+    let limit = value(&last, "rtserve_concurrency_limit", &slow);
+    assert!(limit.is_some_and(|n| n >= 1.0), "{limit:?}");
+    assert!(last.docs.contains_key("rtserve_over_refused_total"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -108,6 +108,18 @@ impl StatusCode {
         self.0
     }
 
+    /// Whether the status is a success, 2xx (RFC 9110 §15.3).
+    ///
+    /// ```
+    /// use rtserve_protocol::StatusCode;
+    ///
+    /// assert!(StatusCode::OK.is_success());
+    /// assert!(!StatusCode::SERVICE_UNAVAILABLE.is_success());
+    /// ```
+    pub const fn is_success(self) -> bool {
+        self.0 >= 200 && self.0 < 300
+    }
+
     /// Whether a response with this status never carries a body: 1xx, 204 and 304
     /// (RFC 9112 §6.3 (1)).
     pub const fn is_bodiless(self) -> bool {

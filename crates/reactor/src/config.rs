@@ -123,6 +123,9 @@ pub struct Config {
     /// The order the pool serves waiting jobs in (see [`Discipline`]). Default
     /// [`Discipline::AdaptiveLifo`], which is first in, first out until the queue stands.
     pub discipline: Discipline,
+    /// How the pool decides which jobs to let in and how many of a route's jobs run at once
+    /// (see [`Admission`]). Default [`Admission::Adaptive`].
+    pub admission: Admission,
     /// A `Retry-After` value, in seconds, for the 503s of offloaded requests refused or past
     /// their deadline. Default none: in whole seconds it can only say 0 or 1, and 0 invites
     /// every client to retry at the same moment.
@@ -186,6 +189,34 @@ pub enum Discipline {
     AdaptiveLifo,
 }
 
+/// How the worker pool decides whether a job can still make its deadline, and how many jobs
+/// of one route run at once.
+///
+/// Both policies refuse a job at the door when the wait predicted for it plus its route's
+/// expected run time, plus a margin, would take it past its deadline; they differ in the
+/// margin and in the limit.
+///
+/// Measured (BENCHMARKS.md, deadlines on a busy host): the margin learnt from outcomes keeps
+/// goodput nearer capacity when a neighbour shares the server's CPU, and the limit keeps
+/// CPU-bound jobs that are let in within their deadline; so it is the default. The fixed
+/// policy is kept to compare with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Admission {
+    /// The margin is twice the smoothed deviation of the route's run time, and every worker
+    /// may run any route's jobs: open loop, blind to how the jobs it let in fared.
+    Fixed,
+    /// Closed loop. The margin is a high quantile of how late the route's recent jobs ended
+    /// against the end predicted when they were let in, the quantile raised when more than
+    /// 1 % of the jobs let in miss and lowered when jobs were refused that a worker fell idle
+    /// in time to run. A route whose jobs queue for the CPU runs fewer of them at once than
+    /// there are workers, as few as one. Each worker reads its thread's scheduler statistics
+    /// before and after a job for that (two `pread`s a job; without
+    /// `/proc/thread-self/schedstat` the limit stays at the workers).
+    #[default]
+    Adaptive,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -215,6 +246,7 @@ impl Default for Config {
             queue: 1024,
             deadline: Duration::from_secs(5),
             discipline: Discipline::AdaptiveLifo,
+            admission: Admission::Adaptive,
             retry_after: None,
             drain_grace: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),

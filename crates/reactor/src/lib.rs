@@ -91,7 +91,7 @@ mod token;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub use config::{Config, ConfigError, Discipline};
+pub use config::{Admission, Config, ConfigError, Discipline};
 pub use handler::{Handler, NotUtf8, Request, RouteError, Router, with_deadline};
 pub use harness::Harness;
 #[cfg(feature = "json")]

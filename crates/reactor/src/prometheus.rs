@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{Histogram, LATENCY_BUCKETS_US, Response, Shed, Stats, StatusCode};
+use crate::{Histogram, LATENCY_BUCKETS_US, Response, RouteStats, Shed, Stats, StatusCode};
 
 impl Stats {
     /// The statistics in the Prometheus text exposition format (version 0.0.4): requests by
@@ -199,7 +199,62 @@ fn render(stats: &Stats) -> String {
         let (label, us) = (escape(&route.name), route.run_time_estimate_us);
         let _ = writeln!(out, "{estimate}{{route=\"{label}\"}} {}", us as f64 / 1e6);
     }
+    write_outcomes(&mut out, stats);
     out
+}
+
+/// A per-route counter: its name, its help text, and where its value is.
+type RouteCounter = (&'static str, &'static str, fn(&RouteStats) -> u64);
+
+/// The outcomes of admission per route, and what the pool learnt from them.
+fn write_outcomes(out: &mut String, stats: &Stats) {
+    let counters: [RouteCounter; 3] = [
+        (
+            "rtserve_goodput_total",
+            "2xx responses ready before their request's deadline.",
+            |r| r.in_time,
+        ),
+        (
+            "rtserve_admitted_missed_total",
+            "Offloaded work let in (a job queued, a future spawned) that still missed its \
+             deadline.",
+            |r| r.admitted_missed,
+        ),
+        (
+            "rtserve_over_refused_total",
+            "Jobs refused at the door although a worker fell idle early enough to run them \
+             before their deadline.",
+            |r| r.over_refused,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for route in &stats.routes {
+            let label = escape(&route.name);
+            let _ = writeln!(out, "{name}{{route=\"{label}\"}} {}", value(route));
+        }
+    }
+    let margin = "rtserve_admission_margin_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {margin} The margin a job must leave before its deadline beyond the end the \
+         pool predicts for it, learnt from how late recent jobs ended (negative when the \
+         predictions run pessimistic).\n# TYPE {margin} gauge"
+    );
+    for route in &stats.routes {
+        let (label, us) = (escape(&route.name), route.admission_margin_us);
+        let _ = writeln!(out, "{margin}{{route=\"{label}\"}} {}", us as f64 / 1e6);
+    }
+    let limit = "rtserve_concurrency_limit";
+    let _ = writeln!(
+        out,
+        "# HELP {limit} How many of a route's jobs may run at once (lower than the workers \
+         when its jobs queue for the CPU).\n# TYPE {limit} gauge"
+    );
+    for route in &stats.routes {
+        let (label, n) = (escape(&route.name), route.concurrency_limit);
+        let _ = writeln!(out, "{limit}{{route=\"{label}\"}} {n}");
+    }
 }
 
 /// Writes one histogram's samples; `labels` go before `le` (empty, or `name="value"`).

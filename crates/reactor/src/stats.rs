@@ -9,12 +9,12 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use crate::{budget::Budgets, task::Tasks};
+use crate::{budget::Budgets, pool::RouteView, task::Tasks};
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (the Prometheus
 /// defaults, from 100 µs to 10 s, with finer steps below 1 ms where an SLA lives).
@@ -62,6 +62,8 @@ struct RouteCells {
     by_status: Box<[Counter]>,
     buckets: [Counter; LATENCY_BUCKETS_US.len()],
     latency_sum_us: Counter,
+    in_time: Counter,
+    admitted_missed: Counter,
 }
 
 impl RouteCells {
@@ -70,6 +72,8 @@ impl RouteCells {
             by_status: (0..STATUSES).map(|_| Counter::default()).collect(),
             buckets: Default::default(),
             latency_sum_us: Counter::default(),
+            in_time: Counter::default(),
+            admitted_missed: Counter::default(),
         }
     }
 }
@@ -177,6 +181,20 @@ impl ReactorStats {
         }
     }
 
+    /// A 2xx response on `route` was ready before its request's deadline.
+    pub(crate) fn in_time(&self, route: usize) {
+        self.routes[route.min(self.routes.len() - 1)].in_time.add(1);
+    }
+
+    /// Work on `route` that was let in (a job queued, a future spawned) missed its deadline:
+    /// answered 503 at the deadline, refused by a worker that reached it too late, or done
+    /// after the deadline.
+    pub(crate) fn admitted_missed(&self, route: usize) {
+        self.routes[route.min(self.routes.len() - 1)]
+            .admitted_missed
+            .add(1);
+    }
+
     /// The index that files a response under "other".
     pub(crate) fn other_route(&self) -> usize {
         self.routes.len() - 1
@@ -262,6 +280,22 @@ pub struct RouteStats {
     /// The worker pool's current estimate of this route's job run time, in microseconds
     /// (zero for a route that has offloaded nothing).
     pub run_time_estimate_us: u64,
+    /// Goodput: 2xx responses ready before their request's deadline (inline ones, and the
+    /// offloaded ones whose job or future finished in time).
+    pub in_time: u64,
+    /// Offloaded work that was let in (a job queued, a future spawned) and still missed its
+    /// deadline: answered 503 at the deadline or by a worker that reached it too late.
+    pub admitted_missed: u64,
+    /// Jobs refused at the door although a worker fell idle early enough to run them before
+    /// their deadline: refusals that were not needed.
+    pub over_refused: u64,
+    /// The margin, in microseconds, a job must leave before its deadline beyond the end the
+    /// pool predicts for it ([`Admission::Adaptive`](crate::Admission)); negative when the
+    /// predictions have run pessimistic.
+    pub admission_margin_us: i64,
+    /// How many of the route's jobs may run at once (the workers, unless its jobs queue for
+    /// the CPU); zero for a route that has offloaded nothing.
+    pub concurrency_limit: u64,
 }
 
 /// Why an offloaded request was answered 503 without its job's response. The response says
@@ -393,8 +427,17 @@ pub(crate) struct PoolStats {
     wait_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     wait_count: AtomicU64,
     wait_sum_us: AtomicU64,
-    /// Per route: the current run-time estimate, µs.
-    run_time_us: Box<[AtomicU64]>,
+    /// Per route: what the queue shows of it.
+    routes: Box<[PoolRoute]>,
+}
+
+/// What the pool shows of one route, as last updated.
+#[derive(Debug, Default)]
+struct PoolRoute {
+    run_time_us: AtomicU64,
+    margin_us: AtomicI64,
+    limit: AtomicU64,
+    over_refused: AtomicU64,
 }
 
 impl PoolStats {
@@ -403,7 +446,7 @@ impl PoolStats {
             wait_buckets: Default::default(),
             wait_count: AtomicU64::new(0),
             wait_sum_us: AtomicU64::new(0),
-            run_time_us: (0..=routes).map(|_| AtomicU64::new(0)).collect(),
+            routes: (0..=routes).map(|_| PoolRoute::default()).collect(),
         }
     }
 
@@ -417,12 +460,18 @@ impl PoolStats {
         self.wait_sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
-    /// Route `route`'s run-time estimate is now `estimate`.
-    pub(crate) fn estimated(&self, route: usize, estimate: Duration) {
-        if let Some(cell) = self.run_time_us.get(route) {
-            let us = u64::try_from(estimate.as_micros()).unwrap_or(u64::MAX);
-            cell.store(us, Ordering::Relaxed);
-        }
+    /// Route `route`'s state in the queue is now `view`.
+    pub(crate) fn route_view(&self, route: usize, view: RouteView) {
+        let Some(cell) = self.routes.get(route) else {
+            return;
+        };
+        let us = u64::try_from(view.expected.as_micros()).unwrap_or(u64::MAX);
+        cell.run_time_us.store(us, Ordering::Relaxed);
+        cell.margin_us
+            .store(view.margin_ns / 1000, Ordering::Relaxed);
+        cell.limit.store(view.limit as u64, Ordering::Relaxed);
+        cell.over_refused
+            .store(view.outcomes.over_refused, Ordering::Relaxed);
     }
 
     fn queue_wait(&self) -> Histogram {
@@ -485,8 +534,11 @@ impl StatsRegistry {
         stats.output_bytes = self.budgets.output.used() as u64;
         stats.futures_in_flight = self.tasks.in_flight();
         stats.futures_cancelled = self.tasks.cancelled();
-        for (route, estimate) in stats.routes.iter_mut().zip(self.pool.run_time_us.iter()) {
-            route.run_time_estimate_us = estimate.load(Ordering::Relaxed);
+        for (route, pool) in stats.routes.iter_mut().zip(self.pool.routes.iter()) {
+            route.run_time_estimate_us = pool.run_time_us.load(Ordering::Relaxed);
+            route.admission_margin_us = pool.margin_us.load(Ordering::Relaxed);
+            route.concurrency_limit = pool.limit.load(Ordering::Relaxed);
+            route.over_refused = pool.over_refused.load(Ordering::Relaxed);
         }
         stats
     }
@@ -526,6 +578,8 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
                 merged.buckets[i] += b.get();
             }
             merged.latency_sum_us += cells.latency_sum_us.get();
+            merged.in_time += cells.in_time.get();
+            merged.admitted_missed += cells.admitted_missed.get();
             for (i, c) in cells.by_status.iter().enumerate() {
                 let n = c.get();
                 if n == 0 {

@@ -13,8 +13,12 @@
 //! cancellation a job can sleep on. Here are the threads and the one lock: reactors and
 //! workers meet on a `Mutex` around the queue and a `Condvar` that wakes an idle worker.
 
+mod admission;
 mod estimate;
 mod queue;
+mod schedstat;
+#[cfg(test)]
+mod simulate;
 mod ticket;
 
 use std::{
@@ -22,14 +26,15 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
     thread,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-pub(crate) use queue::Refused;
+pub(crate) use queue::{Refused, RouteView};
 pub(crate) use ticket::Ticket;
 
 use self::{
-    queue::{Queue, Taken},
+    queue::{Queue, Ran, Taken},
+    schedstat::ThreadCpu,
     ticket::Tickets,
 };
 use crate::{
@@ -128,7 +133,13 @@ impl WorkerPool {
         let now = Instant::now();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                queue: Queue::new(capacity, workers, routes, config.discipline, now),
+                queue: Queue::new(
+                    capacity,
+                    workers,
+                    routes,
+                    (config.discipline, config.admission),
+                    now,
+                ),
                 free: (0..slots).rev().collect(),
                 handles: 1,
             }),
@@ -183,31 +194,31 @@ impl WorkerPool {
 
 /// A worker's loop: until every handle is gone and the queue is empty.
 fn work(shared: &Shared, worker: usize) {
+    // This thread's scheduler statistics, when the system has them: whether its jobs wait for
+    // a CPU, which sets how many may run at once.
+    let cpu = ThreadCpu::open();
     // The job this worker took last: (route, what its run says of its cost, ticket slot),
     // reported at the next take.
-    let mut done: Option<(usize, Sample, usize)> = None;
+    let mut done: Option<(usize, Ran, usize)> = None;
     loop {
         let taken = {
             let mut state = shared.lock();
-            if let Some((route, sample, slot)) = done.take() {
-                let ran = match sample {
-                    Sample::Whole(ran) => Some(ran),
-                    // Cut short: it would have taken at least this long. Only a longer run
-                    // than expected says anything; a shorter one is not a cost.
-                    Sample::AtLeast(ran) if ran > state.queue.expected(route) => Some(ran),
-                    Sample::AtLeast(_) | Sample::None => None,
-                };
-                state.queue.finished(worker, route, ran);
-                shared.stats.estimated(route, state.queue.expected(route));
+            if let Some((route, ran, slot)) = done.take() {
+                state.queue.finished(worker, Instant::now(), ran);
+                shared.stats.route_view(route, state.queue.view(route));
                 state.free.push(slot);
             }
             loop {
                 if let Some(taken) = state.queue.take(Instant::now(), worker) {
                     if let Taken::Refuse {
-                        item: (_, ticket), ..
+                        item: (task, ticket),
+                        ..
                     } = &taken
                     {
                         state.free.push(ticket.index());
+                        shared
+                            .stats
+                            .route_view(task.route, state.queue.view(task.route));
                     }
                     break taken;
                 }
@@ -245,25 +256,15 @@ fn work(shared: &Shared, worker: usize) {
             } => {
                 shared.stats.waited(waited);
                 let slot = ticket.index();
-                done = Some((route, run(task, ticket), slot));
+                done = Some((route, run(task, ticket, cpu.as_ref()), slot));
             }
         }
     }
 }
 
-/// What one job's run tells of its route's cost.
-#[derive(Clone, Copy, Debug)]
-enum Sample {
-    /// It ran to the end in this time.
-    Whole(Duration),
-    /// It was cancelled while it ran, after this time.
-    AtLeast(Duration),
-    /// It was not run (cancelled before it started).
-    None,
-}
-
-/// Runs a job and posts its response, unless its answer is no longer wanted.
-fn run(task: Task, ticket: Ticket) -> Sample {
+/// Runs a job and posts its response, unless its answer is no longer wanted; returns what
+/// its run tells of its route.
+fn run(task: Task, ticket: Ticket, cpu: Option<&ThreadCpu>) -> Ran {
     let Task {
         job,
         deadline,
@@ -275,22 +276,24 @@ fn run(task: Task, ticket: Ticket) -> Sample {
     let ctx = JobContext { deadline, ticket };
     // Its client is gone, or the reactor answered at the deadline: do not run it at all.
     if ctx.is_cancelled() {
-        return Sample::None;
+        return Ran::Not;
     }
+    let before = cpu.and_then(ThreadCpu::read);
     let started = Instant::now();
     let work = job.work;
     let response =
         catch_unwind(AssertUnwindSafe(|| work(&ctx))).unwrap_or_else(|_| answers::internal_error());
     let ran = started.elapsed();
+    let used = before.and_then(|before| Some(cpu?.read()?.since(before)));
     // Finished too late, or its client left meanwhile: the reactor answers (or answered)
     // without it.
     if ctx.is_cancelled() {
-        return Sample::AtLeast(ran);
+        return Ran::CutShort(ran);
     }
     reply_to.send(Message::Completion(Completion {
         conn,
         seq,
         answer: Answer::Ran(response),
     }));
-    Sample::Whole(ran)
+    Ran::Whole(ran, used)
 }

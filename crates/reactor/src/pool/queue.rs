@@ -6,12 +6,15 @@
 //!
 //! # Policy
 //!
-//! * **At the door**, a job is refused if the queue is full, or if the wait it can expect plus
-//!   the time its route's jobs need would take it past its deadline. The wait is predicted
-//!   from the work ahead of it (the expected run time of every queued job, and what is left of
-//!   the running ones) spread over the workers, so a queue of 200 ms jobs and one of 2 ms jobs
-//!   are told apart. An idle pool lets every job in, so that an estimate gone wrong is
-//!   corrected by the next run rather than kept by refusing everything.
+//! * **At the door**, a job is refused if the queue is full, or if its predicted end plus a
+//!   margin would take it past its deadline. The predicted end is now, plus the wait the work
+//!   ahead of it implies (the expected run time of every queued job, and what is left of the
+//!   running ones, spread over the workers, or over the jobs of its route that may run at
+//!   once if that is longer), plus its route's expected run time. The margin is learnt from
+//!   how late past jobs ended against their prediction (see [`admission`](super::admission));
+//!   under [`Admission::Fixed`] it is twice the deviation of the run time instead. An idle
+//!   pool lets every job in, so that an estimate gone wrong is corrected by the next run
+//!   rather than kept by refusing everything.
 //! * **At the head**, a job whose deadline comes before even the shortest recent run of its
 //!   route would end is not started: it is handed back to be refused at once. The shortest
 //!   run, not the mean: a mean inflated by a few runs that waited for a CPU would otherwise
@@ -21,15 +24,22 @@
 //!   the queue is standing (its shortest wait over the last [`INTERVAL`] was above
 //!   [`TARGET`], as CoDel tells a standing queue from a burst): then the newest job, which has
 //!   the most time left, goes first, and the oldest are refused from the front as soon as they
-//!   cannot make it.
+//!   cannot make it. A job whose route has as many jobs running as its limit allows waits,
+//!   and the next job of another route goes first.
+//! * **Outcomes**: every admitted job's end is checked against its deadline and its
+//!   prediction, and every refusal at the door against the workers' idle time, per route;
+//!   these set the margin and the limits (see [`admission`](super::admission)).
 
 use std::{
     collections::VecDeque,
     time::{Duration, Instant},
 };
 
-use super::estimate::RunTime;
-use crate::Discipline;
+use super::{
+    admission::{CpuUse, Errors, Level, Limit},
+    estimate::RunTime,
+};
+use crate::{Admission, Discipline};
 
 /// How long the queue's shortest wait is watched before it is called standing or not.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
@@ -55,6 +65,8 @@ struct Queued<T> {
     enqueued: Instant,
     /// Its expected run time when it was let in, counted in the work queued.
     cost: Duration,
+    /// When it was predicted to end when it was let in.
+    predicted_end: Instant,
 }
 
 /// What a worker takes from the queue.
@@ -70,19 +82,83 @@ pub(crate) enum Taken<T> {
     Refuse { item: T, waited: Duration },
 }
 
+/// What a worker's last job tells of its route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// It ran to the end in this time, using the CPU as said (when the worker can tell).
+    Whole(Duration, Option<CpuUse>),
+    /// It was cancelled while it ran, after this time.
+    CutShort(Duration),
+    /// It was not run (cancelled before it started: its client left).
+    Not,
+}
+
+/// A job a worker runs.
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    route: usize,
+    /// When it is expected to end, by its route's expected run time from its start.
+    expected_end: Instant,
+    /// When it was predicted to end when it was let in.
+    predicted_end: Instant,
+    deadline: Instant,
+}
+
+/// Outcomes of one route's jobs, counted since the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outcomes {
+    /// Admitted jobs that missed their deadline: ran past it, or refused at the head.
+    pub(crate) missed: u64,
+    /// Jobs refused at the door although a worker fell idle in time to run them.
+    pub(crate) over_refused: u64,
+}
+
+/// One route's state in the queue.
+#[derive(Clone, Debug)]
+struct Route {
+    cost: RunTime,
+    errors: Errors,
+    limit: Limit,
+    /// Its jobs running now.
+    running: usize,
+    /// Its jobs' expected run times, queued, summed.
+    queued_work: Duration,
+    outcomes: Outcomes,
+}
+
+/// What the pool's statistics show of a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RouteView {
+    pub(crate) expected: Duration,
+    /// The margin beyond the predicted end a job must leave before its deadline, ns.
+    pub(crate) margin_ns: i64,
+    /// How many of its jobs may run at once.
+    pub(crate) limit: usize,
+    pub(crate) outcomes: Outcomes,
+}
+
+/// Most refusals remembered to tell whether they were needed.
+const REFUSALS_KEPT: usize = 256;
+
 /// The queue, its run-time estimates and its workers' state.
 #[derive(Debug)]
 pub(crate) struct Queue<T> {
     jobs: VecDeque<Queued<T>>,
     capacity: usize,
-    /// Per worker: when its job is expected to end, if it has one.
-    running: Vec<Option<Instant>>,
+    /// Per worker: the job it runs, if any.
+    running: Vec<Option<Running>>,
     /// The expected run time of every queued job, summed.
     queued_work: Duration,
     /// Per route.
-    costs: Vec<RunTime>,
+    routes: Vec<Route>,
     discipline: Discipline,
+    admission: Admission,
     standing: Standing,
+    /// The quantile of the prediction errors kept as the margin.
+    level: Level,
+    /// Jobs refused at the door: the latest each could have started to make its deadline,
+    /// and its route.
+    refused: VecDeque<(Instant, usize)>,
 }
 
 impl<T> Queue<T> {
@@ -92,27 +168,62 @@ impl<T> Queue<T> {
         capacity: usize,
         workers: usize,
         routes: usize,
-        discipline: Discipline,
+        (discipline, admission): (Discipline, Admission),
         now: Instant,
     ) -> Self {
+        let route = Route {
+            cost: RunTime::default(),
+            errors: Errors::default(),
+            limit: Limit::new(workers),
+            running: 0,
+            queued_work: Duration::ZERO,
+            outcomes: Outcomes::default(),
+        };
         Self {
             jobs: VecDeque::with_capacity(capacity),
             capacity,
             running: vec![None; workers.max(1)],
             queued_work: Duration::ZERO,
-            costs: vec![RunTime::default(); routes.max(1)],
+            routes: vec![route; routes.max(1)],
             discipline,
+            admission,
             standing: Standing::new(now),
+            level: Level::default(),
+            refused: VecDeque::with_capacity(REFUSALS_KEPT),
         }
     }
 
-    fn cost(&self, route: usize) -> &RunTime {
-        &self.costs[route.min(self.costs.len() - 1)]
+    fn index(&self, route: usize) -> usize {
+        route.min(self.routes.len() - 1)
+    }
+
+    fn route(&self, route: usize) -> &Route {
+        &self.routes[self.index(route)]
     }
 
     /// The expected run time of `route`'s jobs.
+    #[cfg(test)]
     pub(crate) fn expected(&self, route: usize) -> Duration {
-        self.cost(route).expected()
+        self.route(route).cost.expected()
+    }
+
+    /// What the statistics show of `route`.
+    pub(crate) fn view(&self, route: usize) -> RouteView {
+        let r = self.route(route);
+        RouteView {
+            expected: r.cost.expected(),
+            margin_ns: r.errors.margin(),
+            limit: self.limit(route),
+            outcomes: r.outcomes,
+        }
+    }
+
+    /// How many of `route`'s jobs may run at once.
+    fn limit(&self, route: usize) -> usize {
+        match self.admission {
+            Admission::Adaptive => self.route(route).limit.get(),
+            Admission::Fixed => self.running.len(),
+        }
     }
 
     /// Whether the queue is standing (served newest first, under adaptive LIFO).
@@ -121,20 +232,32 @@ impl<T> Queue<T> {
         self.standing.standing
     }
 
-    /// The wait a job let in now can expect: the work ahead of it, spread over the workers.
-    pub(crate) fn expected_wait(&self, now: Instant) -> Duration {
+    /// The wait a job of `route` let in now can expect: the work ahead of it spread over the
+    /// workers, or its route's work spread over the jobs of it that may run at once, whichever
+    /// is longer.
+    pub(crate) fn expected_wait(&self, now: Instant, route: usize) -> Duration {
         let free = self.running.iter().any(Option::is_none);
-        if free && self.jobs.is_empty() {
+        let r = self.route(route);
+        let limit = self.limit(route);
+        if free && self.jobs.is_empty() && r.running < limit {
             return Duration::ZERO;
         }
-        let running: Duration = self
+        let left = |job: &Running| job.expected_end.saturating_duration_since(now);
+        let running: Duration = self.running.iter().flatten().map(left).sum();
+        // At most 4096 workers (the configuration's bound).
+        let spread = (self.queued_work + running) / self.running.len() as u32;
+        if r.running < limit && r.queued_work.is_zero() {
+            return spread;
+        }
+        let index = self.index(route);
+        let own: Duration = self
             .running
             .iter()
             .flatten()
-            .map(|end| end.saturating_duration_since(now))
+            .filter(|job| self.index(job.route) == index)
+            .map(left)
             .sum();
-        // At most 4096 workers (the configuration's bound).
-        (self.queued_work + running) / self.running.len() as u32
+        spread.max((r.queued_work + own) / limit as u32)
     }
 
     /// Lets a job in, or gives it back with the reason it was refused.
@@ -145,52 +268,118 @@ impl<T> Queue<T> {
         deadline: Instant,
         item: T,
     ) -> Result<(), (T, Refused)> {
+        let index = self.index(route);
+        let r = &self.routes[index];
+        let expected = r.cost.expected();
         if self.jobs.len() >= self.capacity {
+            self.remember_refusal(now, index, deadline);
             return Err((item, Refused::QueueFull));
         }
         let idle = self.jobs.is_empty() && self.running.iter().all(Option::is_none);
-        let cost = *self.cost(route);
-        if !idle && now + self.expected_wait(now) + cost.needed() > deadline {
+        let predicted_end = now + self.expected_wait(now, route) + expected;
+        if !idle && self.past(now, index, predicted_end, deadline) {
+            self.remember_refusal(now, index, deadline);
             return Err((item, Refused::ExpectedMiss));
         }
-        self.queued_work += cost.expected();
+        self.queued_work += expected;
+        self.routes[index].queued_work += expected;
         self.jobs.push_back(Queued {
             item,
-            route,
+            route: index,
             deadline,
             enqueued: now,
-            cost: cost.expected(),
+            cost: expected,
+            predicted_end,
         });
         Ok(())
     }
 
-    /// The next job for `worker` (which has finished its last one), or `None` if the queue is
-    /// empty. A job refused here does not occupy the worker: take again.
+    /// Whether a job of route `index` predicted to end at `predicted_end` should be kept out
+    /// as one that would miss `deadline`.
+    fn past(&self, now: Instant, index: usize, predicted_end: Instant, deadline: Instant) -> bool {
+        let r = &self.routes[index];
+        match self.admission {
+            // Open loop: the mean plus twice the deviation of the run time.
+            Admission::Fixed => {
+                predicted_end + r.cost.needed().saturating_sub(r.cost.expected()) > deadline
+            }
+            // Closed loop: what the errors of past predictions say to leave.
+            Admission::Adaptive => {
+                let margin = r.errors.margin();
+                let magnitude = Duration::from_nanos(margin.unsigned_abs());
+                let end = if margin >= 0 {
+                    predicted_end + magnitude
+                } else {
+                    // A pessimistic prediction is pulled in, but never to less than the
+                    // fastest run from now.
+                    predicted_end
+                        .checked_sub(magnitude)
+                        .unwrap_or(now)
+                        .max(now + r.cost.shortest())
+                };
+                end > deadline
+            }
+        }
+    }
+
+    /// Remembers a refusal at the door, to tell later whether it was needed.
+    fn remember_refusal(&mut self, now: Instant, index: usize, deadline: Instant) {
+        while self
+            .refused
+            .front()
+            .is_some_and(|&(latest, _)| latest < now)
+        {
+            self.refused.pop_front();
+        }
+        if self.refused.len() == REFUSALS_KEPT {
+            self.refused.pop_front();
+        }
+        let latest = deadline
+            .checked_sub(self.routes[index].cost.expected())
+            .unwrap_or(now);
+        self.refused.push_back((latest, index));
+    }
+
+    /// The next job for `worker` (which has finished its last one), or `None` if there is
+    /// none it may run. A job refused here does not occupy the worker: take again.
     pub(crate) fn take(&mut self, now: Instant, worker: usize) -> Option<Taken<T>> {
         // Under LIFO the oldest sink to the front: refuse them there as soon as they are
         // hopeless, not when their deadline comes.
         let front_hopeless = self.jobs.front().is_some_and(|job| self.hopeless(job, now));
         let lifo = self.discipline == Discipline::AdaptiveLifo && self.standing.standing;
-        let job = if front_hopeless || !lifo {
-            self.jobs.pop_front()
+        let at = if front_hopeless {
+            Some(0)
         } else {
-            self.jobs.pop_back()
+            self.next_runnable(lifo)
         };
-        let Some(job) = job else {
-            // Empty: whatever waited before, nothing waits now.
+        let Some(job) = at.and_then(|at| self.jobs.remove(at)) else {
+            // Nothing it may run: whatever waited before, nothing waits for this worker now.
             self.standing.observe(now, Duration::ZERO);
+            self.fell_idle(now);
             return None;
         };
         self.queued_work = self.queued_work.saturating_sub(job.cost);
+        let r = &mut self.routes[job.route];
+        r.queued_work = r.queued_work.saturating_sub(job.cost);
         let waited = now.saturating_duration_since(job.enqueued);
         self.standing.observe(now, waited);
         if front_hopeless || self.hopeless(&job, now) {
+            // Admitted, and missed: the end it would have had tells the prediction's error.
+            let would_end = now + self.routes[job.route].cost.expected();
+            self.outcome(job.route, job.predicted_end, would_end, false);
             return Some(Taken::Refuse {
                 item: job.item,
                 waited,
             });
         }
-        self.running[worker] = Some(now + self.expected(job.route));
+        let r = &mut self.routes[job.route];
+        r.running += 1;
+        self.running[worker] = Some(Running {
+            route: job.route,
+            expected_end: now + r.cost.expected(),
+            predicted_end: job.predicted_end,
+            deadline: job.deadline,
+        });
         Some(Taken::Run {
             item: job.item,
             route: job.route,
@@ -198,19 +387,103 @@ impl<T> Queue<T> {
         })
     }
 
-    /// `worker`'s job of `route` ended; `ran`: its run time, if it tells the route's cost.
-    pub(crate) fn finished(&mut self, worker: usize, route: usize, ran: Option<Duration>) {
-        self.running[worker] = None;
-        let last = self.costs.len() - 1;
-        if let Some(ran) = ran {
-            self.costs[route.min(last)].record(ran);
+    /// Where the next job to run is: the oldest (or under LIFO the newest) whose route has
+    /// room under its limit.
+    fn next_runnable(&self, lifo: bool) -> Option<usize> {
+        let room = |job: &Queued<T>| self.routes[job.route].running < self.limit(job.route);
+        if lifo {
+            self.jobs.iter().rposition(room)
+        } else {
+            self.jobs.iter().position(room)
+        }
+    }
+
+    /// A worker found nothing to run at `now`: each job refused at the door that could still
+    /// have started in time, on a route with room, was refused for nothing.
+    fn fell_idle(&mut self, now: Instant) {
+        for (latest, index) in std::mem::take(&mut self.refused) {
+            if latest >= now && self.routes[index].running < self.limit(index) {
+                self.routes[index].outcomes.over_refused += 1;
+                self.level.over_refused();
+            }
+        }
+    }
+
+    /// `worker`'s job ended at `now`; `ran` says what its run tells of its route.
+    pub(crate) fn finished(&mut self, worker: usize, now: Instant, ran: Ran) {
+        let Some(job) = self.running[worker].take() else {
+            return;
+        };
+        let full = self.routes[job.route].running >= self.limit(job.route);
+        let r = &mut self.routes[job.route];
+        r.running -= 1;
+        let expected = r.cost.expected();
+        match ran {
+            Ran::Whole(took, cpu) => {
+                r.cost.record(took);
+                if let Some(cpu) = cpu {
+                    r.limit.observe(took, cpu, full);
+                }
+            }
+            // Cut short: it would have taken at least this long. Only a longer run than
+            // expected says anything; a shorter one is not a cost.
+            Ran::CutShort(took) if took > expected => r.cost.record(took),
+            Ran::CutShort(_) => {}
+            // Its client left before it started: it says nothing of the route or the host.
+            Ran::Not => return,
+        }
+        // Cancelled while it ran: by its client leaving (an outcome of neither kind) or by
+        // its deadline (a miss).
+        if matches!(ran, Ran::CutShort(_)) && now <= job.deadline {
+            return;
+        }
+        self.outcome(job.route, job.predicted_end, now, now <= job.deadline);
+    }
+
+    /// An admitted job of route `index`, predicted to end at `predicted`, ended (or would have
+    /// ended) at `ended`, making its deadline or not.
+    fn outcome(&mut self, index: usize, predicted: Instant, ended: Instant, made: bool) {
+        let error = if ended >= predicted {
+            i64::try_from((ended - predicted).as_nanos()).unwrap_or(i64::MAX)
+        } else {
+            -i64::try_from((predicted - ended).as_nanos()).unwrap_or(i64::MAX)
+        };
+        let above = self.level.above();
+        let r = &mut self.routes[index];
+        r.errors.record(error, above);
+        if !made {
+            r.outcomes.missed += 1;
+        }
+        if self.level.outcome(made) {
+            let above = self.level.above();
+            for r in &mut self.routes {
+                r.errors.recompute(above);
+            }
         }
     }
 
     /// Whether `job`, started now, would end after its deadline even if it ran as fast as its
     /// route's fastest recent job.
+    ///
+    /// Unless even a job that waited not at all would have missed (its route's recent runs
+    /// were all longer than the whole time it had): then, while no job of its route runs, it
+    /// is run all the same if its deadline has not passed, as a probe. Otherwise such a route
+    /// would be refused at the head forever, and never measured again.
     fn hopeless(&self, job: &Queued<T>, now: Instant) -> bool {
-        now + self.cost(job.route).shortest() > job.deadline
+        let r = &self.routes[job.route];
+        let shortest = r.cost.shortest();
+        if r.running == 0 && job.enqueued + shortest > job.deadline {
+            return now >= job.deadline;
+        }
+        now + shortest > job.deadline
+    }
+
+    /// Teaches `route` that its jobs take `run` (for tests).
+    #[cfg(test)]
+    pub(crate) fn learn(&mut self, route: usize, run: Duration) {
+        for _ in 0..50 {
+            self.routes[route].cost.record(run);
+        }
     }
 }
 
@@ -250,14 +523,20 @@ mod tests {
 
     fn queue(capacity: usize, workers: usize, discipline: Discipline) -> (Queue<u32>, Instant) {
         let t0 = Instant::now();
-        (Queue::new(capacity, workers, 2, discipline, t0), t0)
+        (
+            Queue::new(capacity, workers, 2, (discipline, Admission::Adaptive), t0),
+            t0,
+        )
     }
 
     /// Teaches route 0 that its jobs take `run`.
     fn learn(q: &mut Queue<u32>, run: Duration) {
-        for _ in 0..50 {
-            q.finished(0, 0, Some(run));
-        }
+        q.learn(0, run);
+    }
+
+    /// Worker 0's job ended at `at` after running `ran`.
+    fn done(q: &mut Queue<u32>, at: Instant, ran: Duration) {
+        q.finished(0, at, Ran::Whole(ran, None));
     }
 
     #[test]
@@ -295,7 +574,7 @@ mod tests {
         learn(&mut q, 2 * MS);
         // A few runs that waited for a CPU: the mean passes the 5 ms deadline.
         for _ in 0..20 {
-            q.finished(0, 0, Some(7 * MS));
+            q.routes[0].cost.record(7 * MS);
         }
         assert!(q.expected(0) > 5 * MS, "{:?}", q.expected(0));
         let mut now = t0;
@@ -303,8 +582,8 @@ mod tests {
             // An idle pool lets the job in, and a job with time for its fastest run starts.
             assert!(q.admit(now, 0, now + 5 * MS, i).is_ok());
             assert!(matches!(q.take(now, 0), Some(Taken::Run { .. })), "job {i}");
-            q.finished(0, 0, Some(2 * MS));
             now += 2 * MS;
+            done(&mut q, now, 2 * MS);
         }
         assert!(q.expected(0) < 2100 * MS / 1000, "{:?}", q.expected(0));
     }
@@ -314,7 +593,10 @@ mod tests {
         let (mut q, _) = queue(100, 1, Discipline::Fifo);
         learn(&mut q, 2 * MS);
         // A job skipped (its client left) would otherwise read as a job that costs nothing.
-        q.finished(0, 0, None);
+        let (_, t0) = queue(1, 1, Discipline::Fifo);
+        assert!(q.admit(t0, 0, t0 + 100 * MS, 1).is_ok());
+        assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
+        q.finished(0, t0, Ran::Not);
         assert_eq!(q.expected(0), 2 * MS);
     }
 
@@ -323,11 +605,11 @@ mod tests {
         let (mut q, t0) = queue(100, 1, Discipline::Fifo);
         learn(&mut q, 4 * MS);
         assert!(q.admit(t0, 0, t0 + 100 * MS, 1).is_ok());
-        assert_eq!(q.expected_wait(t0), 4 * MS);
+        assert_eq!(q.expected_wait(t0, 0), 4 * MS);
         assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
-        assert_eq!(q.expected_wait(t0 + MS), 3 * MS);
-        q.finished(0, 0, Some(4 * MS));
-        assert_eq!(q.expected_wait(t0 + 4 * MS), Duration::ZERO);
+        assert_eq!(q.expected_wait(t0 + MS, 0), 3 * MS);
+        done(&mut q, t0 + 4 * MS, 4 * MS);
+        assert_eq!(q.expected_wait(t0 + 4 * MS, 0), Duration::ZERO);
     }
 
     #[test]
@@ -349,7 +631,7 @@ mod tests {
         assert!(q.admit(t0, 0, t0 + 10 * MS, 1).is_ok());
         assert!(q.admit(t0, 0, t0 + 10 * MS, 2).is_ok());
         assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
-        q.finished(0, 0, Some(2 * MS));
+        done(&mut q, t0 + 2 * MS, 2 * MS);
         // Taken at 9 ms, it would end at 11: refused, and the worker takes again.
         let late = t0 + 9 * MS;
         assert_eq!(
@@ -373,10 +655,10 @@ mod tests {
             assert!(q.admit(now, 0, far(now), i).is_ok());
             assert!(q.admit(now, 0, far(now), 1000 + i).is_ok());
             assert!(matches!(q.take(now, 0), Some(Taken::Run { item, .. }) if item == i));
-            q.finished(0, 0, Some(MS));
+            done(&mut q, now, MS);
             now += MS;
             assert!(matches!(q.take(now, 0), Some(Taken::Run { item, .. }) if item == 1000 + i));
-            q.finished(0, 0, Some(MS));
+            done(&mut q, now, MS);
         }
         assert!(!q.is_standing());
         // Overload: every job waits 5 ms or more for an interval; the queue stands.
@@ -393,14 +675,14 @@ mod tests {
             if let Some(Taken::Run { item, .. }) = q.take(now, 0) {
                 order.push(item);
             }
-            q.finished(0, 0, Some(MS));
+            done(&mut q, now, MS);
         }
         assert!(q.is_standing());
         // Newest first: the job just let in is served while the older wait.
         assert_eq!(order.last(), Some(&newest));
         // Drained: the shortest wait falls to nothing, and the order is FIFO again.
         while q.take(now, 0).is_some() {
-            q.finished(0, 0, Some(MS));
+            done(&mut q, now, MS);
         }
         now += INTERVAL;
         assert_eq!(q.take(now, 0), None);
@@ -423,7 +705,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(q.take(now, 0), Some(Taken::Run { item: 2, .. })));
-        q.finished(0, 0, Some(2 * MS));
+        done(&mut q, t0 + 2 * MS, 2 * MS);
         // ...and an old job that became hopeless at the front is refused before any other.
         assert!(q.admit(now, 0, now + 30 * MS, 4).is_ok());
         let late = t0 + 29 * MS;

@@ -307,7 +307,12 @@ impl Dispatcher {
         let route = self.route.get();
         // Work that answers later is owed in line (or refused at once, the 503 sent now).
         let handed = match reply {
-            Reply::Ready(response) => Err(response),
+            Reply::Ready(response) => {
+                if response.status().is_success() {
+                    self.stats.in_time(route);
+                }
+                Err(response)
+            }
             Reply::Offload(job) => {
                 let deadline = job.deadline;
                 self.hand_off(exchange, (ctx, route), deadline, |d, seq, at| {
@@ -519,12 +524,21 @@ impl Dispatcher {
         let response = match completion.answer {
             _ if self.clock.now >= deadline => {
                 self.stats.late(self.clock.now - deadline);
+                self.stats.admitted_missed(owed.route);
                 self.shed(Shed::Deadline)
             }
-            Answer::NotStarted => self.shed(Shed::NotStarted),
+            Answer::NotStarted => {
+                self.stats.admitted_missed(owed.route);
+                self.shed(Shed::NotStarted)
+            }
             #[cfg(feature = "tokio")]
             Answer::Cancelled => answers::internal_error(),
-            Answer::Ran(response) => response,
+            Answer::Ran(response) => {
+                if response.status().is_success() {
+                    self.stats.in_time(owed.route);
+                }
+                response
+            }
         };
         let (response, charge) = self.admit(owed.ctx, response);
         owed.state = OwedState::Ready(response, charge);
@@ -541,6 +555,7 @@ impl Dispatcher {
                 if *deadline <= self.clock.now {
                     pending.cancel();
                     self.stats.late(self.clock.now - *deadline);
+                    self.stats.admitted_missed(owed.route);
                     owed.state = OwedState::Ready(self.shed(Shed::Deadline), Charge::none());
                 } else {
                     next = Some(next.map_or(*deadline, |n| n.min(*deadline)));

@@ -9,8 +9,8 @@ use std::{
 
 use rtserve_reactor::{AsyncContext, JobContext, Reply, Request, Response, Router, StatusCode};
 
-/// `/hello` inline, `/async/hello` as a future on the runtime, `/slow?ms=N` and `/spin?us=N`
-/// on the worker pool, `/status?code=N`, `/echo`, `/metrics`, `/healthz`.
+/// `/hello` inline, `/async/hello` as a future on the runtime, `/slow?ms=N` and
+/// `/spin?us=N[&sleep_ms=N]` on the worker pool, `/status?code=N`, `/echo`, `/metrics`, `/healthz`.
 pub(crate) fn router(max_slow: Duration) -> Router {
     Router::new()
         .get("/hello", hello)
@@ -80,14 +80,25 @@ fn slow(req: &Request<'_>, max: Duration) -> Reply {
 
 /// Busy for `us` microseconds of this thread's CPU time (default 1000, at most
 /// `--max-slow-ms`) on the worker pool: CPU-bound work, which slows down when more workers
-/// than cores share the CPU. It stops early once the answer is no longer wanted.
+/// than cores share the CPU. With `sleep_ms`, it first sleeps that long, as a handler that
+/// waits on a store and then computes does; the sleep and the CPU time together are at most
+/// `--max-slow-ms` (the sleep first, the CPU time cut to what is left). It stops early once
+/// the answer is no longer wanted.
 fn spin(req: &Request<'_>, max: Duration) -> Reply {
-    let us = match whole_number(req, "us", 1000) {
-        Ok(us) => us,
-        Err(refusal) => return refusal,
+    let (us, sleep_ms) = match (
+        whole_number(req, "us", 1000),
+        whole_number(req, "sleep_ms", 0),
+    ) {
+        (Ok(us), Ok(ms)) => (us, ms),
+        (Err(refusal), _) | (_, Err(refusal)) => return refusal,
     };
-    let work = Duration::from_micros(us).min(max);
+    let sleep = Duration::from_millis(sleep_ms).min(max);
+    let work = Duration::from_micros(us).min(max - sleep);
+    let mixed = req.query_param("sleep_ms").is_some();
     Reply::offload(move |ctx: &JobContext| {
+        if !sleep.is_zero() {
+            ctx.sleep(sleep);
+        }
         let start = thread_cpu_time();
         let mut x = 0u64;
         loop {
@@ -99,7 +110,16 @@ fn spin(req: &Request<'_>, max: Duration) -> Reply {
                 break;
             }
         }
-        Response::text(StatusCode::OK, format!("spun {} µs\n", work.as_micros())).no_store()
+        let answer = if mixed {
+            format!(
+                "slept {} ms, spun {} µs\n",
+                sleep.as_millis(),
+                work.as_micros()
+            )
+        } else {
+            format!("spun {} µs\n", work.as_micros())
+        };
+        Response::text(StatusCode::OK, answer).no_store()
     })
 }
 

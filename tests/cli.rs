@@ -331,6 +331,13 @@ fn every_route_and_status() {
     let spin = server.get("/spin?us=500");
     assert_eq!((spin.status, spin.text().as_str()), (200, "spun 500 µs\n"));
     assert_eq!(server.get("/spin?us=-1").status, 400);
+    // Mixed work: a sleep, then CPU time.
+    let mixed = server.get("/spin?sleep_ms=5&us=300");
+    assert_eq!(
+        (mixed.status, mixed.text().as_str()),
+        (200, "slept 5 ms, spun 300 µs\n")
+    );
+    assert_eq!(server.get("/spin?sleep_ms=x&us=300").status, 400);
 
     assert_eq!(server.get("/status?code=503").status, 503);
     assert_eq!(server.get("/status").status, 200);
@@ -402,6 +409,17 @@ fn max_slow_ms_caps_the_sleep() {
     assert_eq!(
         (reply.status, reply.text().as_str()),
         (200, "slept 50 ms\n")
+    );
+    // /spin's sleep and CPU time share the cap: the sleep first, the CPU time what is left.
+    let reply = server.get("/spin?sleep_ms=30&us=100000");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "slept 30 ms, spun 20000 µs\n")
+    );
+    let reply = server.get("/spin?sleep_ms=5000&us=100");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "slept 50 ms, spun 0 µs\n")
     );
 }
 

@@ -7,7 +7,7 @@ mod chart;
 #[path = "../benches/latency/panels.rs"]
 mod panels;
 
-use panels::{Burst, Points, Results};
+use panels::{Burst, NoiseCurve, Points, Results};
 
 /// A made-up run: latency doubling every nine from `p50`.
 fn run(p50: f64) -> Points {
@@ -41,6 +41,24 @@ fn results() -> Results {
                 "/hello control: the same rate answered 503 inline".to_owned(),
                 run(61.0),
             ),
+        ],
+        isolation_spoiled: None,
+        noise: vec![
+            NoiseCurve {
+                label: "quiet".to_owned(),
+                capacity: 1870.0,
+                points: vec![(0.5, 0.5), (1.0, 0.99), (2.0, 0.97), (4.0, 0.99)],
+            },
+            NoiseCurve {
+                label: "noise 1/4 ms ordinary".to_owned(),
+                capacity: 1800.0,
+                points: vec![(0.5, 0.5), (1.0, 0.95), (2.0, 0.93), (4.0, 0.9)],
+            },
+            NoiseCurve {
+                label: "noise 1/4 ms FIFO".to_owned(),
+                capacity: 1400.0,
+                points: vec![(0.5, 0.5), (1.0, 0.9), (2.0, 0.85), (4.0, 0.8)],
+            },
         ],
         goodput: vec![
             (0.5, 0.5, 0.0),
@@ -107,6 +125,7 @@ fn every_panel_is_drawn_within_its_view_box_with_a_path_per_legend_entry() {
             "isolation",
             "goodput",
             "misses",
+            "noise",
             "burst",
             "lateness"
         ]
@@ -189,4 +208,28 @@ fn a_long_title_or_caption_wraps_instead_of_running_off_the_edge() {
             }
         }
     }
+}
+
+#[test]
+fn a_spoiled_isolation_baseline_gives_no_ratio() {
+    let isolation = |results: &Results| {
+        panels::panels(results)
+            .into_iter()
+            .find(|(name, _)| *name == "isolation")
+            .expect("an isolation panel")
+            .1
+            .caption
+    };
+    let mut results = results();
+    assert!(isolation(&results).contains('×'), "{}", isolation(&results));
+    // A baseline that caught a stall: far worse than /hello beside the loaded pool.
+    results.isolation[0].1 = run(57.0 * 20.0);
+    let caption = isolation(&results);
+    assert!(caption.contains("spoiled by the host"), "{caption}");
+    assert!(!caption.contains("20.00×"), "{caption}");
+    // The suite's own verdict, after its repeats, is said as it gave it.
+    let mut results = self::results();
+    results.isolation_spoiled = Some("/hello alone p99 9 ms against 1 ms".to_owned());
+    let caption = isolation(&results);
+    assert!(caption.contains("/hello alone p99 9 ms"), "{caption}");
 }

@@ -6,20 +6,33 @@
 //! time, so a stall shows in the tail instead of slowing the generator down. Prints a
 //! Markdown table and writes it, the `.hgrm` percentile distributions and an SVG plot under
 //! `target/bench/`. It reports; it asserts nothing about the numbers.
+//!
+//! With `--noise BUSY_MS/PERIOD_MS[:fifo]` the overload, spin and burst scenarios run again
+//! beside a neighbour that burns the server's CPU on that duty cycle ([`noise`]), each against
+//! its capacity measured under the same noise. A run that the host spoiled (steal time, or a
+//! generator that could not keep its schedule) is repeated before anything is drawn.
 
 mod chart;
+mod noise;
 mod overload;
 mod panels;
 mod server;
 
-use std::{fmt::Write as _, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use rtserve_loadgen::{LoadConfig, Report, Target};
 
 use crate::{
+    noise::{Cause, HostSigns, Neighbour, Noise, NoiseKind, Spoil},
     overload::{
         ServerCounts, burst, burst_table, capacity, goodput_tables, mixed, mixed_table,
-        slow_request,
+        noise_table, slow_request,
     },
     panels::{Points, Results},
     server::{RedisProcess, ServerProcess, allowed_cpus, cpu_of},
@@ -55,6 +68,23 @@ struct Options {
     /// The peer's name and version, for the pictures (e.g. "nginx 1.22.1").
     #[arg(long, default_value = "the peer")]
     peer_name: String,
+    /// Run the overload, spin and burst scenarios again beside a neighbour on the server's CPU
+    /// that spins BUSY_MS of every PERIOD_MS: `BUSY_MS/PERIOD_MS` (SCHED_OTHER, nice 0) or
+    /// `BUSY_MS/PERIOD_MS:fifo` (SCHED_FIFO priority 1, needs root). Repeat the flag or give a
+    /// list; `off` for none. Default: none with --quick, else 1/4 and 1/4:fifo.
+    #[arg(long, value_delimiter = ',', value_name = "BUSY_MS/PERIOD_MS[:fifo]")]
+    noise: Vec<String>,
+    /// A run whose generator schedule lag p99 is above this many µs is taken as spoiled by
+    /// the host and repeated. Default: twice the generator's own p99 in a quiet run at the
+    /// start, at least 1000.
+    #[arg(long, value_name = "US")]
+    max_lag_us: Option<u64>,
+    /// The neighbour itself: spin on this duty cycle until killed (started by the suite).
+    #[arg(long, hide = true)]
+    noise_child: Option<String>,
+    /// The CPU the neighbour pins itself to.
+    #[arg(long, hide = true, default_value_t = 0)]
+    noise_cpu: usize,
     /// Passed by `cargo bench`; accepted and ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -63,6 +93,9 @@ struct Options {
 fn options() -> Options {
     <Options as clap::Parser>::parse()
 }
+
+/// The noise settings a full run measures when `--noise` is not given.
+const DEFAULT_NOISE: [&str; 2] = ["1/4", "1/4:fifo"];
 
 /// One measured run, for the table and the plot.
 struct Row {
@@ -76,6 +109,36 @@ struct Row {
     capacity: Option<f64>,
     /// A burst run: when the burst started after the warm-up, and for how long.
     burst: Option<(Duration, Duration)>,
+    /// The neighbour that ran beside it, if any.
+    noise: Option<Noise>,
+    /// What the host did during the run.
+    signs: HostSigns,
+    /// Why the host still spoiled it after the repeats allowed, if it did.
+    spoiled: Option<Spoil>,
+}
+
+impl Row {
+    /// The note, with the noise setting if there was one.
+    fn note(&self) -> String {
+        match self.noise {
+            Some(noise) if self.note.is_empty() => noise.to_string(),
+            Some(noise) => format!("{}, {noise}", self.note),
+            None => self.note.clone(),
+        }
+    }
+}
+
+/// One load run, measured, after any repeats.
+struct Measured {
+    report: Report,
+    /// The server's CPU time over the run, if its pid was given.
+    server_cpu: Option<Duration>,
+    /// What the server counted of the route over the run, if asked.
+    counts: Option<ServerCounts>,
+    /// Wall time from the start of the warm-up to the last response.
+    elapsed: Duration,
+    signs: HostSigns,
+    spoiled: Option<Spoil>,
 }
 
 /// Where the runs go, and how long each is.
@@ -87,17 +150,132 @@ struct Bench {
     /// The server's deadline-lateness histogram from the lateness run: (upper bound in µs,
     /// 503s in the bucket), `u64::MAX` for past the last bound.
     lateness: Vec<(u64, u64)>,
-    /// The measured capacity C of `/slow?ms=2` on 4 workers, 200s per second, once measured.
-    capacity: Option<Option<f64>>,
+    /// The measured capacity C of `/slow?ms=2` on 4 workers, 200s per second, per noise
+    /// setting (`None`: quiet), once measured.
+    capacity: BTreeMap<Option<String>, Option<f64>>,
+    /// The neighbour the runs have now, if any.
+    noise: Option<Noise>,
+    /// The noise settings to measure after the quiet runs.
+    noises: Vec<Noise>,
+    /// Noise settings that could not run, and why.
+    skipped: Vec<String>,
+    /// How often a run the host spoiled is repeated.
+    max_repeats: u32,
+    /// The runs repeated: what, and why.
+    repeats: Vec<(String, Spoil)>,
+    /// A generator schedule lag p99 above this (µs) spoils a run.
+    lag_limit_us: u64,
 }
 
 impl Bench {
-    /// C for `/slow?ms=2` on 4 workers (nominal 2000 req/s), measured the first time.
+    /// C for `/slow?ms=2` on 4 workers (nominal 2000 req/s), measured the first time for
+    /// each noise setting, under that noise.
     fn slow_capacity(&mut self) -> Option<f64> {
-        if self.capacity.is_none() {
-            self.capacity = Some(capacity(self, "overload", "/slow?ms=2", "4", 4000.0));
+        let key = self.noise.map(|n| n.to_string());
+        if let Some(&c) = self.capacity.get(&key) {
+            return c;
         }
-        self.capacity.flatten()
+        let c = capacity(self, "overload", "/slow?ms=2", "4", 4000.0);
+        self.capacity.insert(key, c);
+        c
+    }
+
+    /// Quiet, then each noise setting, for the scenarios measured under noise.
+    fn conditions(&self) -> Vec<Option<Noise>> {
+        std::iter::once(None)
+            .chain(self.noises.iter().copied().map(Some))
+            .collect()
+    }
+
+    /// The server's CPU as a number, which the neighbour pins itself to.
+    fn server_cpu(&self) -> Option<usize> {
+        self.server_cpus.as_deref()?.parse().ok()
+    }
+
+    /// Runs `config` (beside the neighbour, if there is one now), measuring the CPU time of
+    /// process `pid` and what the server at `counted` counts of its route, and repeats it
+    /// while the host spoils it, at most `max_repeats` times; the generator's schedule lag is
+    /// a sign only if `lag_is_a_sign`. `None` (said on stderr) if the generator or the
+    /// neighbour failed.
+    fn measure(
+        &mut self,
+        what: &str,
+        config: &LoadConfig,
+        pid: Option<u32>,
+        counted: Option<(SocketAddr, &str)>,
+        lag_is_a_sign: bool,
+    ) -> Option<Measured> {
+        let lag_limit = if lag_is_a_sign {
+            self.lag_limit_us
+        } else {
+            u64::MAX
+        };
+        let what = match self.noise {
+            Some(noise) => format!("{what}, {noise}"),
+            None => what.to_owned(),
+        };
+        let mut attempt = 0;
+        loop {
+            let neighbour = match (self.noise, self.server_cpu()) {
+                (None, _) => None,
+                (Some(noise), Some(cpu)) => match Neighbour::start(noise, cpu) {
+                    Ok(neighbour) => Some(neighbour),
+                    Err(e) => {
+                        eprintln!("{what}: {e}");
+                        return None;
+                    }
+                },
+                (Some(_), None) => {
+                    eprintln!("{what}: no CPU of the server's own for the neighbour");
+                    return None;
+                }
+            };
+            let counts_before = counted.and_then(|(addr, route)| ServerCounts::read(addr, route));
+            let cpu_before = pid.map(cpu_of);
+            let steal_before = noise::steal();
+            let started = Instant::now();
+            let result = rtserve_loadgen::run(config);
+            let elapsed = started.elapsed();
+            let steal = noise::steal()
+                .zip(steal_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            let server_cpu = pid
+                .zip(cpu_before)
+                .map(|(p, b)| cpu_of(p).saturating_sub(b));
+            let counts = counted
+                .and_then(|(addr, route)| ServerCounts::read(addr, route))
+                .zip(counts_before)
+                .map(|(after, before)| after.since(&before));
+            drop(neighbour);
+            let report = match result {
+                Ok(report) => report,
+                Err(e) => {
+                    eprintln!("{what}: {e}");
+                    return None;
+                }
+            };
+            let signs = HostSigns::of(&report, steal);
+            let spoiled = signs.spoiled(elapsed, lag_limit);
+            if let Some(spoil) = &spoiled
+                && attempt < self.max_repeats
+            {
+                attempt += 1;
+                eprintln!("{what}: spoiled by the host ({spoil}), repeating it");
+                self.repeats.push((what.clone(), spoil.clone()));
+                continue;
+            }
+            if let Some(spoil) = &spoiled {
+                eprintln!("{what}: still spoiled by the host ({spoil}), kept as it is");
+            }
+            return Some(Measured {
+                report,
+                server_cpu,
+                counts,
+                elapsed,
+                signs,
+                spoiled,
+            });
+        }
     }
 
     fn duration(&self) -> Duration {
@@ -155,37 +333,111 @@ impl Bench {
         config: &LoadConfig,
         note: String,
     ) -> Option<f64> {
-        let before = pid.map(cpu_of);
-        let report = match rtserve_loadgen::run(config) {
-            Ok(report) => report,
-            Err(e) => {
-                eprintln!("{scenario} {label}: {e}");
-                return None;
-            }
-        };
-        let server_cpu = pid.zip(before).map(|(p, b)| cpu_of(p).saturating_sub(b));
+        self.run_counted(scenario, label, pid, config, note, None)
+    }
+
+    /// Like `run_measuring`, with what the server at `counted` counted of its route.
+    fn run_counted(
+        &mut self,
+        scenario: &str,
+        label: &str,
+        pid: Option<u32>,
+        config: &LoadConfig,
+        note: String,
+        counted: Option<(SocketAddr, &str)>,
+    ) -> Option<f64> {
+        let what = format!("{scenario} {label} {note}");
+        let measured = self.measure(what.trim(), config, pid, counted, true)?;
+        let report = measured.report;
         let achieved = report.achieved_rate();
         eprintln!(
-            "{scenario:>14} {label:<28} {:>9.0} req/s  p99 {:>8} µs",
+            "{scenario:>14} {label:<28} {:>9.0} req/s  p99 {:>8} µs{}",
             achieved,
-            report.corrected.value_at_quantile(0.99)
+            report.corrected.value_at_quantile(0.99),
+            self.noise.map(|n| format!("  ({n})")).unwrap_or_default()
         );
         self.rows.push(Row {
             scenario: scenario.to_owned(),
             server: label.to_owned(),
             report,
-            server_cpu,
+            server_cpu: measured.server_cpu,
             note,
-            server_counts: None,
+            server_counts: measured.counts,
             capacity: None,
             burst: None,
+            noise: self.noise,
+            signs: measured.signs,
+            spoiled: measured.spoiled,
         });
         Some(achieved)
     }
 }
 
+/// The generator's schedule lag limit for this machine ([`noise::lag_limit`]): two short quiet
+/// runs of `/hello` at 1,000 req/s, said on stderr.
+fn lag_floor_limit(bench: &Bench) -> u64 {
+    let server = ServerProcess::start(&["--threads", "1"], bench.server_cpus.as_deref());
+    let runs: Vec<Report> = (0..2)
+        .filter_map(|_| {
+            let mut load = bench.load(Target::new(server.addr, "/hello"), 1_000.0, 10);
+            load.duration = Duration::from_millis(500);
+            load.warmup = Duration::from_millis(100);
+            rtserve_loadgen::run(&load).ok()
+        })
+        .collect();
+    let floors: Vec<u64> = runs
+        .iter()
+        .map(|r| r.schedule_lag.value_at_quantile(0.99))
+        .collect();
+    let limit = noise::lag_limit(&runs);
+    eprintln!(
+        "generator schedule lag p99 on a quiet run: {floors:?} µs; a run above {limit} µs is \
+         taken as spoiled by the host"
+    );
+    limit
+}
+
+/// The noise settings asked for (or the defaults of a full run), less those this machine
+/// cannot run, each said on stderr with its reason and kept in `skipped`.
+fn noise_settings(options: &Options, one_cpu: bool, skipped: &mut Vec<String>) -> Vec<Noise> {
+    let asked: Vec<&str> = if options.noise.is_empty() && !options.quick {
+        DEFAULT_NOISE.to_vec()
+    } else {
+        options.noise.iter().map(String::as_str).collect()
+    };
+    let mut noises = Vec::new();
+    for spec in asked.into_iter().filter(|s| *s != "off") {
+        let noise: Noise = spec.parse().unwrap_or_else(|e| {
+            eprintln!("--noise {e}");
+            std::process::exit(2);
+        });
+        let why = if one_cpu {
+            Some(
+                "one CPU only: the neighbour needs the server's core apart from the generator's"
+                    .to_owned(),
+            )
+        } else if noise.kind == NoiseKind::Fifo {
+            noise::fifo_unavailable()
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                eprintln!("{noise} skipped: {why}");
+                skipped.push(format!("{noise}: {why}"));
+            }
+            None if !noises.contains(&noise) => noises.push(noise),
+            None => {}
+        }
+    }
+    noises
+}
+
 fn main() {
     let options = options();
+    if let Some(duty) = &options.noise_child {
+        noise::neighbour_main(duty, options.noise_cpu);
+    }
     let wanted =
         |name: &str| options.scenario.is_empty() || options.scenario.iter().any(|s| s == name);
     let cpus = allowed_cpus();
@@ -193,19 +445,40 @@ fn main() {
         Some((first, rest)) if !rest.is_empty() => (Some(first.to_string()), rest.to_vec()),
         _ => (None, Vec::new()),
     };
+    let mut skipped = Vec::new();
+    let noises = noise_settings(&options, server_cpus.is_none(), &mut skipped);
     let mut bench = Bench {
         quick: options.quick,
         server_cpus,
         load_cpus,
         rows: Vec::new(),
         lateness: Vec::new(),
-        capacity: None,
+        capacity: BTreeMap::new(),
+        noise: None,
+        noises,
+        skipped,
+        max_repeats: if options.quick { 1 } else { 2 },
+        repeats: Vec::new(),
+        lag_limit_us: noise::LAG_LIMIT_US,
     };
+    bench.lag_limit_us = options
+        .max_lag_us
+        .unwrap_or_else(|| lag_floor_limit(&bench));
     eprintln!(
-        "rtserve latency benchmarks ({}): server on CPU {}, load generator on {:?}",
+        "rtserve latency benchmarks ({}): server on CPU {}, load generator on {:?}; noise: {}",
         if bench.quick { "quick" } else { "full" },
         bench.server_cpus.as_deref().unwrap_or("any"),
-        bench.load_cpus
+        bench.load_cpus,
+        if bench.noises.is_empty() {
+            "none".to_owned()
+        } else {
+            bench
+                .noises
+                .iter()
+                .map(Noise::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     let peer = options.peer.as_deref().map(|url| {
         Target::parse(url).unwrap_or_else(|e| {
@@ -309,18 +582,23 @@ fn main() {
             for b in busy {
                 let _ = b.join();
             }
+            recheck_baseline(&mut bench, &server, &load);
         }
     }
 
-    if wanted("overload") {
-        overload::overload(&mut bench);
+    for noise in bench.conditions() {
+        bench.noise = noise;
+        if wanted("overload") {
+            overload::overload(&mut bench);
+        }
+        if wanted("spin") {
+            overload::spin(&mut bench);
+        }
+        if wanted("burst") {
+            burst(&mut bench);
+        }
     }
-    if wanted("spin") {
-        overload::spin(&mut bench);
-    }
-    if wanted("burst") {
-        burst(&mut bench);
-    }
+    bench.noise = None;
     if wanted("mixed") {
         mixed(&mut bench);
     }
@@ -348,6 +626,62 @@ fn main() {
     }
 
     report(&bench, peer.is_some(), &options.peer_name);
+}
+
+/// `/hello` alone should do no worse than beside 16 outstanding `/slow` jobs: a baseline more
+/// than this many times the loaded run's p99 caught a stall of the host's, not the server's.
+const BASELINE_SLACK: f64 = 1.5;
+
+/// Repeats the isolation baseline (the row before the last) while its p99 is worse than the
+/// loaded run's (the last row) by more than [`BASELINE_SLACK`], at most `max_repeats` times;
+/// marks it spoiled if it stays worse, so that no ratio against it is drawn as a finding.
+fn recheck_baseline(bench: &mut Bench, server: &ServerProcess, load: &LoadConfig) {
+    let n = bench.rows.len();
+    if n < 2
+        || bench.rows[n - 2].scenario != "isolation"
+        || bench.rows[n - 1].scenario != "isolation"
+    {
+        return;
+    }
+    let p99 = |r: &Row| r.report.corrected.value_at_quantile(0.99);
+    let loaded = p99(&bench.rows[n - 1]);
+    let worse = |base: u64| -> Option<Spoil> {
+        (base as f64 > BASELINE_SLACK * loaded.max(1) as f64).then(|| Spoil {
+            cause: Cause::Baseline,
+            detail: format!(
+                "/hello alone p99 {} against {} beside 16 /slow jobs",
+                us(base),
+                us(loaded)
+            ),
+        })
+    };
+    let mut attempt = 0;
+    while let Some(spoil) = worse(p99(&bench.rows[n - 2])) {
+        if attempt == bench.max_repeats {
+            eprintln!("isolation baseline: still spoiled ({spoil}), kept and marked");
+            bench.rows[n - 2].spoiled = Some(spoil);
+            return;
+        }
+        attempt += 1;
+        eprintln!("isolation baseline: spoiled by the host ({spoil}), repeating it");
+        bench
+            .repeats
+            .push(("isolation rtserve baseline".to_owned(), spoil));
+        let Some(m) = bench.measure(
+            "isolation rtserve baseline",
+            load,
+            Some(server.pid()),
+            None,
+            true,
+        ) else {
+            return;
+        };
+        let row = &mut bench.rows[n - 2];
+        row.report = m.report;
+        row.server_cpu = m.server_cpu;
+        row.signs = m.signs;
+        row.spoiled = m.spoiled;
+    }
 }
 
 /// The scoring example (`examples/scoring.rs`), the library's real use: `POST /v1/score` with
@@ -453,6 +787,76 @@ fn scoring_store(bench: &mut Bench, bin: &str) {
     }
 }
 
+/// A run's steal time in ms, or a dash where the host reports none.
+fn steal_ms(signs: &HostSigns) -> String {
+    signs
+        .steal
+        .map_or_else(|| "—".to_owned(), |s| format!("{} ms", s.as_millis()))
+}
+
+/// The generator's schedule lag, p99 / max.
+fn lag(signs: &HostSigns) -> String {
+    format!("{} / {}", us(signs.lag_p99), us(signs.lag_max))
+}
+
+/// How many runs were repeated and why, the runs still spoiled, and the noise settings that
+/// could not run: one sentence for the pictures' footers.
+fn repeats_summary(bench: &Bench) -> String {
+    let mut causes: BTreeMap<Cause, usize> = BTreeMap::new();
+    for (_, spoil) in &bench.repeats {
+        *causes.entry(spoil.cause).or_default() += 1;
+    }
+    let spoiled = bench.rows.iter().filter(|r| r.spoiled.is_some()).count();
+    let mut summary = if causes.is_empty() {
+        "No run was repeated for the host".to_owned()
+    } else {
+        let why: Vec<String> = causes
+            .iter()
+            .map(|(cause, n)| format!("{n} for {cause}"))
+            .collect();
+        format!(
+            "{} run(s) repeated for the host ({})",
+            bench.repeats.len(),
+            why.join(", ")
+        )
+    };
+    if spoiled > 0 {
+        let _ = write!(summary, "; {spoiled} still spoiled after repeating, marked");
+    }
+    summary.push('.');
+    summary
+}
+
+/// The host's part in the runs: repeats, runs still spoiled, noise settings skipped.
+fn host_notes(table: &mut String, bench: &Bench) {
+    let _ = writeln!(
+        table,
+        "\nHost: {} A run is taken as spoiled by the host when the steal time during it is above \
+         1 % of its wall time, or (except capacity runs, counted by the server) the generator's \
+         schedule lag p99 above {} µs; it is repeated at most {} time(s).",
+        repeats_summary(bench),
+        bench.lag_limit_us,
+        bench.max_repeats
+    );
+    for (what, spoil) in &bench.repeats {
+        let _ = writeln!(table, "- repeated: {what}: {spoil}");
+    }
+    for row in &bench.rows {
+        if let Some(spoil) = &row.spoiled {
+            let _ = writeln!(
+                table,
+                "- still spoiled: {} {} {}: {spoil}",
+                row.scenario,
+                row.server,
+                row.note()
+            );
+        }
+    }
+    for skipped in &bench.skipped {
+        let _ = writeln!(table, "- skipped: {skipped}");
+    }
+}
+
 fn us(v: u64) -> String {
     if v >= 10_000 {
         format!("{:.1} ms", v as f64 / 1000.0)
@@ -474,11 +878,11 @@ fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| scenario | server | note | target req/s | achieved req/s | p50 | p90 | p99 | p99.9 | p99.99 | max | 503 | errors | unsent | server CPU per request |"
+        "| scenario | server | note | target req/s | achieved req/s | p50 | p90 | p99 | p99.9 | p99.99 | max | 503 | errors | unsent | server CPU per request | steal | generator lag p99 / max |"
     );
     let _ = writeln!(
         table,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for row in &bench.rows {
         let r = &row.report;
@@ -490,10 +894,15 @@ fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
             .unwrap_or_else(|| "—".to_owned());
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {}{} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.server,
-            row.note,
+            row.note(),
+            if row.spoiled.is_some() {
+                " (spoiled by the host)"
+            } else {
+                ""
+            },
             r.target_rate,
             r.achieved_rate(),
             us(h.value_at_quantile(0.5)),
@@ -505,12 +914,16 @@ fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
             r.status_503(),
             r.errors.total(),
             r.unsent,
-            cpu
+            cpu,
+            steal_ms(&row.signs),
+            lag(&row.signs)
         );
     }
     goodput_tables(&mut table, bench);
+    noise_table(&mut table, bench);
     burst_table(&mut table, bench);
     mixed_table(&mut table, bench);
+    host_notes(&mut table, bench);
     if with_peer {
         let _ = writeln!(
             table,
@@ -576,7 +989,11 @@ fn points(report: &Report) -> Points {
 fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
     let rows = |scenario: &'static str| bench.rows.iter().filter(move |r| r.scenario == scenario);
     let mut results = Results {
-        footer: footer(peer_name.unwrap_or("none in this run")),
+        footer: format!(
+            "{} {}",
+            footer(peer_name.unwrap_or("none in this run")),
+            repeats_summary(bench)
+        ),
         peer: peer_name.unwrap_or_default().to_owned(),
         lateness: bench.lateness.clone(),
         ..Results::default()
@@ -599,6 +1016,11 @@ fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
         results.new_connection = Some((points(&ours.report), theirs));
     }
     for row in rows("isolation") {
+        if row.note == "baseline"
+            && let Some(spoil) = &row.spoiled
+        {
+            results.isolation_spoiled = Some(spoil.detail.clone());
+        }
         results
             .isolation
             .push((format!("/hello, {}", row.note), points(&row.report)));
@@ -614,13 +1036,30 @@ fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
             continue;
         };
         let r = &row.report;
-        results.goodput.push((
-            r.target_rate / capacity,
-            r.goodput() / capacity,
-            1.0 - r.share_within(deadline + Duration::from_millis(1)),
-        ));
+        let (offered, goodput) = (r.target_rate / capacity, r.goodput() / capacity);
+        if row.noise.is_none() {
+            results.goodput.push((
+                offered,
+                goodput,
+                1.0 - r.share_within(deadline + Duration::from_millis(1)),
+            ));
+        }
+        if bench.noises.is_empty() {
+            continue;
+        }
+        let label = row
+            .noise
+            .map_or_else(|| "quiet".to_owned(), |n| n.to_string());
+        match results.noise.iter_mut().find(|c| c.label == label) {
+            Some(curve) => curve.points.push((offered, goodput)),
+            None => results.noise.push(panels::NoiseCurve {
+                label,
+                capacity,
+                points: vec![(offered, goodput)],
+            }),
+        }
     }
-    if let Some(row) = rows("burst").next()
+    if let Some(row) = rows("burst").find(|r| r.noise.is_none())
         && let (Some(capacity), Some((start, length))) = (row.capacity, row.burst)
     {
         let windows = &row.report.windows;

@@ -1,6 +1,7 @@
 //! The overload scenarios: the pool's capacity C, goodput past it (`overload`, `spin`), a
 //! burst, and mixed load; and their tables. Each run's goodput (2xx within the deadline, per
-//! second, at the client) is a share of C, which the server itself counts.
+//! second, at the client) is a share of C, which the server itself counts. Under noise
+//! (`--noise`), C is measured beside the same neighbour as the runs it is compared with.
 
 use std::{
     fmt::Write as _,
@@ -11,18 +12,18 @@ use std::{
 
 use rtserve_loadgen::{Burst, Report, Target};
 
-use super::{Bench, Row, quantile, us};
+use super::{Bench, Row, lag, quantile, steal_ms, us};
 use crate::server::ServerProcess;
 
 /// Measures the pool's capacity C for `path` (its route's 200s per second, counted by the
 /// server) while offered `offered` req/s with a 1 s deadline, so that nothing misses: median of
-/// three runs (one when quick), first in first out.
+/// three runs (one when quick), first in first out; beside the neighbour, if there is one now.
 ///
 /// Counted by the server, because at the client a request that waited for a busy connection
 /// looks late although the pool served it in time; FIFO, because newest-first order would
 /// leave old requests waiting most of the lax deadline, holding the generator's connections.
 pub(super) fn capacity(
-    bench: &Bench,
+    bench: &mut Bench,
     scenario: &str,
     path: &str,
     workers: &str,
@@ -43,15 +44,16 @@ pub(super) fn capacity(
     );
     let target = Target::new(lax.addr, path);
     let route = path.split('?').next().unwrap_or(path);
+    let what = format!("{scenario} capacity run");
     let mut capacities: Vec<f64> = (0..if bench.quick { 1 } else { 3 })
         .filter_map(|_| {
             let mut load = bench.load(target.clone(), offered, 1000);
             load.deadline = Some(Duration::from_secs(1));
-            let before = ServerCounts::read(lax.addr, route)?;
-            let started = std::time::Instant::now();
-            let report = rtserve_loadgen::run(&load).ok()?;
-            let elapsed = started.elapsed().as_secs_f64();
-            let served = ServerCounts::read(lax.addr, route)?.since(&before);
+            // It overloads the generator's own connections on purpose, and what it measures is
+            // counted by the server: its schedule lag is no sign of the host.
+            let measured = bench.measure(&what, &load, None, Some((lax.addr, route)), false)?;
+            let (report, served) = (measured.report, measured.counts?);
+            let elapsed = measured.elapsed.as_secs_f64();
             eprintln!(
                 "{scenario:>14} capacity run: the server answered {:.0} with 200, {:.0} refused, \
                  {:.0} late in {elapsed:.1} s ({} errors, {} unsent at the generator)",
@@ -66,9 +68,10 @@ pub(super) fn capacity(
         .collect();
     capacities.sort_by(f64::total_cmp);
     let capacity = capacities.get(capacities.len() / 2).copied();
+    let noise = bench.noise.map(|n| format!(", {n}")).unwrap_or_default();
     match capacity {
-        Some(c) => eprintln!("{scenario:>14} C = {c:.0} 200s/s ({capacities:.0?})"),
-        None => eprintln!("{scenario:>14} capacity could not be measured"),
+        Some(c) => eprintln!("{scenario:>14} C = {c:.0} 200s/s ({capacities:.0?}){noise}"),
+        None => eprintln!("{scenario:>14} capacity could not be measured{noise}"),
     }
     capacity
 }
@@ -99,12 +102,20 @@ pub(super) fn sweep(
     for &factor in factors {
         let mut load = bench.load(target.clone(), (capacity * factor).round(), 200);
         load.deadline = Some(deadline);
-        let before = ServerCounts::read(server.addr, route);
         let note = format!("{factor}× C, {deadline_ms} ms deadline");
-        bench.run(scenario, "rtserve", Some(&server), &load, note);
-        let after = ServerCounts::read(server.addr, route);
-        if let (Some(before), Some(after), Some(row)) = (before, after, bench.rows.last_mut()) {
-            row.server_counts = Some(after.since(&before));
+        let counted = Some((server.addr, route));
+        if bench
+            .run_counted(
+                scenario,
+                "rtserve",
+                Some(server.pid()),
+                &load,
+                note,
+                counted,
+            )
+            .is_some()
+            && let Some(row) = bench.rows.last_mut()
+        {
             row.capacity = Some(capacity);
         }
     }
@@ -125,6 +136,10 @@ pub(super) fn overload(bench: &mut Bench) {
         capacity,
         &[0.5, 1.0, 1.5, 2.0, 4.0],
     );
+    if bench.noise.is_some() {
+        // The lateness histogram is the server's own, measured quiet.
+        return;
+    }
     // Deadline lateness needs jobs that are let in and then miss. `/slow?ms=1` at 600 req/s
     // keeps the route's run-time estimate near 1 ms (it is capped at four times the shortest
     // recent run), so the `/slow?ms=8` among them, 100 a second, are let in against a 5 ms
@@ -184,15 +199,24 @@ pub(super) fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
 
 /// CPU-bound jobs with more workers than cores: `/spin?us=1000` (1 ms of CPU) on 4 workers
 /// sharing the server's one core with its reactor. A job cannot run faster than the core
-/// allows, so the question is only whether goodput holds up past capacity.
+/// allows, so the question is only whether goodput holds up past capacity. Then jobs that
+/// mix the two, as a handler that waits on a store and then computes does:
+/// `/spin?sleep_ms=1&us=500` (1 ms asleep, then 0.5 ms of CPU), with a 5 ms deadline.
 pub(super) fn spin(bench: &mut Bench) {
     let path = "/spin?us=1000";
-    let Some(capacity) = capacity(bench, "spin", path, "4", 2000.0) else {
-        return;
-    };
-    let spin = (path, "4", Duration::from_millis(10));
-    sweep(bench, "spin", spin, capacity, &[0.5, 1.0, 2.0, 4.0]);
+    if let Some(capacity) = capacity(bench, "spin", path, "4", 2000.0) {
+        let spin = (path, "4", Duration::from_millis(10));
+        sweep(bench, "spin", spin, capacity, &[0.5, 1.0, 2.0, 4.0]);
+    }
+    let path = "/spin?sleep_ms=1&us=500";
+    if let Some(capacity) = capacity(bench, MIXED_JOBS, path, "4", 4000.0) {
+        let work = (path, "4", Duration::from_millis(5));
+        sweep(bench, MIXED_JOBS, work, capacity, &[0.5, 1.0, 2.0, 4.0]);
+    }
 }
+
+/// The scenario name of the mixed sleep+spin jobs' runs.
+pub(super) const MIXED_JOBS: &str = "sleep+spin";
 
 /// A burst: 0.5 × C, then 3 × C for 2 s, then 0.5 × C again, with goodput per 50 ms window.
 pub(super) fn burst(bench: &mut Bench) {
@@ -219,6 +243,7 @@ pub(super) fn burst(bench: &mut Bench) {
         "0.5× → 3× C for {:.1} s → 0.5× C, 5 ms deadline",
         length.as_secs_f64()
     );
+    // Beside the neighbour, if there is one now: the burst's C is measured under it too.
     bench.run("burst", "rtserve", Some(&server), &load, note);
     if let Some(row) = bench.rows.last_mut() {
         row.capacity = Some(capacity);
@@ -272,7 +297,8 @@ pub(super) struct ServerCounts {
 }
 
 impl ServerCounts {
-    fn read(addr: std::net::SocketAddr, route: &str) -> Option<Self> {
+    /// Reads the counts from the server at `addr`; `None` if it does not answer.
+    pub(super) fn read(addr: std::net::SocketAddr, route: &str) -> Option<Self> {
         let mut s = TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
@@ -289,12 +315,14 @@ impl ServerCounts {
             ok: value(&format!(
                 "rtserve_requests_total{{route=\"{route}\",status=\"200\"}}"
             )),
-            late: shed("deadline"),
+            // Admitted, run, and answered 503 at the deadline: the server's own count.
+            late: value("rtserve_deadline_missed_total "),
             refused: shed("queue-full") + shed("expected-miss") + shed("not-started"),
         })
     }
 
-    fn since(&self, before: &Self) -> Self {
+    /// What was counted between `before` and these counts.
+    pub(super) fn since(&self, before: &Self) -> Self {
         Self {
             ok: self.ok - before.ok,
             late: self.late - before.late,
@@ -317,29 +345,46 @@ pub(super) fn slow_request(addr: std::net::SocketAddr, hold: Duration) {
     let _ = s.read_to_end(&mut Vec::new());
 }
 
-/// The overload and spin runs: goodput as a share of C, and how soon the refusals came.
+/// The scenarios with a goodput sweep, and what each loads.
+const SWEPT: [(&str, &str); 3] = [
+    ("overload", "4 workers, `/slow?ms=2`"),
+    ("spin", "4 workers on one core, `/spin?us=1000`"),
+    (
+        MIXED_JOBS,
+        "4 workers on one core, mixed sleep+spin `/spin?sleep_ms=1&us=500`",
+    ),
+];
+
+/// The overload and spin runs: goodput as a share of C, and how soon the refusals came; one
+/// table per scenario and noise setting.
 pub(super) fn goodput_tables(table: &mut String, bench: &Bench) {
-    for (scenario, what) in [
-        ("overload", "4 workers, `/slow?ms=2`"),
-        ("spin", "4 workers on one core, `/spin?us=1000`"),
-    ] {
+    for ((scenario, what), noise) in SWEPT
+        .into_iter()
+        .flat_map(|s| bench.conditions().into_iter().map(move |n| (s, n)))
+    {
         let rows: Vec<&Row> = bench
             .rows
             .iter()
-            .filter(|r| r.scenario == scenario)
+            .filter(|r| r.scenario == scenario && r.noise == noise && r.capacity.is_some())
             .collect();
         let Some(capacity) = rows.first().and_then(|r| r.capacity) else {
             continue;
         };
         let deadline = rows[0].report.deadline.unwrap_or_default();
+        let beside = noise.map(|n| format!(", {n}")).unwrap_or_default();
         let _ = writeln!(
             table,
-            "\n{scenario}: C = {capacity:.0} 200s/s ({what}, 2× nominal offered with a 1 s \
-             deadline, counted by the server). Goodput: 2xx within the {} ms deadline per \
+            "\n{scenario}{beside}: C = {capacity:.0} 200s/s ({what}, offered with a 1 s \
+             deadline, counted by the server{}). Goodput: 2xx within the {} ms deadline per \
              second, at the client.\n\n\
              | offered | goodput (share of C) | all responses within deadline + 1 ms | 503 share | \
              503 p50 | 503 p99 | 2xx p99 | 2xx p99.9 | server: jobs run that missed | server: refused at once | lost |\n\
              |---|---|---|---|---|---|---|---|---|---|---|",
+            if noise.is_some() {
+                ", beside the same neighbour"
+            } else {
+                ""
+            },
             deadline.as_millis()
         );
         for row in rows {
@@ -357,8 +402,13 @@ pub(super) fn goodput_tables(table: &mut String, bench: &Bench) {
             );
             let _ = writeln!(
                 table,
-                "| {} | **{:.0} %** | {:.2} % | {:.1} % | {} | {} | {} | {} | {missed} | {refused} | {} |",
+                "| {}{} | **{:.0} %** | {:.2} % | {:.1} % | {} | {} | {} | {} | {missed} | {refused} | {} |",
                 row.note,
+                if row.spoiled.is_some() {
+                    " (spoiled by the host)"
+                } else {
+                    ""
+                },
                 100.0 * r.goodput() / capacity,
                 100.0 * r.share_within(deadline + Duration::from_millis(1)),
                 100.0 * r.status_503() as f64 / total,
@@ -367,6 +417,62 @@ pub(super) fn goodput_tables(table: &mut String, bench: &Bench) {
                 quantile(&r.success, 0.99),
                 quantile(&r.success, 0.999),
                 r.unsent + r.errors.total()
+            );
+        }
+    }
+}
+
+/// Noise against quiet: each swept run's goodput against the C measured beside the same
+/// neighbour, with what the host did during it. Only when noise settings ran.
+pub(super) fn noise_table(table: &mut String, bench: &Bench) {
+    if bench.noises.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        table,
+        "\nnoise: a neighbour on the server's CPU spinning BUSY of every PERIOD ms (ordinary: \
+         SCHED_OTHER nice 0; FIFO: SCHED_FIFO 1, which takes the core as steal would). Goodput \
+         is a share of C_noise, the capacity measured beside the same neighbour.\n\n\
+         | scenario | setting | C_noise (share of quiet C) | offered | goodput (share of C_noise) | \
+         all responses within deadline + 1 ms | server: admitted that missed | 503 p50 | steal | \
+         generator lag p99 / max |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (scenario, _) in SWEPT {
+        let quiet = bench
+            .rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.noise.is_none())
+            .and_then(|r| r.capacity);
+        for row in bench.rows.iter().filter(|r| r.scenario == scenario) {
+            let (Some(capacity), Some(deadline)) = (row.capacity, row.report.deadline) else {
+                continue;
+            };
+            let r = &row.report;
+            let setting = row
+                .noise
+                .map_or_else(|| "quiet".to_owned(), |n| n.to_string());
+            let against = quiet.map_or_else(String::new, |q| {
+                format!(" ({:.0} %)", 100.0 * capacity / q.max(1.0))
+            });
+            let missed = row.server_counts.map_or_else(
+                || "—".to_owned(),
+                |c| format!("{:.2} %", 100.0 * c.late / (c.ok + c.late).max(1.0)),
+            );
+            let _ = writeln!(
+                table,
+                "| {scenario} | {setting} | {capacity:.0}{against} | {:.1}× C | **{:.0} %**{} | \
+                 {:.2} % | {missed} | {} | {} | {} |",
+                r.target_rate / capacity,
+                100.0 * r.goodput() / capacity,
+                if row.spoiled.is_some() {
+                    " (spoiled by the host)"
+                } else {
+                    ""
+                },
+                100.0 * r.share_within(deadline + Duration::from_millis(1)),
+                quantile(&r.refused, 0.5),
+                steal_ms(&row.signs),
+                lag(&row.signs)
             );
         }
     }
@@ -404,7 +510,7 @@ pub(super) fn burst_table(table: &mut String, bench: &Bench) {
              | windows | min | p10 | median | windows below 90 % | after the burst: good share of offered, first windows |\n\
              |---|---|---|---|---|---|\n\
              | {} | {:.0} % | {:.0} % | {:.0} % | {below} | {} |",
-            row.note,
+            row.note(),
             windows.width.as_millis(),
             during.len(),
             100.0 * sorted.first().copied().unwrap_or(0.0),

@@ -315,9 +315,13 @@ impl ServerCounts {
             ok: value(&format!(
                 "rtserve_requests_total{{route=\"{route}\",status=\"200\"}}"
             )),
-            // Admitted, run, and answered 503 at the deadline: the server's own count.
-            late: value("rtserve_deadline_missed_total "),
-            refused: shed("queue-full") + shed("expected-miss") + shed("not-started"),
+            // Let in, and still missed (503 at the deadline, or from a worker that reached it
+            // too late): the server's own count for the route.
+            late: value(&format!(
+                "rtserve_admitted_missed_total{{route=\"{route}\"}}"
+            )),
+            // Refused at the door.
+            refused: shed("queue-full") + shed("expected-miss"),
         })
     }
 

@@ -54,8 +54,8 @@ pub(crate) struct Args {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
     pub(crate) max_connections: u32,
 
-    /// Default deadline of every request, from its head's arrival: a job not done by then is
-    /// answered 503.
+    /// Default deadline of every request, from its head's arrival in the kernel: a job not
+    /// done by then is answered 503.
     #[arg(long, env = "RTSERVE_DEADLINE_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) deadline_ms: u64,
@@ -136,6 +136,13 @@ pub(crate) struct Args {
     /// net.ipv4.tcp_rmem].
     #[arg(long, env = "RTSERVE_RECV_BUFFER", value_parser = parse_size)]
     pub(crate) recv_buffer: Option<u64>,
+
+    /// Count deadlines from when the reactor read a request's head, not from when its bytes
+    /// reached the kernel (SO_TIMESTAMPNS receive stamps, on by default): time a request
+    /// waited in its socket for a busy reactor then no longer counts against its deadline,
+    /// and /metrics has no rtserve_socket_queue_seconds samples.
+    #[arg(long, env = "RTSERVE_NO_KERNEL_TIMESTAMPS")]
+    pub(crate) no_kernel_timestamps: bool,
 
     /// Time an idle keep-alive connection is kept open.
     #[arg(long, env = "RTSERVE_IDLE_TIMEOUT_MS", default_value_t = 60_000,
@@ -223,6 +230,7 @@ impl Args {
         config.recv_buffer = self
             .recv_buffer
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        config.kernel_timestamps = !self.no_kernel_timestamps;
         config.idle_timeout = ms(self.idle_timeout_ms);
         config.write_timeout = ms(self.write_timeout_ms);
         config.drain_grace = ms(self.drain_grace_ms);

@@ -891,6 +891,7 @@ fn help_lists_every_flag_with_its_default() {
         "--control",
         "--retry-after-s",
         "--pin",
+        "--no-kernel-timestamps",
         "--verbose",
         "--quiet",
         "--help",
@@ -1825,6 +1826,9 @@ fn metrics_parse_and_move() {
         "{bodies:?}"
     );
     assert!(first.docs.contains_key("rtserve_queue_wait_seconds"));
+    // The kernel's receive stamps are on by default: the reads that brought these requests
+    // were stamped.
+    assert!(histogram_total(&first, "rtserve_socket_queue_seconds") > 0.0);
     assert_eq!(
         value(&first, "rtserve_accept_backoffs_total", &[]),
         Some(0.0)

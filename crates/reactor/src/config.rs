@@ -102,6 +102,12 @@ pub struct Config {
     /// `max_buffered_output`, or requests pipelined far ahead), and turns off the automatic
     /// growth of that buffer (`net.ipv4.tcp_rmem`). Default none: the kernel's sizing.
     pub recv_buffer: Option<usize>,
+    /// Have the kernel stamp each received segment (`SO_TIMESTAMPNS`, set once on the
+    /// listening sockets) and count each request's deadline from when its head reached the
+    /// kernel, so that time spent in the socket's queue while the reactor was busy counts
+    /// against the deadline, and show that time as `rtserve_socket_queue_seconds`. Off,
+    /// deadlines count from the reactor turn that read the head. Default on (Linux).
+    pub kernel_timestamps: bool,
     /// Output bytes buffered for one connection past which the reactor stops reading its
     /// requests until the client catches up. Default 256 KiB.
     pub max_buffered_output: usize,
@@ -117,8 +123,9 @@ pub struct Config {
     /// Jobs that may wait for a worker; past it an offloaded request is answered 503 at once.
     /// Default 1024.
     pub queue: usize,
-    /// Default deadline of every request, counted from the moment its head was fully
-    /// received: an offloaded job not done by then is answered 503. Default 5 s.
+    /// Default deadline of every request, counted from the moment its head arrived (in the
+    /// kernel, with `kernel_timestamps`): an offloaded job not done by then is answered 503.
+    /// Default 5 s.
     pub deadline: Duration,
     /// The order the pool serves waiting jobs in (see [`Discipline`]). Default
     /// [`Discipline::AdaptiveLifo`], which is first in, first out until the queue stands.
@@ -236,6 +243,7 @@ impl Default for Config {
             output_budget: share_of_memory(32, 64 * 1024 * 1024),
             send_buffer: None,
             recv_buffer: None,
+            kernel_timestamps: true,
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(2),

@@ -89,6 +89,9 @@ pub(crate) struct Session {
     pub(crate) read_all: bool,
     /// Present while the connection has work in hand.
     pub(crate) exchange: Option<Box<Exchange>>,
+    /// When the first unconsumed byte of `input` reached the kernel (see
+    /// `Dispatcher::process`).
+    pub(crate) arrived: Option<Instant>,
 }
 
 /// What a connection holds while it reads, answers or writes a request; pooled per reactor.
@@ -102,7 +105,9 @@ pub(crate) struct Exchange {
     pub(crate) output: Output,
     /// Responses owed while one of them waits for the worker pool, in request order.
     pub(crate) owed: VecDeque<Owed>,
-    /// When the current request's head was fully received.
+    /// When the current request's head began to arrive: the kernel's receive stamp of the
+    /// read that brought its first byte (or that read's turn, without stamps). Its deadline
+    /// counts from here.
     pub(crate) received: Instant,
 }
 

@@ -177,7 +177,11 @@ impl<'a> Request<'a> {
         self.server.stats.merged()
     }
 
-    /// When the head was fully received: the moment the deadline counts from.
+    /// When the request arrived: the moment its deadline counts from. With
+    /// [`Config::kernel_timestamps`](crate::Config::kernel_timestamps) (the default), the
+    /// kernel's receive stamp of the read that brought the head's first byte, so time spent
+    /// waiting in the socket for a busy reactor counts; otherwise the reactor turn that read
+    /// it. Either way it may be earlier than the handler's start.
     pub fn received(&self) -> Instant {
         self.received
     }

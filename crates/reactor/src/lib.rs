@@ -103,7 +103,8 @@ pub use response::{Body, HeaderValue, Response, StaticHeaders};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
 pub use stats::{
-    Histogram, LATENCY_BUCKETS_US, LATENESS_BUCKETS_US, RouteStats, Shed, Sheds, Stats,
+    Histogram, LATENCY_BUCKETS_US, LATENESS_BUCKETS_US, RouteStats, SOCKET_QUEUE_BUCKETS_US, Shed,
+    Sheds, Stats,
 };
 #[cfg(feature = "tokio")]
 pub use task::{AsyncContext, AsyncJob};

@@ -69,12 +69,17 @@ pub(crate) fn adopt(listeners: &[StdListener]) -> io::Result<SocketAddr> {
 
 /// Sets, once on each listening socket, the options every accepted connection inherits from
 /// it on Linux: `TCP_NODELAY` (requests are answered in one write each, and Nagle would hold
-/// the next answer back) and, if configured, `SO_SNDBUF` and `SO_RCVBUF`. That saves a system
-/// call per connection over setting them on each accepted socket.
+/// the next answer back), `SO_TIMESTAMPNS` as `kernel_timestamps` says (on or off: a socket
+/// handed over by an earlier process may have it either way) and, if configured, `SO_SNDBUF`
+/// and `SO_RCVBUF`. That saves a system call per connection over setting them on each
+/// accepted socket.
 pub(crate) fn tune(listeners: &[StdListener], config: &Config) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+
     for listener in listeners {
         let socket = socket2::SockRef::from(listener);
         socket.set_tcp_nodelay(true)?;
+        setsockopt(listener, ReceiveTimestampns, &config.kernel_timestamps)?;
         if let Some(size) = config.send_buffer {
             socket.set_send_buffer_size(size)?;
         }
@@ -147,6 +152,10 @@ mod tests {
             .recv_buffer_size()
             .unwrap();
         assert_eq!(rcvbuf, 64 * 1024, "SO_RCVBUF is inherited");
+        let stamps =
+            nix::sys::socket::getsockopt(&accepted, nix::sys::socket::sockopt::ReceiveTimestampns)
+                .unwrap();
+        assert!(stamps, "SO_TIMESTAMPNS is inherited");
     }
 
     #[test]

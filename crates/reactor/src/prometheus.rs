@@ -189,6 +189,13 @@ fn render(stats: &Stats) -> String {
          # TYPE {late} histogram"
     );
     write_histogram(&mut out, late, "", &stats.deadline_lateness);
+    let queued = "rtserve_socket_queue_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {queued} How long received bytes waited in their socket for the reactor, per \
+         read (from the kernel's receive stamp).\n# TYPE {queued} histogram"
+    );
+    write_histogram(&mut out, queued, "", &stats.socket_queue);
     let estimate = "rtserve_run_time_estimate_seconds";
     let _ = writeln!(
         out,

@@ -92,6 +92,7 @@ pub(crate) struct ReactorStats {
     /// By [`Shed`] reason.
     shed: [Counter; Shed::ALL.len()],
     lateness: HistogramCells,
+    socket_queue: HistogramCells,
     log_dropped: Counter,
     routes: Box<[RouteCells]>,
 }
@@ -110,6 +111,7 @@ impl ReactorStats {
             resets: Counter::default(),
             shed: Default::default(),
             lateness: HistogramCells::new(&LATENESS_BUCKETS_US),
+            socket_queue: HistogramCells::new(&SOCKET_QUEUE_BUCKETS_US),
             log_dropped: Counter::default(),
             routes: (0..=routes).map(|_| RouteCells::new()).collect(),
         }
@@ -161,6 +163,12 @@ impl ReactorStats {
     /// A 503 for a missed deadline went out `late` after the deadline.
     pub(crate) fn late(&self, late: Duration) {
         self.lateness.record(late);
+    }
+
+    /// A read took bytes that had waited `queued` in the socket (from the kernel's receive
+    /// stamp to the reactor's turn).
+    pub(crate) fn socket_queued(&self, queued: Duration) {
+        self.socket_queue.record(queued);
     }
 
     pub(crate) fn log_dropped(&self) {
@@ -257,6 +265,11 @@ pub struct Stats {
     pub queue_wait: Histogram,
     /// How long after their deadline the 503s for missed deadlines went out.
     pub deadline_lateness: Histogram,
+    /// How long received bytes waited in their socket before the reactor's turn that read
+    /// them, per read (from the kernel's receive stamp of the read's last segment; with
+    /// [`Config::kernel_timestamps`](crate::Config::kernel_timestamps) only). A reactor
+    /// starved by a handler that blocks it shows here first.
+    pub socket_queue: Histogram,
     /// Request-log records dropped because the logger fell behind.
     pub log_dropped: u64,
     /// Per route, in the order of [`Handler::routes`](crate::Handler::routes), then one for
@@ -366,6 +379,12 @@ impl Sheds {
 /// Upper bounds of the deadline-lateness histogram's buckets, in microseconds: how long after
 /// its deadline a 503 for a missed deadline went out.
 pub const LATENESS_BUCKETS_US: [u64; 10] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+
+/// Upper bounds of the socket-queue histogram's buckets, in microseconds: from a reactor that
+/// keeps up (tens of microseconds) to one stalled past any deadline.
+pub const SOCKET_QUEUE_BUCKETS_US: [u64; 14] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 250_000, 1_000_000,
+];
 
 /// A histogram of durations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -572,6 +591,7 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
             *merged += counter.get();
         }
         r.lateness.add_to(&mut stats.deadline_lateness);
+        r.socket_queue.add_to(&mut stats.socket_queue);
         stats.log_dropped += r.log_dropped.get();
         for (merged, cells) in stats.routes.iter_mut().zip(r.routes.iter()) {
             for (i, b) in cells.buckets.iter().enumerate() {

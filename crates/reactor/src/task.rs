@@ -68,7 +68,7 @@ impl AsyncJob {
     }
 
     /// Gives the request this deadline instead of the server's default, counted (like every
-    /// deadline) from the moment its head was fully received.
+    /// deadline) from [`Request::received`](crate::Request::received): its arrival.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);

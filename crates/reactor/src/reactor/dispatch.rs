@@ -107,6 +107,7 @@ impl Dispatcher {
             runtime,
         } = shared;
         let stats = Arc::clone(&view.stats.reactors[reactor]);
+        let clock = Clock::new(config.kernel_timestamps);
         Self {
             reactor,
             handler,
@@ -118,7 +119,7 @@ impl Dispatcher {
             view,
             stats,
             log,
-            clock: Clock::new(),
+            clock,
             out: Vec::new(),
             charged: 0,
             last_seq: 0,
@@ -133,15 +134,24 @@ impl Dispatcher {
     ///
     /// `drained`: nothing more waited in the socket when `new` was read, so a server shutting
     /// down may close after the last request here without dropping one already read.
+    ///
+    /// `arrived`: when `new` reached the kernel (the read's receive stamp, or the turn's time).
+    /// A request is received when the first byte of its head arrived: one whose head starts in
+    /// input kept from an earlier read keeps that read's time (`Session::arrived`), however
+    /// long ago, so a request pipelined or cut off by the budget is never made fresher by a
+    /// later read.
     pub(crate) fn process(
         &mut self,
         id: ConnId,
         session: &mut Session,
-        new: &[u8],
+        (new, arrived): (&[u8], Instant),
         drained: bool,
         budget: &mut usize,
     ) -> Processed {
         let close_after = session.close_after;
+        // Bytes before this offset of the round's data were kept from earlier reads.
+        let kept = session.input.unconsumed().len();
+        let kept_arrived = session.arrived.unwrap_or(arrived);
         let exchange = session
             .exchange
             .get_or_insert_with(|| self.exchanges.take());
@@ -165,7 +175,9 @@ impl Dispatcher {
                     input.head_starts();
                     input.consume(n);
                     let now = self.clock.now;
-                    exchange.received = now;
+                    // The deadline counts from the head's arrival in the kernel; the body's
+                    // pace times the client, so from when the reactor saw the head.
+                    exchange.received = if pos < kept { kept_arrived } else { arrived };
                     exchange.pace = Pace::start(now);
                     let head = exchange.proto.head();
                     // A body that does not arrive with its head is gathered, and takes from
@@ -265,6 +277,10 @@ impl Dispatcher {
             // The body goes on in a later read, and it outgrew the room left in the budget.
             self.refuse_body(exchange);
             flow = Flow::Stop;
+        }
+        // What is kept from here on starts in this read's bytes, or still in older ones.
+        if input.position() >= kept {
+            session.arrived = Some(arrived);
         }
         if flow == Flow::Stop {
             input.discard();
@@ -781,7 +797,7 @@ mod tests {
             runtime: test_runtime(),
         };
         let mut dispatcher = Dispatcher::new(0, shared, mailbox);
-        dispatcher.clock = Clock::at(Instant::now());
+        dispatcher.clock = Clock::at(Instant::now(), None);
         (dispatcher, poll, receiver)
     }
 
@@ -813,7 +829,7 @@ mod tests {
             index: 0,
             generation: 0,
         };
-        let processed = d.process(id, s, new, drained, &mut budget);
+        let processed = d.process(id, s, (new, d.clock.now), drained, &mut budget);
         let out = String::from_utf8_lossy(&d.out).into_owned();
         d.out.clear();
         (processed.flow, out)
@@ -843,6 +859,78 @@ mod tests {
         let (_, out) = feed(&mut d, &mut s, &GET[7..], true);
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(s.input.is_empty());
+    }
+
+    #[test]
+    fn a_request_is_received_when_its_heads_first_byte_arrived() {
+        // Each read arrives at its own time; the handler reports what it was told.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let handler = move |req: &Request<'_>| -> Reply {
+            record.lock().expect("not poisoned").push(req.received());
+            Response::new(StatusCode::OK).into()
+        };
+        let (mut d, _poll, _rx) = dispatcher(handler);
+        let base = d.clock.now;
+        let at = |ms| base - Duration::from_millis(ms);
+        let mut s = Session::default();
+        let id = ConnId {
+            index: 0,
+            generation: 0,
+        };
+        let mut budget = 64;
+        let mut feed = |d: &mut Dispatcher, s: &mut Session, new: &[u8], arrived| {
+            let _ = d.process(id, s, (new, arrived), true, &mut budget);
+            d.out.clear();
+        };
+        // A head split over two reads dates from the first; the request that starts in the
+        // second read dates from it, though a later stamp came with the bytes before it.
+        feed(&mut d, &mut s, &GET[..7], at(30));
+        feed(&mut d, &mut s, &[&GET[7..], GET].concat(), at(20));
+        // A request whose head began in bytes kept across several reads keeps the first.
+        feed(&mut d, &mut s, &GET[..3], at(15));
+        feed(&mut d, &mut s, &GET[3..9], at(10));
+        feed(&mut d, &mut s, &GET[9..], at(5));
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            [at(30), at(20), at(15)]
+        );
+    }
+
+    #[test]
+    fn requests_left_by_the_budget_keep_their_reads_time() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let handler = move |req: &Request<'_>| -> Reply {
+            record.lock().expect("not poisoned").push(req.received());
+            Response::new(StatusCode::OK).into()
+        };
+        let (mut d, _poll, _rx) = dispatcher(handler);
+        let (early, late) = (d.clock.now - Duration::from_millis(50), d.clock.now);
+        let mut s = Session::default();
+        let id = ConnId {
+            index: 0,
+            generation: 0,
+        };
+        // Three pipelined requests, a budget of one: two are kept for later.
+        let mut budget = 1;
+        let processed = d.process(
+            id,
+            &mut s,
+            (&[GET, GET, GET].concat(), early),
+            true,
+            &mut budget,
+        );
+        assert_eq!(processed.flow, Flow::Budget);
+        // Served in a later turn, with nothing new read, then with a new read behind them.
+        let mut budget = 1;
+        let _ = d.process(id, &mut s, (&[], late), true, &mut budget);
+        let mut budget = 64;
+        let _ = d.process(id, &mut s, (GET, late), true, &mut budget);
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            [early, early, early, late]
+        );
     }
 
     #[test]
@@ -892,7 +980,7 @@ mod tests {
             index: 0,
             generation: 0,
         };
-        let processed = d.process(id, &mut s, GET, true, &mut budget);
+        let processed = d.process(id, &mut s, (GET, d.clock.now), true, &mut budget);
         let deadline = processed.deadline.expect("the job's deadline");
         assert_eq!(s.owed(), 1);
         assert!(d.out.is_empty());

@@ -2,13 +2,15 @@
 //! half-close and linger, close.
 
 use std::{
-    io::{self, Read, Write},
+    io::{self, IoSliceMut, Read, Write},
     mem,
     net::Shutdown,
-    time::Duration,
+    os::fd::AsRawFd,
+    time::{Duration, Instant, SystemTime},
 };
 
 use mio::net::TcpStream;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use socket2::SockRef;
 
 use super::{Reactor, dispatch::Flow, live};
@@ -34,10 +36,12 @@ impl Reactor {
         let Self {
             conns,
             scratch,
+            control,
             dispatch,
             still_ready,
             timers,
             config,
+            stats,
             ..
         } = self;
         let Some(conn) = live(conns, id) else {
@@ -58,13 +62,19 @@ impl Reactor {
             // Whether more input waits in the socket matters only to a connection that
             // closes after its last request (shutting down): look, without reading.
             let drained = conn.session.close_after && is_drained(&conn.stream);
-            let processed = dispatch.process(id, &mut conn.session, &[], drained, &mut budget);
+            let kept = (&[][..], dispatch.clock.now);
+            let processed = dispatch.process(id, &mut conn.session, kept, drained, &mut budget);
             deadline = processed.deadline;
             processed.flow
         };
         while flow == Flow::Continue {
-            match conn.stream.read(scratch) {
-                Ok(0) => {
+            let read = if config.kernel_timestamps {
+                recv_stamped(&conn.stream, scratch, control)
+            } else {
+                conn.stream.read(scratch).map(|n| (n, None))
+            };
+            match read {
+                Ok((0, _)) => {
                     conn.peer = Peer::Closed;
                     if conn.phase == Phase::Open {
                         dispatch.recv_eof(&mut conn.session);
@@ -72,16 +82,23 @@ impl Reactor {
                     }
                     break;
                 }
-                Ok(n) => {
+                Ok((n, stamp)) => {
                     // A short read took all the socket held (see the module docs of the
                     // reactor), unless the peer's FIN came with it: no edge will come for that.
                     let drained = n < scratch.len() && conn.peer != Peer::HungUp;
-                    let new = &scratch[..n];
+                    let arrived = match stamp.and_then(|s| dispatch.clock.arrival(s)) {
+                        Some((at, queued)) => {
+                            stats.socket_queued(queued);
+                            at
+                        }
+                        None => dispatch.clock.now,
+                    };
+                    let new = (&scratch[..n], arrived);
                     let processed =
                         dispatch.process(id, &mut conn.session, new, drained, &mut budget);
                     flow = processed.flow;
                     if let Some(at) = processed.deadline {
-                        deadline = Some(deadline.map_or(at, |d: std::time::Instant| d.min(at)));
+                        deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
                     }
                     if drained && flow == Flow::Continue {
                         break;
@@ -368,7 +385,7 @@ impl Reactor {
 fn arm_idle(
     timers: &mut TimerQueue,
     conn: &mut Connection,
-    now: std::time::Instant,
+    now: Instant,
     stopping: bool,
     (idle_timeout, idle_wait): (Duration, Duration),
 ) {
@@ -452,6 +469,51 @@ fn write_until_full(mut stream: &TcpStream, mut data: &[u8]) -> io::Result<usize
         }
     }
     Ok(written)
+}
+
+/// Reads into `buf` with one `recvmsg`, which also returns the kernel's receive stamp
+/// (`SO_TIMESTAMPNS`, inherited from the listener) into `control`, a buffer reused for every
+/// read (so reading allocates nothing).
+///
+/// # Implementation notes
+///
+/// TCP hands back the stamp of the *last* segment the read took from the socket. A read that
+/// takes several requests, or a request and the start of the next, dates them all by the
+/// latest: the earlier ones look fresher than they are, by as long as the client took to
+/// send the rest. That errs toward giving a request more time, never less. The opposite trap
+/// is avoided in `Dispatcher::process`: a request whose head began in an earlier read keeps
+/// that read's time, not this one's.
+fn recv_stamped(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    control: &mut [u8],
+) -> io::Result<(usize, Option<SystemTime>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(control),
+        MsgFlags::empty(),
+    )?;
+    let mut stamp = None;
+    // A truncated control buffer (it cannot be: it is sized for the stamp) reads as none.
+    if let Ok(messages) = msg.cmsgs() {
+        for message in messages {
+            if let ControlMessageOwned::ScmTimestampns(at) = message {
+                let since_epoch = u64::try_from(at.tv_sec())
+                    .ok()
+                    .zip(u32::try_from(at.tv_nsec()).ok())
+                    .map(|(secs, nanos)| Duration::new(secs, nanos));
+                stamp = since_epoch.and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d));
+            }
+        }
+    }
+    Ok((msg.bytes, stamp))
+}
+
+/// Room for the control message a stamped read returns.
+pub(super) fn control_buffer() -> Box<[u8]> {
+    nix::cmsg_space!(nix::sys::time::TimeSpec).into_boxed_slice()
 }
 
 /// Whether a socket has no input waiting (a peek, which reads nothing).

@@ -65,6 +65,8 @@ pub(crate) struct Reactor {
     alarm: Alarm,
     /// Where sockets are read into; requests are parsed where they lie.
     scratch: Box<[u8]>,
+    /// Where a read's receive stamp is put (`io::recv_stamped`).
+    control: Box<[u8]>,
     still_ready: Vec<ConnId>,
     /// Connections that got completions this turn, flushed once each.
     touched: Vec<ConnId>,
@@ -99,6 +101,7 @@ impl Reactor {
             timers: TimerQueue::default(),
             alarm,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            control: io::control_buffer(),
             // Sized up front, so that serving does not allocate when they first fill (the two
             // still-ready lists trade places every turn).
             still_ready: Vec::with_capacity(EVENTS),

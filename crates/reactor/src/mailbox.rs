@@ -7,7 +7,7 @@
 use std::{
     io,
     sync::{Arc, mpsc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use mio::{Registry, Waker};
@@ -33,6 +33,9 @@ pub(crate) struct Completion {
     pub(crate) conn: ConnId,
     pub(crate) seq: u64,
     pub(crate) answer: Answer,
+    /// When a worker finished the job, for a pool job that ran: the reactor tells the pool
+    /// when a job done in time was delivered too late, which the worker cannot see.
+    pub(crate) finished: Option<Instant>,
 }
 
 /// What became of an offloaded job.

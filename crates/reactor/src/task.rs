@@ -225,6 +225,7 @@ impl Drop for InFlight {
                     conn,
                     seq,
                     answer: Answer::Cancelled,
+                    finished: None,
                 }));
             }
         }
@@ -272,6 +273,7 @@ impl Spawner<'_> {
                     conn,
                     seq,
                     answer: Answer::Ran(response),
+                    finished: None,
                 }));
             }
         });

@@ -4,36 +4,30 @@
 //!
 //! Like the queue, it reads no clock and holds no lock, so it is tested with made-up times.
 //!
-//! # The margin: how late jobs end against the end predicted for them
+//! # The margin: the point where one admitted job in a hundred misses
 //!
 //! When a job is let in, the queue predicts when it will end: now, plus the wait the work
-//! ahead of it implies, plus its route's expected run time. Every prediction is checked
-//! against the job's actual end (or, for a job refused at the head, the end it would have
-//! had), and the error, signed, goes into a window of the route's last [`WINDOW`] errors. The
-//! margin a job must leave is a high quantile of that window. On a quiet host the errors are
-//! small and the margin is near zero; when a neighbour takes the CPU, jobs end late, the
-//! errors grow and the margin with them, within [`WINDOW`] jobs; when the neighbour goes, the
-//! late errors leave the window and the margin falls back. A prediction that is too pessimistic
-//! (a run-time estimate inflated by a stall, say) shows as negative errors, and the margin goes
-//! negative: the estimate gone wrong is corrected by its outcome, not kept.
+//! ahead of it implies, plus its route's expected run time. It is let in if that end plus the
+//! route's margin is before its deadline. Under overload nearly every job let in is at that
+//! edge, so the share of admitted jobs that miss is the share whose actual end came later than
+//! predicted by more than the margin: the margin sets the miss rate, and the right margin is
+//! the quantile of the prediction error at 1 − [`MISS_TARGET`].
 //!
-//! This is the "separate estimate of the wait" that a mean plus two deviations of the run
-//! time alone cannot give: the run time of a job is measured on the worker, but what a
-//! deadline sees also includes the wait, whose error under noise is the larger part.
+//! That quantile is tracked from the outcomes themselves, by stochastic approximation (as
+//! the "frugal" streaming quantile estimators do): each admitted job that missed raises the
+//! margin by a step × (1 − target), each that made it lowers it by a step × target, so it
+//! settles where misses are the target share. The step is a quarter of the smoothed size of
+//! the prediction errors, so it is coarse after a stall and fine on a quiet host. Each
+//! over-refusal (a job refused at the door although a worker fell idle before the job's
+//! deadline minus its expected run time, so it would have made it) lowers the margin as
+//! [`OVER_REFUSED_WEIGHT`] jobs that made it would. The margin is also kept within a few
+//! deviations of the mean error, so that one raised by a stall falls as soon as the errors
+//! do.
 //!
-//! # Which quantile: admitted misses against refusals that were not needed
-//!
-//! Under overload nearly every job let in is at the edge (its predicted end plus the margin
-//! is its deadline), so the share of them that miss is the share of errors above the margin.
-//! The quantile is set by [`Level`], pool-wide, from two outcomes counted over rounds of
-//! [`ROUND`] jobs:
-//! * an admitted job that missed its deadline (ran past it, or was refused at the head);
-//! * an over-refusal: a job refused at the door although a worker fell idle before the job's
-//!   deadline minus its expected run time, so it would have made it.
-//!
-//! More misses than [`MISS_TARGET`] move the quantile up (a larger margin); fewer than half of
-//! it, with over-refusals seen, move it down. So the margin is the smallest that keeps misses
-//! under the target, on the host as it is now.
+//! The margin measures the whole prediction, wait included: what the worker's run time alone
+//! (a mean plus two deviations, [`Admission::Fixed`](crate::Admission)) cannot see, such as a
+//! worker woken late by a neighbour on its core, or a prediction made pessimistic by a stale
+//! estimate, which gives a negative margin.
 //!
 //! # How many run at once: CPU queueing as the congestion signal
 //!
@@ -49,23 +43,11 @@
 
 use std::time::Duration;
 
-/// Errors kept per route: the margin follows the host within this many jobs.
-pub(crate) const WINDOW: usize = 128;
-
-/// The margin is recomputed after this many new errors (a selection over the window).
-const RECOMPUTE: u32 = 8;
-
-/// Outcomes per round of the quantile's controller.
-pub(crate) const ROUND: u32 = 256;
-
 /// The share of admitted jobs that may miss their deadline.
 pub(crate) const MISS_TARGET: f64 = 0.01;
 
-/// The quantile starts here: the errors above the margin in a full window.
-const START_ABOVE: usize = 1;
-
-/// The lowest quantile the margin may fall to (errors above the margin in a full window).
-const MOST_ABOVE: usize = 12;
+/// The smallest step of the margin, ns.
+const LEAST_STEP_NS: f64 = 5_000.0;
 
 /// A CPU-bound job that waited for the CPU for more than this share of its run lowers its
 /// route's limit.
@@ -75,120 +57,75 @@ pub(crate) const DELAY_TARGET: f64 = 0.2;
 /// CPU-bound.
 const CPU_BOUND: f64 = 0.5;
 
-/// The last [`WINDOW`] errors of one route's predictions, and the margin they give.
-#[derive(Clone, Debug)]
-pub(crate) struct Errors {
-    /// Signed errors, ns: actual (or would-be) end minus predicted end.
-    samples: Box<[i64; WINDOW]>,
-    len: usize,
-    next: usize,
-    since_recompute: u32,
-    /// The margin in use, ns (negative when predictions run pessimistic).
-    margin: i64,
+/// An over-refusal lowers the margin as much as this many admitted jobs that made it: more
+/// than one, since it is evidence the margin is too high, but not so much that the
+/// over-refusals that come with any margin (a worker falls idle now and then even in
+/// overload) hold the misses above the target.
+const OVER_REFUSED_WEIGHT: f64 = 4.0;
+
+/// The margin is kept within this many deviations of the mean error.
+const MOST_DEVIATIONS: f64 = 8.0;
+
+/// One route's margin, learnt from its outcomes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Margin {
+    /// The margin, ns (negative when predictions run pessimistic).
+    ns: f64,
+    /// Smoothed prediction error, ns (gain 1/16).
+    mean: f64,
+    /// Smoothed absolute deviation of the error from that mean, ns (gain 1/16).
+    deviation: f64,
 }
 
-impl Default for Errors {
-    fn default() -> Self {
-        Self {
-            samples: Box::new([0; WINDOW]),
-            len: 0,
-            next: 0,
-            since_recompute: 0,
-            margin: 0,
-        }
-    }
-}
-
-impl Errors {
-    /// A job ended `error_ns` after (negative: before) the end predicted for it.
-    pub(crate) fn record(&mut self, error_ns: i64, above: usize) {
-        self.samples[self.next] = error_ns;
-        self.next = (self.next + 1) % WINDOW;
-        self.len = (self.len + 1).min(WINDOW);
-        self.since_recompute += 1;
-        // Early on, every sample counts; then every few.
-        if self.len < WINDOW || self.since_recompute >= RECOMPUTE {
-            self.recompute(above);
-        }
-    }
-
-    /// Sets the margin to the error with `above` of a full window's errors above it (scaled
-    /// to the errors there are).
-    pub(crate) fn recompute(&mut self, above: usize) {
-        self.since_recompute = 0;
-        if self.len == 0 {
-            self.margin = 0;
-            return;
-        }
-        let mut sorted = *self.samples;
-        let sorted = &mut sorted[..self.len];
-        let skip = (above * self.len / WINDOW).min(self.len - 1);
-        let index = self.len - 1 - skip;
-        let (_, nth, _) = sorted.select_nth_unstable(index);
-        self.margin = *nth;
-    }
-
-    /// The margin a job should leave before its deadline beyond its predicted end, ns.
-    pub(crate) fn margin(&self) -> i64 {
-        self.margin
-    }
-}
-
-/// The quantile of the errors used as the margin, set from the outcomes of admitted jobs.
-#[derive(Clone, Debug)]
-pub(crate) struct Level {
-    /// Errors above the margin in a full window.
-    above: usize,
-    made: u32,
-    missed: u32,
-    over_refused: u32,
-}
-
-impl Default for Level {
-    fn default() -> Self {
-        Self {
-            above: START_ABOVE,
-            made: 0,
-            missed: 0,
-            over_refused: 0,
-        }
-    }
-}
-
-impl Level {
-    /// Errors above the margin in a full window.
-    pub(crate) fn above(&self) -> usize {
-        self.above
-    }
-
-    /// An admitted job made its deadline (`true`) or missed it. Returns whether a round ended
-    /// and the level changed.
-    pub(crate) fn outcome(&mut self, made: bool) -> bool {
+impl Margin {
+    /// An admitted job ended `error_ns` after (negative: before) the end predicted for it, and
+    /// made its deadline or not.
+    pub(crate) fn outcome(&mut self, error_ns: i64, made: bool) {
+        // An i64 of ns in an f64: exact to 2^53 ns (104 days).
+        let error = error_ns as f64;
+        self.deviation += ((error - self.mean).abs() - self.deviation) / 16.0;
+        self.mean += (error - self.mean) / 16.0;
+        let step = self.step();
         if made {
-            self.made += 1;
+            self.nudge(-step * MISS_TARGET);
         } else {
-            self.missed += 1;
+            self.nudge(step * (1.0 - MISS_TARGET));
         }
-        let jobs = self.made + self.missed;
-        if jobs < ROUND {
-            return false;
-        }
-        let missed = f64::from(self.missed) / f64::from(jobs);
-        let before = self.above;
-        if missed > MISS_TARGET {
-            self.above = self.above.saturating_sub(1);
-        } else if missed < MISS_TARGET / 2.0 && self.over_refused > 0 {
-            self.above = (self.above + 1).min(MOST_ABOVE);
-        }
-        self.made = 0;
-        self.missed = 0;
-        self.over_refused = 0;
-        self.above != before
+    }
+
+    /// A job counted as made by [`outcome`](Self::outcome) missed after all (it was delivered
+    /// late): the step it took down is taken up again, with a miss's.
+    pub(crate) fn late_after_all(&mut self) {
+        let step = self.step();
+        self.nudge(step * MISS_TARGET + step * (1.0 - MISS_TARGET));
     }
 
     /// A job refused at the door would have made its deadline.
     pub(crate) fn over_refused(&mut self) {
-        self.over_refused += 1;
+        self.nudge(-self.step() * MISS_TARGET * OVER_REFUSED_WEIGHT);
+    }
+
+    /// A quarter of the errors' spread: coarse after a stall, fine on a quiet host.
+    fn step(&self) -> f64 {
+        (self.deviation / 4.0).max(LEAST_STEP_NS)
+    }
+
+    /// Moves the margin, from where it is in use.
+    fn nudge(&mut self, by: f64) {
+        self.ns = self.bounded() + by;
+    }
+
+    /// The margin within [`MOST_DEVIATIONS`] of the mean error, so that a margin raised by a
+    /// stall falls back as soon as the errors do.
+    fn bounded(&self) -> f64 {
+        let most = MOST_DEVIATIONS * self.step() * 4.0;
+        self.ns.clamp(self.mean - most, self.mean + most)
+    }
+
+    /// The margin a job should leave before its deadline beyond its predicted end, ns.
+    pub(crate) fn ns(&self) -> i64 {
+        // Near errors that are themselves i64s: the cast does not wrap.
+        self.bounded() as i64
     }
 }
 
@@ -255,69 +192,79 @@ mod tests {
 
     const MS: i64 = 1_000_000;
 
-    #[test]
-    fn the_margin_is_a_high_quantile_of_the_window() {
-        let mut errors = Errors::default();
-        for i in 0..WINDOW as i64 {
-            errors.record(i * 1000, 1);
+    /// Admits jobs whose prediction errs by `error(i)` against a margin, for `n` jobs; a job
+    /// misses when its error exceeds the margin (it was let in at the edge). Returns the share
+    /// that missed.
+    fn edge(margin: &mut Margin, n: i64, error: impl Fn(i64) -> i64) -> f64 {
+        let mut missed = 0;
+        for i in 0..n {
+            let e = error(i);
+            let made = e <= margin.ns();
+            margin.outcome(e, made);
+            missed += i64::from(!made);
         }
-        // One error of the window above it: the second largest.
-        assert_eq!(errors.margin(), (WINDOW as i64 - 2) * 1000);
-        errors.recompute(0);
-        assert_eq!(errors.margin(), (WINDOW as i64 - 1) * 1000);
+        missed as f64 / n as f64
+    }
+
+    /// Errors spread evenly over [0, 1 ms), in a scrambled order.
+    fn spread(i: i64) -> i64 {
+        (i * 7919) % 1000 * 1000
     }
 
     #[test]
-    fn the_margin_follows_a_neighbour_in_and_out_within_a_window() {
-        let mut errors = Errors::default();
-        for _ in 0..WINDOW {
-            errors.record(20_000, 1);
-        }
-        assert_eq!(errors.margin(), 20_000);
-        // A neighbour takes the CPU: jobs end 1 to 2 ms late.
-        for i in 0..WINDOW as i64 {
-            errors.record(MS + (i % 10) * MS / 10, 1);
-        }
-        assert!(errors.margin() >= MS + 8 * MS / 10, "{}", errors.margin());
-        // It leaves: within a window the margin is back.
-        for _ in 0..WINDOW {
-            errors.record(20_000, 1);
-        }
-        assert_eq!(errors.margin(), 20_000);
+    fn the_margin_settles_where_one_job_in_a_hundred_misses() {
+        let mut margin = Margin::default();
+        edge(&mut margin, 20_000, spread);
+        let missed = edge(&mut margin, 20_000, spread);
+        assert!((0.005..0.02).contains(&missed), "{missed}");
+        // The 99th percentile of errors spread over 1 ms is 0.99 ms.
+        assert!((900_000..1_150_000).contains(&margin.ns()), "{margin:?}");
+    }
+
+    #[test]
+    fn the_margin_follows_a_neighbour_in_and_out() {
+        let mut margin = Margin::default();
+        edge(&mut margin, 20_000, |i| spread(i) / 10);
+        let quiet = margin.ns();
+        assert!(quiet < MS * 15 / 100, "{margin:?}");
+        // A neighbour takes the CPU: predictions err by up to 2 ms more.
+        edge(&mut margin, 20_000, |i| spread(i) * 2 + MS / 10);
+        let missed = edge(&mut margin, 20_000, |i| spread(i) * 2 + MS / 10);
+        assert!(missed < 0.02, "{missed}");
+        assert!(margin.ns() > 19 * MS / 10, "{margin:?}");
+        // It leaves: the margin comes back down.
+        edge(&mut margin, 20_000, |i| spread(i) / 10);
+        assert!(margin.ns() < quiet + MS / 10, "{margin:?} vs {quiet}");
     }
 
     #[test]
     fn pessimistic_predictions_give_a_negative_margin() {
-        let mut errors = Errors::default();
-        for _ in 0..WINDOW {
-            errors.record(-3 * MS, 1);
-        }
-        assert_eq!(errors.margin(), -3 * MS);
+        let mut margin = Margin::default();
+        // Jobs end 3 ms before their predicted end, give or take half a millisecond.
+        edge(&mut margin, 50_000, |i| spread(i) / 2 - 3 * MS);
+        assert!(margin.ns() < -2 * MS, "{margin:?}");
     }
 
     #[test]
-    fn misses_raise_the_quantile_and_over_refusals_lower_it() {
-        let mut level = Level::default();
-        assert_eq!(level.above(), START_ABOVE);
-        // 5 % of admitted jobs miss: the margin must grow.
-        for i in 0..ROUND {
-            level.outcome(i % 20 != 0);
+    fn a_margin_raised_by_a_stall_falls_back_fast() {
+        let mut margin = Margin::default();
+        edge(&mut margin, 5_000, |i| spread(i) / 10);
+        // A stall: 200 jobs miss by 20 ms.
+        for _ in 0..200 {
+            margin.outcome(20 * MS, false);
         }
-        assert_eq!(level.above(), START_ABOVE - 1);
-        // No misses, but refusals that were not needed: the margin may shrink, one step a
-        // round, down to the lowest quantile allowed.
-        for _ in 0..4 * MOST_ABOVE {
-            level.over_refused();
-            for _ in 0..ROUND {
-                level.outcome(true);
+        let high = margin.ns();
+        assert!(high > 10 * MS, "{margin:?}");
+        // Over: the pool is idle, so it lets one job in now and then (which ends as
+        // predicted), and refuses the rest although a worker fell idle in time for them. A
+        // hundred jobs (a fifth of a second of 2 ms jobs on one worker) bring it back.
+        for _ in 0..100 {
+            margin.outcome(0, true);
+            for _ in 0..10 {
+                margin.over_refused();
             }
         }
-        assert_eq!(level.above(), MOST_ABOVE);
-        // No misses and no over-refusals: nothing says the margin is wrong; it stays.
-        for _ in 0..ROUND {
-            level.outcome(true);
-        }
-        assert_eq!(level.above(), MOST_ABOVE);
+        assert!(margin.ns() < MS, "{margin:?} from {high}");
     }
 
     fn cpu(on_cpu_us: u64, waiting_us: u64) -> CpuUse {

@@ -163,6 +163,13 @@ impl WorkerPool {
         Ok((Self { shared }, threads))
     }
 
+    /// A job of `route` that its worker finished before its deadline reached its client
+    /// after it (its reactor was late to take it): a miss the worker could not see.
+    pub(crate) fn delivered_late(&self, route: usize) {
+        let mut state = self.shared.lock();
+        state.queue.delivered_late(route);
+    }
+
     /// Queues a task and returns its ticket, or refuses it at once.
     pub(crate) fn submit(&self, now: Instant, task: Task) -> Result<Ticket, Refused> {
         let shared = &self.shared;
@@ -247,6 +254,7 @@ fn work(shared: &Shared, worker: usize) {
                     conn,
                     seq,
                     answer: Answer::NotStarted,
+                    finished: None,
                 }));
             }
             Taken::Run {
@@ -283,7 +291,8 @@ fn run(task: Task, ticket: Ticket, cpu: Option<&ThreadCpu>) -> Ran {
     let work = job.work;
     let response =
         catch_unwind(AssertUnwindSafe(|| work(&ctx))).unwrap_or_else(|_| answers::internal_error());
-    let ran = started.elapsed();
+    let finished = Instant::now();
+    let ran = finished - started;
     let used = before.and_then(|before| Some(cpu?.read()?.since(before)));
     // Finished too late, or its client left meanwhile: the reactor answers (or answered)
     // without it.
@@ -294,6 +303,7 @@ fn run(task: Task, ticket: Ticket, cpu: Option<&ThreadCpu>) -> Ran {
         conn,
         seq,
         answer: Answer::Ran(response),
+        finished: Some(finished),
     }));
     Ran::Whole(ran, used)
 }

@@ -36,7 +36,7 @@ use std::{
 };
 
 use super::{
-    admission::{CpuUse, Errors, Level, Limit},
+    admission::{CpuUse, Limit, Margin},
     estimate::RunTime,
 };
 use crate::{Admission, Discipline};
@@ -117,7 +117,7 @@ pub(crate) struct Outcomes {
 #[derive(Clone, Debug)]
 struct Route {
     cost: RunTime,
-    errors: Errors,
+    margin: Margin,
     limit: Limit,
     /// Its jobs running now.
     running: usize,
@@ -154,8 +154,6 @@ pub(crate) struct Queue<T> {
     discipline: Discipline,
     admission: Admission,
     standing: Standing,
-    /// The quantile of the prediction errors kept as the margin.
-    level: Level,
     /// Jobs refused at the door: the latest each could have started to make its deadline,
     /// and its route.
     refused: VecDeque<(Instant, usize)>,
@@ -173,7 +171,7 @@ impl<T> Queue<T> {
     ) -> Self {
         let route = Route {
             cost: RunTime::default(),
-            errors: Errors::default(),
+            margin: Margin::default(),
             limit: Limit::new(workers),
             running: 0,
             queued_work: Duration::ZERO,
@@ -188,7 +186,6 @@ impl<T> Queue<T> {
             discipline,
             admission,
             standing: Standing::new(now),
-            level: Level::default(),
             refused: VecDeque::with_capacity(REFUSALS_KEPT),
         }
     }
@@ -212,7 +209,7 @@ impl<T> Queue<T> {
         let r = self.route(route);
         RouteView {
             expected: r.cost.expected(),
-            margin_ns: r.errors.margin(),
+            margin_ns: r.margin.ns(),
             limit: self.limit(route),
             outcomes: r.outcomes,
         }
@@ -305,7 +302,7 @@ impl<T> Queue<T> {
             }
             // Closed loop: what the errors of past predictions say to leave.
             Admission::Adaptive => {
-                let margin = r.errors.margin();
+                let margin = r.margin.ns();
                 let magnitude = Duration::from_nanos(margin.unsigned_abs());
                 let end = if margin >= 0 {
                     predicted_end + magnitude
@@ -403,8 +400,9 @@ impl<T> Queue<T> {
     fn fell_idle(&mut self, now: Instant) {
         for (latest, index) in std::mem::take(&mut self.refused) {
             if latest >= now && self.routes[index].running < self.limit(index) {
-                self.routes[index].outcomes.over_refused += 1;
-                self.level.over_refused();
+                let r = &mut self.routes[index];
+                r.outcomes.over_refused += 1;
+                r.margin.over_refused();
             }
         }
     }
@@ -429,15 +427,31 @@ impl<T> Queue<T> {
             // expected says anything; a shorter one is not a cost.
             Ran::CutShort(took) if took > expected => r.cost.record(took),
             Ran::CutShort(_) => {}
-            // Its client left before it started: it says nothing of the route or the host.
-            Ran::Not => return,
+            // Cancelled before it started: by its client leaving, which says nothing of the
+            // route or the host, or by its deadline passing as it was taken (a miss).
+            Ran::Not if now <= job.deadline => return,
+            Ran::Not => {}
         }
         // Cancelled while it ran: by its client leaving (an outcome of neither kind) or by
         // its deadline (a miss).
         if matches!(ran, Ran::CutShort(_)) && now <= job.deadline {
             return;
         }
+        let now = if ran == Ran::Not {
+            now.max(job.deadline)
+        } else {
+            now
+        };
         self.outcome(job.route, job.predicted_end, now, now <= job.deadline);
+    }
+
+    /// A job of `route`, counted as made when its worker finished it, reached its client
+    /// after its deadline.
+    pub(crate) fn delivered_late(&mut self, route: usize) {
+        let index = self.index(route);
+        let r = &mut self.routes[index];
+        r.margin.late_after_all();
+        r.outcomes.missed += 1;
     }
 
     /// An admitted job of route `index`, predicted to end at `predicted`, ended (or would have
@@ -448,17 +462,10 @@ impl<T> Queue<T> {
         } else {
             -i64::try_from((predicted - ended).as_nanos()).unwrap_or(i64::MAX)
         };
-        let above = self.level.above();
         let r = &mut self.routes[index];
-        r.errors.record(error, above);
+        r.margin.outcome(error, made);
         if !made {
             r.outcomes.missed += 1;
-        }
-        if self.level.outcome(made) {
-            let above = self.level.above();
-            for r in &mut self.routes {
-                r.errors.recompute(above);
-            }
         }
     }
 

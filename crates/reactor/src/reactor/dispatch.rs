@@ -541,6 +541,10 @@ impl Dispatcher {
             _ if self.clock.now >= deadline => {
                 self.stats.late(self.clock.now - deadline);
                 self.stats.admitted_missed(owed.route);
+                if completion.finished.is_some_and(|at| at < deadline) {
+                    // Done in time, and late only here: the pool counted it made.
+                    self.pool.delivered_late(owed.route);
+                }
                 self.shed(Shed::Deadline)
             }
             Answer::NotStarted => {

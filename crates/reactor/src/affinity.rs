@@ -1,7 +1,19 @@
-//! CPU placement (`Config::pin_cpus`): reactor *i* on CPU *i* of the CPUs the process may use,
-//! the workers on the CPUs left over.
+//! How the server's threads are set up to run: CPU placement (`Config::pin_cpus`): reactor *i*
+//! on CPU *i* of the CPUs the process may use, the workers on the CPUs left over; and timers
+//! that ring on time.
 
-use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+use std::num::NonZeroU64;
+
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity, set_current_timer_slack};
+
+/// Makes the calling thread's timers ring on time: the kernel lets a timer of an ordinary
+/// thread (a `timerfd`, a timed wait) expire up to its "timer slack" late, 50 µs by default,
+/// so that it can be merged with others. A reactor's alarm is a deadline and a worker's sleep
+/// is a job's run time: a nanosecond of slack instead. Best effort: an error leaves the
+/// default.
+pub(crate) fn tight_timers() {
+    let _ = set_current_timer_slack(NonZeroU64::new(1));
+}
 
 /// Where each thread goes, decided once at start from the process's allowed CPUs.
 #[derive(Clone, Debug, Default)]
@@ -40,15 +52,19 @@ impl Placement {
         }
     }
 
-    /// Pins the calling thread as reactor `index`, if placement is on.
-    pub(crate) fn pin_reactor(&self, index: usize) {
+    /// Sets up the calling thread as reactor `index`: tight timers, and pinned if placement
+    /// is on.
+    pub(crate) fn enter_reactor(&self, index: usize) {
+        tight_timers();
         if let Some(&cpu) = self.reactors.get(index) {
             pin(&[cpu]);
         }
     }
 
-    /// Pins the calling thread as a worker, if there are CPUs left for workers.
-    pub(crate) fn pin_worker(&self) {
+    /// Sets up the calling thread as a worker: tight timers, and pinned if there are CPUs
+    /// left for workers.
+    pub(crate) fn enter_worker(&self) {
+        tight_timers();
         if !self.workers.is_empty() {
             pin(&self.workers);
         }
@@ -69,6 +85,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tight_timers_leave_a_nanosecond_of_slack() {
+        std::thread::spawn(|| {
+            tight_timers();
+            assert_eq!(rustix::thread::current_timer_slack().unwrap(), 1);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn reactors_take_a_cpu_each_and_workers_the_rest() {
         let p = Placement::of(&[2, 3, 5, 7], 2);
         assert_eq!((p.reactors, p.workers), (vec![2, 3], vec![5, 7]));
@@ -86,7 +112,7 @@ mod tests {
         let allowed = sched_getaffinity(None).unwrap();
         let first = (0..CpuSet::MAX_CPU).find(|&c| allowed.is_set(c)).unwrap();
         std::thread::spawn(move || {
-            Placement::of(&[first], 1).pin_reactor(0);
+            Placement::of(&[first], 1).enter_reactor(0);
             let now = sched_getaffinity(None).unwrap();
             let set: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| now.is_set(c)).collect();
             assert_eq!(set, [first]);

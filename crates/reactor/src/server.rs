@@ -218,7 +218,7 @@ impl Server {
             let spawned = thread::Builder::new()
                 .name(format!("rtserve-reactor-{id}"))
                 .spawn(move || {
-                    placement.pin_reactor(id);
+                    placement.enter_reactor(id);
                     reactor.run()
                 });
             match spawned {

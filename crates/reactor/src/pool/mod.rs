@@ -155,7 +155,7 @@ impl WorkerPool {
                 thread::Builder::new()
                     .name(format!("rtserve-worker-{i}"))
                     .spawn(move || {
-                        placement.pin_worker();
+                        placement.enter_worker();
                         work(&shared, i);
                     })?,
             );

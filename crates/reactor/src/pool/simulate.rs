@@ -1,5 +1,5 @@
 //! The pool's admission driven by a simulated clock: workers, arrivals at a steady rate and
-//! run times chosen by each test, so that the closed loop (margin, quantile, limit) is seen
+//! run times chosen by each test, so that the closed loop (the margin and the limit) is seen
 //! converging, recovering after a stall, correcting a wrong estimate, and never refusing
 //! everything, in milliseconds of test time.
 

@@ -203,11 +203,14 @@ pub enum Discipline {
 /// expected run time, plus a margin, would take it past its deadline; they differ in the
 /// margin and in the limit.
 ///
-/// Measured (BENCHMARKS.md, "Deadlines on a busy host"): with a neighbour on the server's
-/// CPU, the fixed margin lets 2-13 % of the jobs it admits miss their deadline, and CPU-bound
-/// jobs 10-38 %; the learnt margin keeps that near 1 % with as much goodput, and the limit
-/// raises CPU-bound goodput from 72-88 % of capacity to 91-95 %. So it is the default; the
-/// fixed policy is kept to compare with.
+/// Measured (BENCHMARKS.md, "Deadlines on a busy host"): with the fixed margin, up to 14 % of
+/// the `/slow` jobs let in past capacity missed their deadline (adaptive LIFO's reordering
+/// quiet, a neighbour on the core otherwise), and 10-56 % of CPU-bound `/spin` jobs; the
+/// learnt margin keeps that near 1 % (3.3 % at worst, beside a neighbour taking 2 ms of every
+/// 8) with as much goodput, and the limit raises `/spin` goodput from 55-88 % of capacity to
+/// 83-94 %. So it is the default; the fixed policy is kept to compare with. Its weak case:
+/// jobs that sleep, then compute, beside a SCHED_FIFO neighbour (41-65 % of capacity against
+/// 71-75 %).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Admission {

@@ -865,23 +865,38 @@ mod tests {
         assert!(s.input.is_empty());
     }
 
-    #[test]
-    fn a_request_is_received_when_its_heads_first_byte_arrived() {
-        // Each read arrives at its own time; the handler reports what it was told.
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// What a handler that records each request's `received` was told, in order.
+    type Received = Arc<std::sync::Mutex<Vec<Instant>>>;
+
+    /// A dispatcher whose handler records each request's `received`, and the connection's id.
+    fn recording() -> (
+        Dispatcher,
+        Poll,
+        std::sync::mpsc::Receiver<Message>,
+        Received,
+        ConnId,
+    ) {
+        let seen = Received::default();
         let record = Arc::clone(&seen);
         let handler = move |req: &Request<'_>| -> Reply {
             record.lock().expect("not poisoned").push(req.received());
             Response::new(StatusCode::OK).into()
         };
-        let (mut d, _poll, _rx) = dispatcher(handler);
-        let base = d.clock.now;
-        let at = |ms| base - Duration::from_millis(ms);
-        let mut s = Session::default();
+        let (d, poll, rx) = dispatcher(handler);
         let id = ConnId {
             index: 0,
             generation: 0,
         };
+        (d, poll, rx, seen, id)
+    }
+
+    #[test]
+    fn a_request_is_received_when_its_heads_first_byte_arrived() {
+        // Each read arrives at its own time; the handler reports what it was told.
+        let (mut d, _poll, _rx, seen, id) = recording();
+        let base = d.clock.now;
+        let at = |ms| base - Duration::from_millis(ms);
+        let mut s = Session::default();
         let mut budget = 64;
         let mut feed = |d: &mut Dispatcher, s: &mut Session, new: &[u8], arrived| {
             let _ = d.process(id, s, (new, arrived), true, &mut budget);
@@ -903,19 +918,9 @@ mod tests {
 
     #[test]
     fn requests_left_by_the_budget_keep_their_reads_time() {
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        let handler = move |req: &Request<'_>| -> Reply {
-            record.lock().expect("not poisoned").push(req.received());
-            Response::new(StatusCode::OK).into()
-        };
-        let (mut d, _poll, _rx) = dispatcher(handler);
+        let (mut d, _poll, _rx, seen, id) = recording();
         let (early, late) = (d.clock.now - Duration::from_millis(50), d.clock.now);
         let mut s = Session::default();
-        let id = ConnId {
-            index: 0,
-            generation: 0,
-        };
         // Three pipelined requests, a budget of one: two are kept for later.
         let mut budget = 1;
         let processed = d.process(

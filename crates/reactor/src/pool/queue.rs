@@ -437,11 +437,6 @@ impl<T> Queue<T> {
         if matches!(ran, Ran::CutShort(_)) && now <= job.deadline {
             return;
         }
-        let now = if ran == Ran::Not {
-            now.max(job.deadline)
-        } else {
-            now
-        };
         self.outcome(job.route, job.predicted_end, now, now <= job.deadline);
     }
 

@@ -8,9 +8,11 @@
 //! deadline when a worker reaches it is not started but answered 503 at once. The rest run
 //! under `catch_unwind`, and their responses go to the owning reactor's mailbox.
 //!
-//! The policy lives in [`queue`] and the run-time estimates in [`estimate`], both free of
-//! clocks and locks so that they are tested with made-up instants; [`ticket`] is the
-//! cancellation a job can sleep on. Here are the threads and the one lock: reactors and
+//! The policy lives in [`queue`], the run-time estimates in [`estimate`], and what admission
+//! learns from outcomes (the margin, the concurrency limit) in [`admission`], all free of
+//! clocks and locks so that they are tested with made-up instants; [`schedstat`] is a
+//! worker's reading of its own CPU time and run-queue wait, and [`ticket`] the cancellation a
+//! job can sleep on. Here are the threads and the one lock: reactors and
 //! workers meet on a `Mutex` around the queue and a `Condvar` that wakes an idle worker.
 
 mod admission;

@@ -9,6 +9,13 @@ pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 /// The alarm clock's token (the reactor's `timerfd`).
 pub(crate) const ALARM: Token = Token(usize::MAX - 2);
 
+// A token packs a 32-bit index and a 31-bit generation into a `usize`: 64-bit targets only.
+// Said here, at compile time, rather than found as a shift overflow at run time.
+const _: () = assert!(
+    usize::BITS >= 64,
+    "rtserve-reactor packs connection ids into 64-bit mio tokens: 64-bit targets only"
+);
+
 /// A connection: its slab index and the generation of that slot.
 ///
 /// A slot is reused once its connection closes; the generation tells a late event, timer or

@@ -490,7 +490,7 @@ impl PoolStats {
             .store(view.margin_ns / 1000, Ordering::Relaxed);
         cell.limit.store(view.limit as u64, Ordering::Relaxed);
         cell.over_refused
-            .store(view.outcomes.over_refused, Ordering::Relaxed);
+            .store(view.over_refused, Ordering::Relaxed);
     }
 
     fn queue_wait(&self) -> Histogram {

@@ -47,14 +47,14 @@
 use std::time::Duration;
 
 /// The share of admitted jobs that may miss their deadline.
-pub(crate) const MISS_TARGET: f64 = 0.01;
+const MISS_TARGET: f64 = 0.01;
 
 /// The smallest step of the margin, ns.
 const LEAST_STEP_NS: f64 = 5_000.0;
 
 /// A CPU-bound job that waited for the CPU for more than this share of its run lowers its
 /// route's limit.
-pub(crate) const DELAY_TARGET: f64 = 0.2;
+const DELAY_TARGET: f64 = 0.2;
 
 /// A route whose jobs spend more than this share of their running time on the CPU is
 /// CPU-bound.
@@ -91,10 +91,9 @@ impl Margin {
     }
 
     /// A job counted as made by [`outcome`](Self::outcome) missed after all (it was delivered
-    /// late): the step it took down is taken up again, with a miss's.
+    /// late): the step it took down is taken up again, with a miss's, a whole step in all.
     pub(crate) fn late_after_all(&mut self) {
-        let step = self.step();
-        self.nudge(step * MISS_TARGET + step * (1.0 - MISS_TARGET));
+        self.nudge(self.step());
     }
 
     /// A job refused at the door would have made its deadline: it lowers the margin as a job

@@ -104,15 +104,6 @@ struct Running {
     deadline: Instant,
 }
 
-/// Outcomes of one route's jobs, counted since the start.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Outcomes {
-    /// Admitted jobs that missed their deadline: ran past it, or refused at the head.
-    pub(crate) missed: u64,
-    /// Jobs refused at the door although a worker fell idle in time to run them.
-    pub(crate) over_refused: u64,
-}
-
 /// One route's state in the queue.
 #[derive(Clone, Debug)]
 struct Route {
@@ -123,7 +114,9 @@ struct Route {
     running: usize,
     /// Its jobs' expected run times, queued, summed.
     queued_work: Duration,
-    outcomes: Outcomes,
+    /// Its jobs refused at the door although a worker fell idle in time to run them, since
+    /// the start.
+    over_refused: u64,
 }
 
 /// What the pool's statistics show of a route.
@@ -134,7 +127,8 @@ pub(crate) struct RouteView {
     pub(crate) margin_ns: i64,
     /// How many of its jobs may run at once.
     pub(crate) limit: usize,
-    pub(crate) outcomes: Outcomes,
+    /// Its jobs refused at the door although a worker fell idle in time to run them.
+    pub(crate) over_refused: u64,
 }
 
 /// Most refusals remembered to tell whether they were needed.
@@ -175,7 +169,7 @@ impl<T> Queue<T> {
             limit: Limit::new(workers),
             running: 0,
             queued_work: Duration::ZERO,
-            outcomes: Outcomes::default(),
+            over_refused: 0,
         };
         Self {
             jobs: VecDeque::with_capacity(capacity),
@@ -211,7 +205,7 @@ impl<T> Queue<T> {
             expected: r.cost.expected(),
             margin_ns: r.margin.ns(),
             limit: self.limit(route),
-            outcomes: r.outcomes,
+            over_refused: r.over_refused,
         }
     }
 
@@ -401,7 +395,7 @@ impl<T> Queue<T> {
         for (latest, index) in std::mem::take(&mut self.refused) {
             if latest >= now && self.routes[index].running < self.limit(index) {
                 let r = &mut self.routes[index];
-                r.outcomes.over_refused += 1;
+                r.over_refused += 1;
                 r.margin.over_refused();
             }
         }
@@ -444,9 +438,7 @@ impl<T> Queue<T> {
     /// after its deadline.
     pub(crate) fn delivered_late(&mut self, route: usize) {
         let index = self.index(route);
-        let r = &mut self.routes[index];
-        r.margin.late_after_all();
-        r.outcomes.missed += 1;
+        self.routes[index].margin.late_after_all();
     }
 
     /// An admitted job of route `index`, predicted to end at `predicted`, ended (or would have
@@ -457,11 +449,7 @@ impl<T> Queue<T> {
         } else {
             -i64::try_from((predicted - ended).as_nanos()).unwrap_or(i64::MAX)
         };
-        let r = &mut self.routes[index];
-        r.margin.outcome(error, made);
-        if !made {
-            r.outcomes.missed += 1;
-        }
+        self.routes[index].margin.outcome(error, made);
     }
 
     /// Whether `job`, started now, would end after its deadline even if it ran as fast as its

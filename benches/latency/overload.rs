@@ -12,7 +12,10 @@ use std::{
 
 use rtserve_loadgen::{Burst, Report, Target};
 
-use super::{Bench, Row, lag, quantile, steal_ms, us};
+use super::{
+    Bench, Row,
+    report::{lag, quantile, steal_ms, us},
+};
 use crate::server::ServerProcess;
 
 /// Measures the pool's capacity C for `path` (its route's 200s per second, counted by the

@@ -19,6 +19,7 @@ mod panels;
 mod report;
 mod scoring;
 mod server;
+mod tables;
 
 use std::{
     collections::BTreeMap,
@@ -32,14 +33,12 @@ use rtserve_loadgen::{LoadConfig, Report, Target};
 
 use crate::{
     noise::{Cause, HostSigns, Neighbour, Noise, NoiseKind, Spoil},
-    overload::{
-        ServerCounts, burst, burst_table, capacity, goodput_tables, mixed, mixed_table,
-        noise_table, slow_request,
-    },
-    panels::{Points, Results},
+    overload::{ServerCounts, burst, capacity, mixed, slow_request},
+    panels::{BASELINE_SLACK, Points, Results},
     report::{report, us},
     scoring::scoring,
     server::{RedisProcess, ServerProcess, allowed_cpus, cpu_of},
+    tables::{burst_table, goodput_tables, mixed_table, noise_table},
 };
 
 const SCENARIOS: [&str; 9] = [
@@ -631,10 +630,6 @@ fn main() {
 
     report(&bench, peer.is_some(), &options.peer_name);
 }
-
-/// `/hello` alone should do no worse than beside 16 outstanding `/slow` jobs: a baseline more
-/// than this many times the loaded run's p99 caught a stall of the host's, not the server's.
-const BASELINE_SLACK: f64 = 1.5;
 
 /// Repeats the isolation baseline (the row before the last) while its p99 is worse than the
 /// loaded run's (the last row) by more than [`BASELINE_SLACK`], at most `max_repeats` times;

@@ -312,9 +312,11 @@ fn isolation(results: &Results) -> Chart {
     }
 }
 
-/// A baseline whose p99 is more than this many times a loaded curve's is taken as spoiled
-/// (the suite's own check uses the same factor).
-const BASELINE_SLACK: f64 = 1.5;
+/// `/hello` alone should do no worse than beside 16 outstanding `/slow` jobs: a baseline whose
+/// p99 is more than this many times a loaded curve's caught a stall of the host's, not the
+/// server's. The suite repeats such a baseline, and a picture does not present it as a
+/// finding.
+pub(crate) const BASELINE_SLACK: f64 = 1.5;
 
 /// A latency in µs, as the tables write it.
 fn micros(v: f64) -> String {

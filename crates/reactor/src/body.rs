@@ -22,6 +22,7 @@
 //! speed, which ends within a window, finds room.
 
 use std::{
+    ops::Range,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -53,6 +54,48 @@ pub(crate) struct BodyBuffer {
     /// The most a body may hold (`max_body`): chunked bodies grow by doubling up to it.
     max: usize,
     budget: Arc<ByteBudget>,
+}
+
+/// Where a request's body lies as it is parsed: a body that arrives in one piece is handed to
+/// the handler where it lies in the input; pieces are gathered (copied) only when there is
+/// more than one. The server's dispatcher and the test harness both read bodies this way.
+#[derive(Debug, Default)]
+pub(crate) struct Pieces {
+    /// The one piece so far, in the input.
+    single: Option<Range<usize>>,
+}
+
+impl Pieces {
+    /// Takes the piece at `range` of `data`. `gathered`: pieces were gathered already (in an
+    /// earlier read); `gather` copies a piece to where they are gathered, false when there is
+    /// no room. Returns false when a piece found no room.
+    pub(crate) fn add(
+        &mut self,
+        data: &[u8],
+        range: Range<usize>,
+        gathered: bool,
+        mut gather: impl FnMut(&[u8]) -> bool,
+    ) -> bool {
+        if !gathered && self.single.is_none() {
+            self.single = Some(range);
+            return true;
+        }
+        self.keep(data, &mut gather) && gather(&data[range])
+    }
+
+    /// The whole body, once its end was parsed: the one piece in `data`, or `gathered`.
+    pub(crate) fn body<'a>(&mut self, data: &'a [u8], gathered: &'a [u8]) -> &'a [u8] {
+        match self.single.take() {
+            Some(range) => &data[range],
+            None => gathered,
+        }
+    }
+
+    /// The body goes on past `data` (the input is about to go): its one piece, if any, is
+    /// gathered. Returns false when it found no room.
+    pub(crate) fn keep(&mut self, data: &[u8], gather: impl FnOnce(&[u8]) -> bool) -> bool {
+        self.single.take().is_none_or(|range| gather(&data[range]))
+    }
 }
 
 /// A body whose room is larger than this gets a mapping of its own (glibc's own threshold for

@@ -8,7 +8,10 @@ use std::{
 
 use rtserve_protocol::{Event, Limits, ServerConn};
 
-use crate::{Handler, Reply, Request, budget::Budgets, handler::ServerView, stats::StatsRegistry};
+use crate::{
+    Handler, Reply, Request, body::Pieces, budget::Budgets, handler::ServerView,
+    stats::StatsRegistry,
+};
 
 /// Calls a [`Handler`] on a request given as bytes, with no socket and no thread: for unit
 /// tests of handlers, and for benchmarks of routing and handlers.
@@ -81,7 +84,7 @@ impl Harness {
         self.body.clear();
         let mut pos = 0;
         let mut head_at = None;
-        let mut single: Option<std::ops::Range<usize>> = None;
+        let mut pieces = Pieces::default();
         loop {
             let (used, event) = match self.conn.recv(&raw[pos..]) {
                 Ok(step) => step,
@@ -91,16 +94,11 @@ impl Harness {
                 Event::Head => head_at = Some(pos),
                 Event::Body(range) => {
                     let range = pos + range.start..pos + range.end;
-                    // One piece is read where it lies; pieces are gathered.
-                    match single.take() {
-                        None if self.body.is_empty() => single = Some(range),
-                        first => {
-                            if let Some(first) = first {
-                                self.body.extend_from_slice(&raw[first]);
-                            }
-                            self.body.extend_from_slice(&raw[range]);
-                        }
-                    }
+                    let body = &mut self.body;
+                    let _ = pieces.add(raw, range, !body.is_empty(), |piece| {
+                        body.extend_from_slice(piece);
+                        true
+                    });
                 }
                 Event::End => break,
                 Event::NeedMore | Event::Closed => panic!("not one complete request"),
@@ -108,10 +106,7 @@ impl Harness {
             pos += used;
         }
         let head = &raw[head_at.expect("a head comes before the end")..];
-        let body = match single {
-            Some(range) => &raw[range],
-            None => &self.body[..],
-        };
+        let body = pieces.body(raw, &self.body);
         let now = Instant::now();
         let req = Request::new(
             self.conn.request(head),

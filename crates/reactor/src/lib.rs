@@ -67,7 +67,6 @@ mod answers;
 mod body;
 mod budget;
 mod config;
-mod connection;
 mod handler;
 mod harness;
 #[cfg(feature = "http")]
@@ -84,6 +83,7 @@ mod reactor;
 mod reply;
 mod response;
 mod server;
+mod session;
 mod stats;
 mod task;
 mod timer;

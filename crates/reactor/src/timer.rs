@@ -1,8 +1,10 @@
 //! Timers: a small table per connection and one min-heap per reactor.
 //!
 //! Theory of operation: each connection keeps, per slot (one for the client-side timers, which
-//! exclude each other, one for the write stall), the kind of timer in it, the time it is due
-//! (or none) and the time of the entry the slot has in the reactor's heap (or none). Setting a timer
+//! exclude each other, one for the write stall, one for the deadline), the kind of timer in
+//! it, the key it was armed for (which request's head, how many bytes sent: see
+//! `reactor/conn/timing.rs`, the one place that decides them), the time it is due (or none)
+//! and the time of the entry the slot has in the reactor's heap (or none). Setting a timer
 //! writes the table and pushes a heap entry only when the connection has none for that kind,
 //! or a later one. Since timeouts are "now + a fixed duration", re-arming moves a timer later
 //! and pushes nothing: when the old entry pops, the table shows the later time and the entry is
@@ -23,6 +25,8 @@ pub(crate) enum TimerKind {
     BodyRead = 1,
     /// A new request on an idle keep-alive connection: close.
     Idle = 2,
+    /// A request on a connection with none in hand, once shutdown has begun: close.
+    ShutdownWait = 6,
     /// The peer to take more of our output: close.
     WriteStall = 3,
     /// The peer's input to end after we half-closed: close.
@@ -38,18 +42,21 @@ impl TimerKind {
     /// once), so they share one.
     fn slot(self) -> Option<usize> {
         match self {
-            Self::HeadRead | Self::BodyRead | Self::Idle | Self::Linger => Some(0),
+            Self::HeadRead | Self::BodyRead | Self::Idle | Self::ShutdownWait | Self::Linger => {
+                Some(0)
+            }
             Self::WriteStall => Some(1),
             Self::Deadline => Some(2),
         }
     }
 }
 
-/// One timer slot: the kind it holds now, when that is due, and the time of the slot's entry
-/// in the heap.
+/// One timer slot: the kind it holds now and the key it was armed for, when that is due, and
+/// the time of the slot's entry in the heap.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     kind: TimerKind,
+    key: u64,
     due: Option<Instant>,
     queued: Option<Instant>,
 }
@@ -64,6 +71,7 @@ impl Default for TimerTable {
     fn default() -> Self {
         let empty = |kind| Slot {
             kind,
+            key: 0,
             due: None,
             queued: None,
         };
@@ -89,12 +97,13 @@ pub(crate) enum Popped {
 }
 
 impl TimerTable {
-    /// Sets `kind` due at `at` (replacing the other kind of its slot, if any); returns the
-    /// time to push into the heap, if any.
+    /// Sets `kind`, armed for `key`, due at `at` (replacing the other kind of its slot, if
+    /// any); returns the time to push into the heap, if any.
     #[must_use]
-    pub(crate) fn set(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
+    pub(crate) fn set(&mut self, kind: TimerKind, key: u64, at: Instant) -> Option<Instant> {
         let slot = &mut self.slots[kind.slot()?];
         slot.kind = kind;
+        slot.key = key;
         slot.due = Some(at);
         match slot.queued {
             Some(queued) if queued <= at => None,
@@ -105,33 +114,26 @@ impl TimerTable {
         }
     }
 
-    /// Sets `kind` due at `at` unless it is due sooner already; returns the time to push.
-    #[must_use]
-    pub(crate) fn set_earliest(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
-        let i = kind.slot()?;
-        match self.slots[i] {
-            Slot {
-                kind: k,
-                due: Some(due),
-                ..
-            } if k == kind && due <= at => None,
-            _ => self.set(kind, at),
-        }
-    }
-
-    /// Cancels `kind`; its heap entry becomes stale.
+    /// Cancels the timer in `kind`'s slot, whichever kind it holds now; its heap entry
+    /// becomes stale.
     pub(crate) fn clear(&mut self, kind: TimerKind) {
-        if let Some(i) = kind.slot()
-            && self.slots[i].kind == kind
-        {
+        if let Some(i) = kind.slot() {
             self.slots[i].due = None;
         }
     }
 
-    /// Whether `kind` is set.
-    pub(crate) fn is_set(&self, kind: TimerKind) -> bool {
-        kind.slot()
-            .is_some_and(|i| self.slots[i].kind == kind && self.slots[i].due.is_some())
+    /// When `kind` is due, if it is set.
+    pub(crate) fn due(&self, kind: TimerKind) -> Option<Instant> {
+        let slot = self.slots[kind.slot()?];
+        if slot.kind == kind { slot.due } else { None }
+    }
+
+    /// Whether `kind` is set, armed for `key`.
+    pub(crate) fn holds(&self, kind: TimerKind, key: u64) -> bool {
+        kind.slot().is_some_and(|i| {
+            let slot = self.slots[i];
+            slot.kind == kind && slot.key == key && slot.due.is_some()
+        })
     }
 
     /// Decides on a heap entry for `kind` at `at`, popped at `now`.
@@ -165,22 +167,15 @@ pub(crate) struct TimerQueue {
 }
 
 impl TimerQueue {
-    /// Sets `kind` for connection `id`, whose table is `table`.
-    pub(crate) fn set(&mut self, table: &mut TimerTable, id: ConnId, kind: TimerKind, at: Instant) {
-        if let Some(at) = table.set(kind, at) {
-            self.push(id, kind, at);
-        }
-    }
-
-    /// Sets `kind` for connection `id` at `at`, unless it is due sooner already.
-    pub(crate) fn set_earliest(
+    /// Sets `kind`, armed for `key`, for connection `id`, whose table is `table`.
+    pub(crate) fn set(
         &mut self,
         table: &mut TimerTable,
         id: ConnId,
-        kind: TimerKind,
+        (kind, key): (TimerKind, u64),
         at: Instant,
     ) {
-        if let Some(at) = table.set_earliest(kind, at) {
+        if let Some(at) = table.set(kind, key, at) {
             self.push(id, kind, at);
         }
     }
@@ -243,7 +238,7 @@ mod tests {
             queue.set(
                 &mut table,
                 ID,
-                TimerKind::Idle,
+                (TimerKind::Idle, 0),
                 t0 + Duration::from_millis(100 + i),
             );
         }
@@ -269,7 +264,7 @@ mod tests {
         queue.set(
             &mut table,
             ID,
-            TimerKind::HeadRead,
+            (TimerKind::HeadRead, 0),
             t0 + Duration::from_secs(1),
         );
         // The head arrived; the body is timed now, in the same slot, from the same entry.
@@ -277,11 +272,11 @@ mod tests {
         queue.set(
             &mut table,
             ID,
-            TimerKind::BodyRead,
+            (TimerKind::BodyRead, 0),
             t0 + Duration::from_secs(3),
         );
-        assert!(!table.is_set(TimerKind::HeadRead));
-        assert!(table.is_set(TimerKind::BodyRead));
+        assert_eq!(table.due(TimerKind::HeadRead), None);
+        assert!(table.holds(TimerKind::BodyRead, 0));
         assert_eq!(queue.len(), 1);
         assert_eq!(
             fire(&mut queue, &mut table, t0 + Duration::from_secs(2)),
@@ -294,23 +289,22 @@ mod tests {
     }
 
     #[test]
-    fn earliest_deadline_wins() {
+    fn a_timer_is_held_for_the_key_it_was_armed_for() {
         let t0 = Instant::now();
         let mut queue = TimerQueue::default();
         let mut table = TimerTable::default();
-        let d = TimerKind::Deadline;
-        queue.set_earliest(&mut table, ID, d, t0 + Duration::from_secs(5));
-        queue.set_earliest(&mut table, ID, d, t0 + Duration::from_secs(9));
-        queue.set_earliest(&mut table, ID, d, t0 + Duration::from_secs(2));
+        let head = TimerKind::HeadRead;
+        queue.set(&mut table, ID, (head, 3), t0 + Duration::from_secs(5));
+        assert!(table.holds(head, 3));
+        assert!(!table.holds(head, 4), "another request's head");
+        assert!(!table.holds(TimerKind::Idle, 3), "another kind");
+        assert_eq!(table.due(head), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(table.due(TimerKind::BodyRead), None);
         assert_eq!(
-            fire(&mut queue, &mut table, t0 + Duration::from_secs(1)),
-            []
+            fire(&mut queue, &mut table, t0 + Duration::from_secs(5)),
+            [head]
         );
-        assert_eq!(
-            fire(&mut queue, &mut table, t0 + Duration::from_secs(2)),
-            [d]
-        );
-        assert_eq!(queue.len(), 1, "the stale 5 s entry is all that is left");
+        assert!(!table.holds(head, 3), "fired: no longer set");
     }
 
     #[test]
@@ -321,24 +315,24 @@ mod tests {
         queue.set(
             &mut table,
             ID,
-            TimerKind::HeadRead,
+            (TimerKind::HeadRead, 0),
             t0 + Duration::from_secs(10),
         );
         // Moving it earlier needs a new entry; the old one goes stale.
         queue.set(
             &mut table,
             ID,
-            TimerKind::HeadRead,
+            (TimerKind::HeadRead, 0),
             t0 + Duration::from_secs(1),
         );
         queue.set(
             &mut table,
             ID,
-            TimerKind::WriteStall,
+            (TimerKind::WriteStall, 0),
             t0 + Duration::from_secs(2),
         );
         table.clear(TimerKind::WriteStall);
-        assert!(!table.is_set(TimerKind::WriteStall));
+        assert_eq!(table.due(TimerKind::WriteStall), None);
         assert_eq!(
             fire(&mut queue, &mut table, t0 + Duration::from_secs(5)),
             [TimerKind::HeadRead]

@@ -32,12 +32,11 @@ use std::{
 };
 
 pub(crate) use queue::{Refused, RouteView};
-pub(crate) use ticket::Ticket;
+pub(crate) use ticket::{Ticket, Tickets};
 
 use self::{
     queue::{Queue, Ran, Taken},
     schedstat::ThreadCpu,
-    ticket::Tickets,
 };
 use crate::{
     Config, Job, JobContext,

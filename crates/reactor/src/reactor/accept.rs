@@ -11,14 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mio::Interest;
-
-use super::{Reactor, live};
-use crate::{
-    connection::{Connection, Reading},
-    timer::TimerKind,
-    token::ConnId,
-};
+use super::{Reactor, conn::Connection};
+use crate::token::ConnId;
 
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -31,8 +25,6 @@ pub(super) enum Accepting {
     AtLimit,
     /// Out of file descriptors: resume at this time.
     Backoff(Instant),
-    /// Shutting down: the listener is gone.
-    Closed,
 }
 
 impl Accepting {
@@ -54,12 +46,13 @@ impl Reactor {
         self.accept_queued();
     }
 
-    /// Resumes accepting after a back-off, or after a connection closed at the limit.
+    /// Resumes accepting after a back-off, or after connections closed at the limit (once per
+    /// turn, after its work).
     pub(super) fn resume_accepting(&mut self) {
         let resume = match self.accepting {
-            Accepting::Backoff(until) => self.dispatch.clock.now >= until,
+            Accepting::Backoff(until) => self.clock.now >= until,
             Accepting::AtLimit => self.conns.len() < self.config.max_connections,
-            Accepting::Open | Accepting::Closed => false,
+            Accepting::Open => false,
         };
         if resume {
             self.accepting = Accepting::Open;
@@ -73,7 +66,7 @@ impl Reactor {
         let Some(listener) = &self.listener else {
             return;
         };
-        let now = self.dispatch.clock.now;
+        let now = self.clock.now;
         let stopping = self.stage.is_stopping();
         loop {
             if self.conns.len() >= self.config.max_connections && !stopping {
@@ -100,48 +93,10 @@ impl Reactor {
             };
             self.next_generation = self.next_generation.wrapping_add(1) & 0x7fff_ffff;
             self.stats.connection_opened();
-            let conn = entry.insert(Connection::new(stream, id));
-            conn.session.close_after = self.stage.is_draining();
             // Read in this turn, before it is registered (see the module docs).
-            conn.reading = Reading::Queued;
-            self.still_ready.push(id);
-        }
-    }
-
-    /// Registers a connection with the poll after its first read, if it is still open (a
-    /// connection registered once stays so until it closes). Registering reports readiness
-    /// that arose before it, so no byte that came after the read is missed.
-    pub(super) fn register(&mut self, id: ConnId) {
-        let Some(conn) = live(&mut self.conns, id) else {
-            return;
-        };
-        if conn.registered {
-            return;
-        }
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut conn.stream, id.token(), interest)
-            .is_err()
-        {
-            return self.close(id);
-        }
-        conn.registered = true;
-        // A connection answered and closed in its first read never touches the timers; one
-        // that stays without a request so far is timed from here (the turn it was accepted).
-        if conn.session.requests == 0 && conn.session.input.is_empty() {
-            let now = self.dispatch.clock.now;
-            if self.stage.is_stopping() {
-                // Taken from the queue at shutdown: a short wait for its request (see
-                // `begin_shutdown`).
-                let at = now + self.config.shutdown_idle_wait;
-                self.timers.set(&mut conn.timers, id, TimerKind::Idle, at);
-            } else {
-                let at = now + self.config.header_timeout;
-                self.timers
-                    .set(&mut conn.timers, id, TimerKind::HeadRead, at);
-            }
+            entry
+                .insert(Connection::new(stream, id))
+                .queue(&mut self.still_ready);
         }
     }
 }

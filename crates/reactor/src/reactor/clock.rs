@@ -88,6 +88,13 @@ impl Clock {
         true
     }
 
+    /// How long since `at`, by a fresh read of the monotonic clock (one vDSO read, no system
+    /// call), for what must count the work done since the turn began: an inline answer's
+    /// latency includes its handler's run and the requests before it in the turn.
+    pub(crate) fn since(&self, at: Instant) -> Duration {
+        at.elapsed()
+    }
+
     /// When bytes the kernel stamped `stamp` (realtime) arrived, on this turn's clock, and
     /// how long they waited for the reactor; `None` when the stamp cannot be believed (see
     /// the module docs) or stamps are not mapped.

@@ -3,14 +3,14 @@
 //! [`owed`].
 //!
 //! A [`Dispatcher`] works on a connection's [`Session`] and the bytes just read, and appends
-//! what to send to its `out` buffer. It holds no socket and reads no clock of its own (the
-//! reactor ticks [`Clock`]), so it can be driven in a test with bytes in and bytes out.
+//! what to send to the [`Turn`]'s output. It holds no socket, no clock and no output of its
+//! own: the reactor lends them for each call, so it can be driven in a test with bytes in and
+//! bytes out, on a clock that moves only when the test moves it.
 
 mod owed;
 
 use std::{
     cell::Cell,
-    ops::Range,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, mpsc::SyncSender},
     time::{Duration, Instant},
@@ -21,12 +21,12 @@ use rtserve_protocol::{BodyKind, Event, ResponseContext, send_continue, send_err
 use super::clock::Clock;
 use crate::{
     Config, Handler, Job, Reply, Request, Response, Shed, answers,
-    body::{Pace, STEP},
-    connection::{Exchange, ExchangePool, OwedState, Pending, Session},
+    body::{Pace, Pieces, STEP},
     handler::ServerView,
     log::LogEntry,
     mailbox::Mailbox,
     pool::{Refused, Task, WorkerPool},
+    session::{Exchange, ExchangePool, Outgoing, OwedState, Pending, Session},
     stats::ReactorStats,
     token::ConnId,
 };
@@ -49,34 +49,39 @@ pub(crate) enum Flow {
 #[must_use]
 pub(crate) struct Processed {
     pub(crate) flow: Flow,
-    /// The earliest deadline of the jobs handed to the pool, for the connection's timer.
-    pub(crate) deadline: Option<Instant>,
+    /// The request that ended the connection was read in full, with nothing after it in the
+    /// socket: the connection may close at once (see `Phase::Closing`).
+    pub(crate) read_all: bool,
+}
+
+/// What the reactor lends its dispatcher for one call: the turn's clock, the configuration and
+/// statistics answers are made and counted by, whether the server is shutting down, and
+/// where the bytes to send go.
+pub(crate) struct Turn<'a> {
+    pub(crate) clock: &'a Clock,
+    pub(crate) config: &'a Config,
+    /// This reactor's statistics (it is their only writer).
+    pub(crate) stats: &'a ReactorStats,
+    /// The server is shutting down: the last response owed on a connection says it closes.
+    pub(crate) draining: bool,
+    pub(crate) out: &'a mut Outgoing,
 }
 
 /// Everything one reactor needs to turn requests into responses.
 pub(crate) struct Dispatcher {
     reactor: usize,
     handler: Arc<dyn Handler>,
-    config: Arc<Config>,
     pool: WorkerPool,
     /// This reactor's own mailbox, for jobs to answer through.
     reply_to: Arc<Mailbox>,
     view: Arc<ServerView>,
-    /// This reactor's statistics (it is their only writer).
-    stats: Arc<ReactorStats>,
     log: Option<SyncSender<LogEntry>>,
     /// Where the handler files the request it is answering (see `Request::set_route`).
     route: Cell<usize>,
-    pub(crate) clock: Clock,
-    /// Output of this turn for the connection being served, written by the reactor.
-    pub(crate) out: Vec<u8>,
-    /// Bytes taken from the output budget for the large responses in `out`; the reactor
-    /// hands them to the connection's output when it writes (`Output::settle`).
-    pub(crate) charged: usize,
     /// The last number given to a response owed (see `Exchange::owe`).
     last_seq: u64,
     /// Spare exchanges, for connections that have work in hand.
-    pub(crate) exchanges: ExchangePool,
+    exchanges: ExchangePool,
     /// Where async handlers' futures run.
     #[cfg(feature = "tokio")]
     runtime: tokio::runtime::Handle,
@@ -105,22 +110,16 @@ impl Dispatcher {
             #[cfg(feature = "tokio")]
             runtime,
         } = shared;
-        let stats = Arc::clone(&view.stats.reactors[reactor]);
-        let clock = Clock::new(config.kernel_timestamps);
+        let other_route = view.stats.reactors[reactor].other_route();
         Self {
             reactor,
             handler,
             exchanges: ExchangePool::new(config.limits, view.stats.budgets.clone()),
-            config,
             pool,
             reply_to,
-            route: Cell::new(stats.other_route()),
+            route: Cell::new(other_route),
             view,
-            stats,
             log,
-            clock,
-            out: Vec::new(),
-            charged: 0,
             last_seq: 0,
             #[cfg(feature = "tokio")]
             runtime,
@@ -141,13 +140,13 @@ impl Dispatcher {
     /// later read.
     pub(crate) fn process(
         &mut self,
+        t: &mut Turn<'_>,
         id: ConnId,
         session: &mut Session,
         (new, arrived): (&[u8], Instant),
         drained: bool,
         budget: &mut usize,
     ) -> Processed {
-        let close_after = session.close_after;
         // Bytes before this offset of the round's data were kept from earlier reads.
         let kept = session.input.unconsumed().len();
         let kept_arrived = session.arrived.unwrap_or(arrived);
@@ -155,126 +154,68 @@ impl Dispatcher {
             .exchange
             .get_or_insert_with(|| self.exchanges.take());
         let mut input = session.input.begin(new);
-        // A body that arrives in one piece is handed to the handler where it lies; pieces are
-        // gathered in `exchange.body` only when there is more than one.
-        let mut body_at: Option<Range<usize>> = None;
-        let mut deadline = None;
+        let mut pieces = Pieces::default();
+        let mut read_all = false;
         let mut flow = loop {
             if *budget == 0 {
                 break Flow::Budget;
             }
-            if self.out.len() + exchange.output.pending() > self.config.max_buffered_output
-                || exchange.owed.len() >= self.config.max_pending_responses
+            if t.out.buf.len() + exchange.output.pending() > t.config.max_buffered_output
+                || exchange.owed.len() >= t.config.max_pending_responses
             {
                 break Flow::Paused;
             }
             let pos = input.position();
-            match exchange.proto.recv(input.rest()) {
+            let went_on = match exchange.proto.recv(input.rest()) {
                 Ok((n, Event::Head)) => {
                     input.head_starts();
                     input.consume(n);
-                    let now = self.clock.now;
-                    // The deadline counts from the head's arrival in the kernel; the body's
-                    // pace times the client, so from when the reactor saw the head.
-                    exchange.received = if pos < kept { kept_arrived } else { arrived };
-                    exchange.pace = Pace::start(now);
-                    let head = exchange.proto.head();
-                    // A body that does not arrive with its head is gathered, and takes from
-                    // the budget as its bytes arrive. `100 Continue` asks for it only while
-                    // the budget has room for all of it (nothing is set aside: see the body
-                    // module's docs for what may still refuse it).
-                    let budget = &self.view.stats.budgets.bodies;
-                    let room = match head.body() {
-                        // Within `max_body`, so it fits in memory's address space.
-                        BodyKind::Length(len) if len > input.rest().len() as u64 => {
-                            exchange.body.begin(Some(len as usize));
-                            !head.expects_continue() || budget.has_room_for(len as usize)
-                        }
-                        BodyKind::Chunked => {
-                            exchange.body.begin(None);
-                            !head.expects_continue() || budget.has_room_for(STEP)
-                        }
-                        _ => true,
-                    };
-                    if !room {
-                        self.refuse_body(exchange);
-                        break Flow::Stop;
-                    }
-                    if head.expects_continue() {
-                        if exchange.owed.is_empty() {
-                            send_continue(&mut self.out);
-                        } else {
-                            // In line behind the responses still owed.
-                            let route = self.stats.other_route();
-                            let ctx = ResponseContext::for_error();
-                            let now = self.clock.now;
-                            exchange.owe(self.seq(), ctx, route, now, OwedState::Continue);
-                        }
-                    }
+                    let received = if pos < kept { kept_arrived } else { arrived };
+                    self.head(t, exchange, received, input.rest().len())
                 }
                 Ok((n, Event::Body(range))) => {
                     let range = pos + range.start..pos + range.end;
-                    exchange.pace.progress(range.len(), self.clock.now);
-                    let gathered = if exchange.body.is_empty() && body_at.is_none() {
-                        body_at = Some(range);
-                        true
-                    } else {
-                        let first = body_at
-                            .take()
-                            .is_none_or(|first| exchange.body.extend(&input.data()[first]));
-                        first && exchange.body.extend(&input.data()[range])
-                    };
+                    exchange.pace.progress(range.len(), t.clock.now);
+                    let body = &mut exchange.body;
+                    let gathered = pieces.add(input.data(), range, !body.is_empty(), |piece| {
+                        body.extend(piece)
+                    });
                     input.consume(n);
-                    if !gathered {
-                        // A chunked body outgrew the room left in the budget.
-                        self.refuse_body(exchange);
-                        break Flow::Stop;
-                    }
+                    // A chunked body outgrew the room left in the budget.
+                    gathered || self.refuse_body(t, exchange)
                 }
                 Ok((n, Event::End)) => {
                     input.consume(n);
                     // Input may follow this request: in this read, or in the socket when the
                     // read filled the buffer.
                     let last = input.rest().is_empty() && drained;
-                    let body = match body_at.take() {
-                        Some(range) => &input.data()[range],
-                        None => exchange.body.as_slice(),
-                    };
-                    let reply = self.run_handler(exchange, input.head(), body);
+                    let body = pieces.body(input.data(), exchange.body.as_slice());
+                    let reply = self.run_handler(t, exchange, input.head(), body);
                     input.request_ends();
                     *budget -= 1;
                     session.requests += 1;
-                    exchange.body.clear();
-                    let close = close_after && last;
-                    match self.answer(id, exchange, reply, close) {
-                        Answered::Open => {}
-                        Answered::Job(at) => {
-                            deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
-                        }
-                        Answered::Closing => {
-                            session.read_all = last;
-                            exchange.proto.close();
-                            exchange.cancel_owed();
-                            break Flow::Stop;
-                        }
-                    }
+                    let open = self.end(t, (id, exchange), reply, last);
+                    read_all = !open && last;
+                    open
                 }
                 Ok((n, Event::NeedMore)) => {
                     input.consume(n);
                     break Flow::Continue;
                 }
-                Ok((_, Event::Closed)) => break Flow::Stop,
+                Ok((_, Event::Closed)) => false,
                 Err(e) => {
-                    self.refuse(exchange, e);
-                    break Flow::Stop;
+                    self.refuse(t, exchange, e);
+                    false
                 }
+            };
+            if !went_on {
+                break Flow::Stop;
             }
         };
-        if let Some(first) = body_at
-            && !exchange.body.extend(&input.data()[first])
-        {
+        let body = &mut exchange.body;
+        if !pieces.keep(input.data(), |piece| body.extend(piece)) {
             // The body goes on in a later read, and it outgrew the room left in the budget.
-            self.refuse_body(exchange);
+            self.refuse_body(t, exchange);
             flow = Flow::Stop;
         }
         // What is kept from here on starts in this read's bytes, or still in older ones.
@@ -286,14 +227,80 @@ impl Dispatcher {
         } else {
             input.finish(exchange.proto.head().len());
         }
-        Processed { flow, deadline }
+        Processed { flow, read_all }
+    }
+
+    /// A request's head was parsed (`rest`: the bytes of this read after it): its deadline
+    /// counts from `received`, when the head reached the kernel; its body's pace times the
+    /// client, so from now. Returns whether the request goes on (false: its body is refused,
+    /// and the connection closes after the answer).
+    fn head(
+        &mut self,
+        t: &mut Turn<'_>,
+        exchange: &mut Exchange,
+        received: Instant,
+        rest: usize,
+    ) -> bool {
+        exchange.received = received;
+        exchange.pace = Pace::start(t.clock.now);
+        let head = exchange.proto.head();
+        // A body that does not arrive with its head is gathered, and takes from the budget as
+        // its bytes arrive. `100 Continue` asks for it only while the budget has room for all
+        // of it (nothing is set aside: see the body module's docs for what may still refuse
+        // it).
+        let budget = &self.view.stats.budgets.bodies;
+        let room = match head.body() {
+            // Within `max_body`, so it fits in memory's address space.
+            BodyKind::Length(len) if len > rest as u64 => {
+                exchange.body.begin(Some(len as usize));
+                !head.expects_continue() || budget.has_room_for(len as usize)
+            }
+            BodyKind::Chunked => {
+                exchange.body.begin(None);
+                !head.expects_continue() || budget.has_room_for(STEP)
+            }
+            _ => true,
+        };
+        if !room {
+            return self.refuse_body(t, exchange);
+        }
+        if head.expects_continue() {
+            if exchange.owed.is_empty() {
+                send_continue(&mut t.out.buf);
+            } else {
+                // In line behind the responses still owed.
+                let (route, ctx) = (t.stats.other_route(), ResponseContext::for_error());
+                exchange.owe(self.seq(), ctx, route, t.clock.now, OwedState::Continue);
+            }
+        }
+        true
+    }
+
+    /// A request was read to its end and its handler replied: answer, or hand the work off.
+    /// `last`: nothing followed it in this read or the socket. Returns whether the connection
+    /// takes more requests.
+    fn end(
+        &mut self,
+        t: &mut Turn<'_>,
+        (id, exchange): (ConnId, &mut Exchange),
+        reply: Reply,
+        last: bool,
+    ) -> bool {
+        exchange.body.clear();
+        let close = t.draining && last;
+        if self.answer(t, id, exchange, reply, close) {
+            return true;
+        }
+        exchange.proto.close();
+        exchange.cancel_owed();
+        false
     }
 
     /// Runs the handler on a complete request; a panic becomes a 500.
-    fn run_handler(&self, exchange: &Exchange, head: &[u8], body: &[u8]) -> Reply {
+    fn run_handler(&self, t: &Turn<'_>, exchange: &Exchange, head: &[u8], body: &[u8]) -> Reply {
         let received = exchange.received;
-        let deadline = deadline_after(received, self.config.deadline);
-        self.route.set(self.stats.other_route());
+        let deadline = deadline_after(received, t.config.deadline);
+        self.route.set(t.stats.other_route());
         let req = Request::new(
             exchange.proto.request(head),
             body,
@@ -308,15 +315,17 @@ impl Dispatcher {
             .unwrap_or_else(|_| Reply::Ready(answers::internal_error()))
     }
 
-    /// Sends a reply's response, or hands its job to the pool. `close`: the response is the
-    /// last this connection will get (the server is shutting down).
+    /// Sends a reply's response, or hands its job to the pool; returns whether the connection
+    /// stays open. `close`: the response is the last this connection will get (the server is
+    /// shutting down).
     fn answer(
         &mut self,
+        t: &mut Turn<'_>,
         id: ConnId,
         exchange: &mut Exchange,
         reply: Reply,
         close: bool,
-    ) -> Answered {
+    ) -> bool {
         let ctx = exchange.proto.head().response_context();
         let ctx = if close { ctx.with_close() } else { ctx };
         let route = self.route.get();
@@ -324,29 +333,29 @@ impl Dispatcher {
         let handed = match reply {
             Reply::Ready(response) => {
                 if response.status().is_success() {
-                    self.stats.in_time(route);
+                    t.stats.in_time(route);
                 }
                 Err(response)
             }
             Reply::Offload(job) => {
                 let deadline = job.deadline;
-                self.hand_off(exchange, (ctx, route), deadline, |d, seq, at| {
-                    d.submit(job, (id, seq, route), at)
+                self.hand_off(t, exchange, (ctx, route), deadline, |d, t, seq, at| {
+                    d.submit(t, job, (id, seq, route), at)
                 })
             }
             #[cfg(feature = "tokio")]
             Reply::Async(job) => {
                 let deadline = job.deadline;
-                self.hand_off(exchange, (ctx, route), deadline, |d, seq, at| {
+                self.hand_off(t, exchange, (ctx, route), deadline, |d, _, seq, at| {
                     d.spawn(job, (id, seq, route), at)
                 })
             }
         };
         let response = match handed {
-            Ok(deadline) => return Answered::Job(deadline),
+            Ok(()) => return true,
             Err(response) => response,
         };
-        let (response, charge) = self.admit(ctx, response);
+        let (response, charge) = self.admit(t, ctx, response);
         if !exchange.owed.is_empty() {
             // Behind a response that is not ready: wait in line.
             let received = exchange.received;
@@ -357,39 +366,36 @@ impl Dispatcher {
                 received,
                 OwedState::Ready(response, charge),
             );
-            return Answered::Open;
+            return true;
         }
-        let (keep_alive, status) = self.encode(ctx, &response, charge);
+        let (keep_alive, status) = self.encode(t, ctx, &response, charge);
         // The clock is from the start of the turn, so this counts the time the request waited
         // behind others in this turn as well as its handler (one vDSO clock read per inline
         // response, no system call).
-        self.record(route, status, exchange.received.elapsed());
-        if keep_alive {
-            Answered::Open
-        } else {
-            Answered::Closing
-        }
+        self.record(t, route, status, t.clock.since(exchange.received));
+        keep_alive
     }
 
     /// Hands work that answers later (a job, a future) off with `start`, and owes its answer in
-    /// line; returns its deadline, or the 503 to send instead when it cannot run: its deadline
-    /// (`deadline`, or the server's) has passed, or `start` refused it.
+    /// line; or returns the 503 to send instead when it cannot run: its deadline (`deadline`,
+    /// or the server's) has passed, or `start` refused it.
     fn hand_off(
         &mut self,
+        t: &Turn<'_>,
         exchange: &mut Exchange,
         (ctx, route): (ResponseContext, usize),
         deadline: Option<Duration>,
-        start: impl FnOnce(&Self, u64, Instant) -> Result<Pending, Shed>,
-    ) -> Result<Instant, Response> {
+        start: impl FnOnce(&Self, &Turn<'_>, u64, Instant) -> Result<Pending, Shed>,
+    ) -> Result<(), Response> {
         let received = exchange.received;
-        let deadline = deadline_after(received, deadline.unwrap_or(self.config.deadline));
-        if deadline <= self.clock.now {
-            return Err(self.shed(Shed::Deadline));
+        let deadline = deadline_after(received, deadline.unwrap_or(t.config.deadline));
+        if deadline <= t.clock.now {
+            return Err(self.shed(t, Shed::Deadline));
         }
         // The answer cannot be taken before its slot is there: only this thread reads the
         // mailbox.
         let seq = self.seq();
-        let pending = start(self, seq, deadline).map_err(|reason| self.shed(reason))?;
+        let pending = start(self, t, seq, deadline).map_err(|reason| self.shed(t, reason))?;
         exchange.owe(
             seq,
             ctx,
@@ -397,12 +403,13 @@ impl Dispatcher {
             received,
             OwedState::Job { pending, deadline },
         );
-        Ok(deadline)
+        Ok(())
     }
 
     /// Queues a job for the pool, as response `seq` of `conn`.
     fn submit(
         &self,
+        t: &Turn<'_>,
         job: Job,
         (conn, seq, route): (ConnId, u64, usize),
         deadline: Instant,
@@ -415,7 +422,7 @@ impl Dispatcher {
             conn,
             seq,
         };
-        match self.pool.submit(self.clock.now, task) {
+        match self.pool.submit(t.clock.now, task) {
             Ok(ticket) => Ok(Pending::Pool(ticket)),
             Err(Refused::QueueFull) => Err(Shed::QueueFull),
             Err(Refused::ExpectedMiss) => Err(Shed::ExpectedMiss),
@@ -451,19 +458,24 @@ impl Dispatcher {
     }
 
     /// Counts a 503 for `reason` and makes it (see `answers::shed`).
-    fn shed(&self, reason: Shed) -> Response {
-        self.stats.shed(reason);
-        answers::shed(reason, self.config.retry_after)
+    fn shed(&self, t: &Turn<'_>, reason: Shed) -> Response {
+        t.stats.shed(reason);
+        answers::shed(reason, t.config.retry_after)
     }
 
     /// Answers a request that could not be parsed, in its place in line: now if nothing is
     /// owed before it, else after what is owed. The connection closes after it.
-    fn refuse(&mut self, exchange: &mut Exchange, error: rtserve_protocol::RecvError) {
+    fn refuse(
+        &mut self,
+        t: &mut Turn<'_>,
+        exchange: &mut Exchange,
+        error: rtserve_protocol::RecvError,
+    ) {
         if exchange.owed.is_empty() {
-            send_error(error, &self.clock.date, &mut self.out);
-            self.record(self.stats.other_route(), error.status(), Duration::ZERO);
+            send_error(error, &t.clock.date, &mut t.out.buf);
+            self.record(t, t.stats.other_route(), error.status(), Duration::ZERO);
         } else {
-            let (route, now) = (self.stats.other_route(), self.clock.now);
+            let (route, now) = (t.stats.other_route(), t.clock.now);
             let ctx = ResponseContext::for_error();
             exchange.owe(self.seq(), ctx, route, now, OwedState::Refusal(error));
         }
@@ -471,35 +483,41 @@ impl Dispatcher {
 
     /// The request cannot go on (its client took too long, or its body would hold the budget
     /// too long): `response` in its place in line, then close (RFC 9110 §15.5.9 for a 408).
-    pub(crate) fn cut_short(&mut self, session: &mut Session, response: Response) {
+    pub(crate) fn cut_short(
+        &mut self,
+        t: &mut Turn<'_>,
+        session: &mut Session,
+        response: Response,
+    ) {
         let exchange = session
             .exchange
             .get_or_insert_with(|| self.exchanges.take());
-        self.answer_last(exchange, response);
+        self.answer_last(t, exchange, response);
     }
 
     /// The body budget has no room for the current request's body: 503 before any more of it
-    /// is read, in its place in line, then close.
-    fn refuse_body(&mut self, exchange: &mut Exchange) {
-        self.stats.body_refused();
-        self.answer_last(exchange, answers::no_room_for_body());
+    /// is read, in its place in line, then close. Returns false: the request does not go on.
+    fn refuse_body(&mut self, t: &mut Turn<'_>, exchange: &mut Exchange) -> bool {
+        t.stats.body_refused();
+        self.answer_last(t, exchange, answers::no_room_for_body());
+        false
     }
 
     /// Answers the current request with `response`, now or behind what is owed, and takes no
     /// more requests: the connection closes after it.
-    fn answer_last(&mut self, exchange: &mut Exchange, response: Response) {
+    fn answer_last(&mut self, t: &mut Turn<'_>, exchange: &mut Exchange, response: Response) {
         exchange.proto.close();
         // The body will not be read further: its share of the budget goes back now, not when
         // the client has taken the answer.
         exchange.body.clear();
         let ctx = ResponseContext::for_error();
-        let route = self.stats.other_route();
-        let (response, charge) = self.admit(ctx, response);
+        let route = t.stats.other_route();
+        let (response, charge) = self.admit(t, ctx, response);
         if exchange.owed.is_empty() {
-            let (_, status) = self.encode(ctx, &response, charge);
-            self.record(route, status, Duration::ZERO);
+            let (_, status) = self.encode(t, ctx, &response, charge);
+            self.record(t, route, status, Duration::ZERO);
         } else {
-            let now = self.clock.now;
+            let now = t.clock.now;
             exchange.owe(
                 self.seq(),
                 ctx,
@@ -512,12 +530,12 @@ impl Dispatcher {
 
     /// The peer closed its side: a request cut short is answered (the client may still be
     /// reading: it half-closed), and no more are taken.
-    pub(crate) fn recv_eof(&mut self, session: &mut Session) {
+    pub(crate) fn recv_eof(&mut self, t: &mut Turn<'_>, session: &mut Session) {
         let Some(exchange) = session.exchange.as_deref_mut() else {
             return;
         };
         if let Err(e) = exchange.proto.recv_eof(session.input.unconsumed()) {
-            self.refuse(exchange, e);
+            self.refuse(t, exchange, e);
         }
     }
 
@@ -525,25 +543,24 @@ impl Dispatcher {
     pub(crate) fn view(&self) -> &ServerView {
         &self.view
     }
+
+    /// Takes back a connection's exchange (its connection closed, or has nothing in hand).
+    pub(crate) fn give_back(&mut self, exchange: Box<Exchange>) {
+        self.exchanges.give(exchange);
+    }
+
+    /// Frees spare exchanges left unused since the last call (once a second).
+    pub(crate) fn trim_spares(&mut self) {
+        self.exchanges.trim();
+    }
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("reactor", &self.reactor)
-            .field("out", &self.out.len())
             .finish_non_exhaustive()
     }
-}
-
-/// What became of a request's reply.
-enum Answered {
-    /// Sent or queued; the connection goes on.
-    Open,
-    /// Handed to the pool, due by this deadline.
-    Job(Instant),
-    /// Sent, and the connection closes after it.
-    Closing,
 }
 
 /// `received + after`, at most a year on (a deadline of `Duration::MAX` means "none").
@@ -557,24 +574,80 @@ mod tests {
     //! The dispatcher driven with bytes in and bytes out: no socket, and a clock that moves
     //! only when a test moves it.
 
-    use std::sync::atomic::AtomicBool;
+    use std::sync::{atomic::AtomicBool, mpsc::Receiver};
 
     use mio::Poll;
 
     use super::*;
     use crate::{JobContext, StatusCode, mailbox::Message, stats::StatsRegistry};
 
-    /// A dispatcher for `handler` with a stopped clock, one worker, and what keeps its
-    /// mailbox alive.
-    fn dispatcher(handler: impl Handler) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
-        dispatcher_with_output_budget(handler, 1 << 20)
+    /// A dispatcher, with what its reactor lends it (a stopped clock, the configuration, the
+    /// statistics, the turn's output), and what keeps its mailbox alive.
+    struct Rig {
+        d: Dispatcher,
+        clock: Clock,
+        config: Config,
+        stats: Arc<ReactorStats>,
+        out: Outgoing,
+        draining: bool,
+        _poll: Poll,
+        _rx: Receiver<Message>,
     }
 
-    /// [`dispatcher`], with an output budget of `output` bytes.
-    fn dispatcher_with_output_budget(
-        handler: impl Handler,
-        output: usize,
-    ) -> (Dispatcher, Poll, std::sync::mpsc::Receiver<Message>) {
+    impl Rig {
+        /// The dispatcher, and the turn lent to it.
+        fn turn(&mut self) -> (&mut Dispatcher, Turn<'_>) {
+            let turn = Turn {
+                clock: &self.clock,
+                config: &self.config,
+                stats: &self.stats,
+                draining: self.draining,
+                out: &mut self.out,
+            };
+            (&mut self.d, turn)
+        }
+
+        fn process(
+            &mut self,
+            s: &mut Session,
+            new: (&[u8], Instant),
+            drained: bool,
+            budget: &mut usize,
+        ) -> Processed {
+            let (d, mut t) = self.turn();
+            d.process(&mut t, ID, s, new, drained, budget)
+        }
+
+        fn expire(&mut self, s: &mut Session) {
+            let (d, t) = self.turn();
+            d.expire(&t, s);
+        }
+
+        fn release(&mut self, s: &mut Session) -> bool {
+            let (d, mut t) = self.turn();
+            d.release(&mut t, s, false)
+        }
+
+        /// What was written since the last call.
+        fn written(&mut self) -> String {
+            let out = String::from_utf8_lossy(&self.out.buf).into_owned();
+            self.out.buf.clear();
+            out
+        }
+    }
+
+    const ID: ConnId = ConnId {
+        index: 0,
+        generation: 0,
+    };
+
+    /// A dispatcher for `handler`, one worker.
+    fn rig(handler: impl Handler) -> Rig {
+        rig_with_output_budget(handler, 1 << 20)
+    }
+
+    /// [`rig`], with an output budget of `output` bytes.
+    fn rig_with_output_budget(handler: impl Handler, output: usize) -> Rig {
         let poll = Poll::new().expect("a poll");
         let (mailbox, receiver) = Mailbox::new(poll.registry()).expect("a mailbox");
         let budgets = crate::budget::Budgets {
@@ -588,9 +661,10 @@ mod tests {
         let (pool, _workers) =
             WorkerPool::start(&config, routes, Arc::clone(&stats.pool), Default::default())
                 .expect("a pool");
+        let reactor_stats = Arc::clone(&stats.reactors[0]);
         let shared = Shared {
             handler: Arc::new(handler),
-            config: Arc::new(config),
+            config: Arc::new(config.clone()),
             pool,
             view: Arc::new(ServerView {
                 draining: Arc::new(AtomicBool::new(false)),
@@ -600,9 +674,16 @@ mod tests {
             #[cfg(feature = "tokio")]
             runtime: test_runtime(),
         };
-        let mut dispatcher = Dispatcher::new(0, shared, mailbox);
-        dispatcher.clock = Clock::at(Instant::now(), None);
-        (dispatcher, poll, receiver)
+        Rig {
+            d: Dispatcher::new(0, shared, mailbox),
+            clock: Clock::at(Instant::now(), None),
+            config,
+            stats: reactor_stats,
+            out: Outgoing::default(),
+            draining: false,
+            _poll: poll,
+            _rx: receiver,
+        }
     }
 
     /// A runtime for the futures of the tests, alive as long as the tests run.
@@ -627,23 +708,18 @@ mod tests {
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
     /// Feeds one read; returns the flow and what was written.
-    fn feed(d: &mut Dispatcher, s: &mut Session, new: &[u8], drained: bool) -> (Flow, String) {
+    fn feed(r: &mut Rig, s: &mut Session, new: &[u8], drained: bool) -> (Flow, String) {
         let mut budget = 64;
-        let id = ConnId {
-            index: 0,
-            generation: 0,
-        };
-        let processed = d.process(id, s, (new, d.clock.now), drained, &mut budget);
-        let out = String::from_utf8_lossy(&d.out).into_owned();
-        d.out.clear();
-        (processed.flow, out)
+        let now = r.clock.now;
+        let processed = r.process(s, (new, now), drained, &mut budget);
+        (processed.flow, r.written())
     }
 
     #[test]
     fn pipelined_requests_are_answered_in_one_buffer() {
-        let (mut d, _poll, _rx) = dispatcher(hello);
+        let mut r = rig(hello);
         let mut s = Session::default();
-        let (flow, out) = feed(&mut d, &mut s, &[GET, GET].concat(), true);
+        let (flow, out) = feed(&mut r, &mut s, &[GET, GET].concat(), true);
         assert_eq!(flow, Flow::Continue);
         assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{out}");
         assert!(!out.contains("Connection: close"), "{out}");
@@ -653,14 +729,14 @@ mod tests {
 
     #[test]
     fn a_head_split_across_reads_is_answered_once_whole() {
-        let (mut d, _poll, _rx) = dispatcher(hello);
+        let mut r = rig(hello);
         let mut s = Session::default();
         assert_eq!(
-            feed(&mut d, &mut s, &GET[..7], true),
+            feed(&mut r, &mut s, &GET[..7], true),
             (Flow::Continue, String::new())
         );
         assert!(!s.input.is_empty());
-        let (_, out) = feed(&mut d, &mut s, &GET[7..], true);
+        let (_, out) = feed(&mut r, &mut s, &GET[7..], true);
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(s.input.is_empty());
     }
@@ -668,48 +744,37 @@ mod tests {
     /// What a handler that records each request's `received` was told, in order.
     type Received = Arc<std::sync::Mutex<Vec<Instant>>>;
 
-    /// A dispatcher whose handler records each request's `received`, and the connection's id.
-    fn recording() -> (
-        Dispatcher,
-        Poll,
-        std::sync::mpsc::Receiver<Message>,
-        Received,
-        ConnId,
-    ) {
+    /// A dispatcher whose handler records each request's `received`.
+    fn recording() -> (Rig, Received) {
         let seen = Received::default();
         let record = Arc::clone(&seen);
         let handler = move |req: &Request<'_>| -> Reply {
             record.lock().expect("not poisoned").push(req.received());
             Response::new(StatusCode::OK).into()
         };
-        let (d, poll, rx) = dispatcher(handler);
-        let id = ConnId {
-            index: 0,
-            generation: 0,
-        };
-        (d, poll, rx, seen, id)
+        (rig(handler), seen)
     }
 
     #[test]
     fn a_request_is_received_when_its_heads_first_byte_arrived() {
         // Each read arrives at its own time; the handler reports what it was told.
-        let (mut d, _poll, _rx, seen, id) = recording();
-        let base = d.clock.now;
+        let (mut r, seen) = recording();
+        let base = r.clock.now;
         let at = |ms| base - Duration::from_millis(ms);
         let mut s = Session::default();
         let mut budget = 64;
-        let mut feed = |d: &mut Dispatcher, s: &mut Session, new: &[u8], arrived| {
-            let _ = d.process(id, s, (new, arrived), true, &mut budget);
-            d.out.clear();
+        let mut feed = |r: &mut Rig, s: &mut Session, new: &[u8], arrived| {
+            let _ = r.process(s, (new, arrived), true, &mut budget);
+            r.out.buf.clear();
         };
         // A head split over two reads dates from the first; the request that starts in the
         // second read dates from it, though a later stamp came with the bytes before it.
-        feed(&mut d, &mut s, &GET[..7], at(30));
-        feed(&mut d, &mut s, &[&GET[7..], GET].concat(), at(20));
+        feed(&mut r, &mut s, &GET[..7], at(30));
+        feed(&mut r, &mut s, &[&GET[7..], GET].concat(), at(20));
         // A request whose head began in bytes kept across several reads keeps the first.
-        feed(&mut d, &mut s, &GET[..3], at(15));
-        feed(&mut d, &mut s, &GET[3..9], at(10));
-        feed(&mut d, &mut s, &GET[9..], at(5));
+        feed(&mut r, &mut s, &GET[..3], at(15));
+        feed(&mut r, &mut s, &GET[3..9], at(10));
+        feed(&mut r, &mut s, &GET[9..], at(5));
         assert_eq!(
             *seen.lock().expect("not poisoned"),
             [at(30), at(20), at(15)]
@@ -718,13 +783,12 @@ mod tests {
 
     #[test]
     fn requests_left_by_the_budget_keep_their_reads_time() {
-        let (mut d, _poll, _rx, seen, id) = recording();
-        let (early, late) = (d.clock.now - Duration::from_millis(50), d.clock.now);
+        let (mut r, seen) = recording();
+        let (early, late) = (r.clock.now - Duration::from_millis(50), r.clock.now);
         let mut s = Session::default();
         // Three pipelined requests, a budget of one: two are kept for later.
         let mut budget = 1;
-        let processed = d.process(
-            id,
+        let processed = r.process(
             &mut s,
             (&[GET, GET, GET].concat(), early),
             true,
@@ -733,9 +797,9 @@ mod tests {
         assert_eq!(processed.flow, Flow::Budget);
         // Served in a later turn, with nothing new read, then with a new read behind them.
         let mut budget = 1;
-        let _ = d.process(id, &mut s, (&[], late), true, &mut budget);
+        let _ = r.process(&mut s, (&[], late), true, &mut budget);
         let mut budget = 64;
-        let _ = d.process(id, &mut s, (GET, late), true, &mut budget);
+        let _ = r.process(&mut s, (GET, late), true, &mut budget);
         assert_eq!(
             *seen.lock().expect("not poisoned"),
             [early, early, early, late]
@@ -744,17 +808,15 @@ mod tests {
 
     #[test]
     fn shutting_down_the_last_request_read_says_close() {
-        let (mut d, _poll, _rx) = dispatcher(hello);
-        let mut s = Session {
-            close_after: true,
-            ..Session::default()
-        };
+        let mut r = rig(hello);
+        r.draining = true;
+        let mut s = Session::default();
         // More may wait in the socket: not the last yet.
-        let (flow, out) = feed(&mut d, &mut s, GET, false);
+        let (flow, out) = feed(&mut r, &mut s, GET, false);
         assert_eq!(flow, Flow::Continue);
         assert!(!out.contains("Connection: close"), "{out}");
         // Two in one read, the socket drained: only the second says close.
-        let (flow, out) = feed(&mut d, &mut s, &[GET, GET].concat(), true);
+        let (flow, out) = feed(&mut r, &mut s, &[GET, GET].concat(), true);
         assert_eq!(flow, Flow::Stop);
         let (first, second) = out.split_at(out.rfind("HTTP/1.1").expect("two responses"));
         assert!(!first.contains("Connection: close"), "{out}");
@@ -763,9 +825,9 @@ mod tests {
 
     #[test]
     fn a_bad_request_is_refused_and_ends_the_connection() {
-        let (mut d, _poll, _rx) = dispatcher(hello);
+        let mut r = rig(hello);
         let mut s = Session::default();
-        let (flow, out) = feed(&mut d, &mut s, b"GET / HTTP/1.1\r\n\r\n", true);
+        let (flow, out) = feed(&mut r, &mut s, b"GET / HTTP/1.1\r\n\r\n", true);
         assert_eq!(flow, Flow::Stop);
         assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
         assert!(out.contains("Connection: close"), "{out}");
@@ -782,26 +844,26 @@ mod tests {
                 Response::new(StatusCode::OK)
             })
         };
-        let (mut d, _poll, _rx) = dispatcher(slow);
+        let mut r = rig(slow);
         let mut s = Session::default();
         let mut budget = 64;
-        let id = ConnId {
-            index: 0,
-            generation: 0,
-        };
-        let processed = d.process(id, &mut s, (GET, d.clock.now), true, &mut budget);
-        let deadline = processed.deadline.expect("the job's deadline");
+        let now = r.clock.now;
+        let processed = r.process(&mut s, (GET, now), true, &mut budget);
+        assert_eq!(processed.flow, Flow::Continue);
         assert_eq!(s.owed(), 1);
-        assert!(d.out.is_empty());
+        let deadline = s.next_deadline().expect("the job's deadline");
+        assert!(r.out.buf.is_empty());
         // Not due yet: nothing to send.
-        assert_eq!(d.expire(&mut s), Some(deadline));
-        assert!(!d.release(&mut s, false));
-        assert!(d.out.is_empty());
+        r.expire(&mut s);
+        assert!(!r.release(&mut s));
+        assert!(r.out.buf.is_empty());
+        assert_eq!(s.next_deadline(), Some(deadline));
         // The clock reaches the deadline.
-        d.clock.now = deadline;
-        assert_eq!(d.expire(&mut s), None);
-        assert!(!d.release(&mut s, false));
-        let out = String::from_utf8_lossy(&d.out);
+        r.clock.now = deadline;
+        r.expire(&mut s);
+        assert_eq!(s.next_deadline(), None);
+        assert!(!r.release(&mut s));
+        let out = r.written();
         assert!(
             out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
             "{out}"
@@ -823,19 +885,19 @@ mod tests {
                     .into()
             }
         };
-        let (mut d, _poll, _rx) = dispatcher_with_output_budget(handler, 100_000);
+        let mut r = rig_with_output_budget(handler, 100_000);
         let mut s = Session::default();
         let job = b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n";
         let big = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
-        let (_, out) = feed(&mut d, &mut s, &[&job[..], big, big].concat(), true);
+        let (_, out) = feed(&mut r, &mut s, &[&job[..], big, big].concat(), true);
         assert!(out.is_empty(), "all wait behind the job: {out}");
         // The first large answer is held in line, and counted; the second does not fit beside
         // it and is refused now, not when the job ends.
-        assert_eq!(d.view.stats.budgets.output.used(), 60_000);
-        assert_eq!(d.view.stats.merged().output_refusals, 1);
+        assert_eq!(r.d.view.stats.budgets.output.used(), 60_000);
+        assert_eq!(r.d.view.stats.merged().output_refusals, 1);
         // Dropping what is owed (the client left) gives the bytes back.
         s.exchange.as_deref_mut().expect("in hand").cancel_owed();
-        assert_eq!(d.view.stats.budgets.output.used(), 0);
+        assert_eq!(r.d.view.stats.budgets.output.used(), 0);
     }
 
     #[test]
@@ -848,10 +910,10 @@ mod tests {
                 Response::new(StatusCode::OK)
             })
         };
-        let (mut d, _poll, _rx) = dispatcher(job);
+        let mut r = rig(job);
         let (mut first, mut second) = (Session::default(), Session::default());
-        let _ = feed(&mut d, &mut first, GET, true);
-        let _ = feed(&mut d, &mut second, GET, true);
+        let _ = feed(&mut r, &mut first, GET, true);
+        let _ = feed(&mut r, &mut second, GET, true);
         let seq = |s: &Session| s.exchange.as_ref().expect("in hand").owed[0].seq;
         assert_ne!(seq(&first), seq(&second));
     }

@@ -5,12 +5,14 @@
 //! 1. Poll until an event, or until the alarm (`alarm.rs`, a `timerfd`) rings for the nearest
 //!    timer (no wait while connections are on the still-ready list). Tick the clock, once.
 //! 2. Handle events: the waker drains the mailbox; the listener accepts until `WouldBlock`
-//!    (`accept.rs`); a connection reads, has its requests answered (`dispatch.rs`), then
-//!    writes (`io.rs`).
+//!    (`accept.rs`); a connection, looked up once, reads, has its requests answered
+//!    (`dispatch.rs`), writes, and sets its timers (`conn/`). One that is done says so, and
+//!    the loop frees its slot.
 //! 3. Serve the still-ready list: connections cut off by the per-turn request budget, or whose
 //!    output drained below the limit after reading had paused. No new edge will come for
 //!    bytes already in their buffers, so they are resumed here, before the next sleep.
-//! 4. Fire due timers (`timers.rs`), and move shutdown along (`shutdown.rs`).
+//! 4. Fire due timers, resume accepting if connections closed or a back-off ended, and move
+//!    shutdown along (`shutdown.rs`).
 //!
 //! Readiness is edge-triggered and a connection is registered once for both directions, so
 //! answering a request costs no `epoll_ctl`. Two shortcuts to "until `WouldBlock`" are sound
@@ -22,10 +24,9 @@
 mod accept;
 mod alarm;
 mod clock;
+mod conn;
 mod dispatch;
-mod io;
 mod shutdown;
-mod timers;
 
 use std::{
     io as stdio, mem,
@@ -33,17 +34,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mio::{Events, Interest, Poll, net::TcpListener};
+use mio::{Events, Poll, event::Event, net::TcpListener};
 use slab::Slab;
 
 pub(crate) use self::dispatch::Shared;
-use self::{accept::Accepting, alarm::Alarm, dispatch::Dispatcher, shutdown::Stage};
+use self::{
+    accept::Accepting,
+    alarm::Alarm,
+    clock::Clock,
+    conn::{Connection, Cx, Gone},
+    dispatch::{Dispatcher, Turn},
+    shutdown::Stage,
+};
 use crate::{
     Config,
-    connection::{Connection, Peer, Reading},
     mailbox::{Mailbox, Message},
+    session::Outgoing,
     stats::ReactorStats,
-    timer::TimerQueue,
+    timer::{Popped, TimerQueue},
     token::{ALARM, ConnId, LISTENER, WAKER},
 };
 
@@ -56,6 +64,7 @@ const EVENTS: usize = 1024;
 /// onto its own.
 pub(crate) struct Reactor {
     poll: Poll,
+    /// Gone once shutdown has begun.
     listener: Option<TcpListener>,
     accepting: Accepting,
     conns: Slab<Connection>,
@@ -63,12 +72,15 @@ pub(crate) struct Reactor {
     timers: TimerQueue,
     /// Rings for the nearest timer.
     alarm: Alarm,
+    clock: Clock,
     /// Where sockets are read into; requests are parsed where they lie.
     scratch: Box<[u8]>,
-    /// Where a read's receive stamp is put (`io::recv_stamped`).
+    /// Where a read's receive stamp is put.
     control: Box<[u8]>,
+    /// The turn's output for the connection being served.
+    out: Outgoing,
     still_ready: Vec<ConnId>,
-    /// Connections that got completions this turn, flushed once each.
+    /// Connections that got completions this turn, served once each.
     touched: Vec<ConnId>,
     stage: Stage,
     config: Arc<Config>,
@@ -88,7 +100,7 @@ impl Reactor {
         reply_to: Arc<Mailbox>,
     ) -> stdio::Result<Self> {
         poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+            .register(&mut listener, LISTENER, mio::Interest::READABLE)?;
         let config = Arc::clone(&shared.config);
         let stats = Arc::clone(&shared.view.stats.reactors[id]);
         let alarm = Alarm::new(poll.registry())?;
@@ -100,8 +112,10 @@ impl Reactor {
             next_generation: 0,
             timers: TimerQueue::default(),
             alarm,
+            clock: Clock::new(config.kernel_timestamps),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            control: io::control_buffer(),
+            control: conn::control_buffer(),
+            out: Outgoing::default(),
             // Sized up front, so that serving does not allocate when they first fill (the two
             // still-ready lists trade places every turn).
             still_ready: Vec::with_capacity(EVENTS),
@@ -125,8 +139,8 @@ impl Reactor {
                 Err(e) if e.kind() == stdio::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            if self.dispatch.clock.tick() {
-                self.dispatch.exchanges.trim();
+            if self.clock.tick() {
+                self.dispatch.trim_spares();
             }
             for event in &events {
                 match event.token() {
@@ -135,33 +149,16 @@ impl Reactor {
                     // Due timers fire below, after the events.
                     ALARM => self.alarm.rang(),
                     token => {
-                        let Some(id) = ConnId::from_token(token) else {
-                            continue;
-                        };
-                        if event.is_error() {
-                            // Reset or failed: free the slot now and drop what it was owed.
-                            self.close(id);
-                            continue;
+                        if let Some(id) = ConnId::from_token(token) {
+                            self.handle_event(id, event);
                         }
-                        if event.is_read_closed()
-                            && let Some(conn) = self.conn_mut(id)
-                            && conn.peer == Peer::Open
-                        {
-                            conn.peer = Peer::HungUp;
-                        }
-                        let readable = event.is_readable() || event.is_read_closed();
-                        self.handle_event(id, readable, event.is_writable());
                     }
                 }
             }
             // Serve the connections that still have work; new ones go to the next turn.
             mem::swap(&mut ready, &mut self.still_ready);
             for id in ready.drain(..) {
-                if let Some(conn) = self.conn_mut(id) {
-                    conn.reading = Reading::Ready;
-                    self.handle_event(id, true, false);
-                    self.register(id);
-                }
+                self.serve(id, |conn, cx| conn.resume(cx));
             }
             self.fire_timers();
             self.resume_accepting();
@@ -197,8 +194,21 @@ impl Reactor {
         }
     }
 
-    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
-        live(&mut self.conns, id)
+    /// Readiness of one connection.
+    fn handle_event(&mut self, id: ConnId, event: &Event) {
+        if event.is_error() {
+            // Reset or failed: free the slot now and drop what it was owed.
+            if live(&mut self.conns, id).is_some() {
+                self.remove(id);
+            }
+            return;
+        }
+        let readiness = (
+            event.is_readable(),
+            event.is_writable(),
+            event.is_read_closed(),
+        );
+        self.serve(id, |conn, cx| conn.ready(cx, readiness));
     }
 
     fn handle_mailbox(&mut self) {
@@ -206,10 +216,14 @@ impl Reactor {
             match message {
                 Message::Completion(completion) => {
                     let id = completion.conn;
-                    let Some(conn) = live(&mut self.conns, id) else {
+                    let (conns, mut cx) = self.split();
+                    let Some(conn) = live(conns, id) else {
                         continue;
                     };
-                    if self.dispatch.complete(&mut conn.session, completion) {
+                    if cx
+                        .dispatch
+                        .complete(&mut cx.turn, &mut conn.session, completion)
+                    {
                         self.touched.push(id);
                     }
                 }
@@ -218,41 +232,78 @@ impl Reactor {
         }
         let mut touched = mem::take(&mut self.touched);
         for id in touched.drain(..) {
-            self.release(id);
+            self.serve(id, |conn, cx| conn.answers_ready(cx));
         }
         self.touched = touched;
     }
 
-    /// Handles readiness of one connection.
-    fn handle_event(&mut self, id: ConnId, readable: bool, writable: bool) {
-        let Some(conn) = self.conn_mut(id) else {
+    /// Fires every timer due by the turn's clock.
+    fn fire_timers(&mut self) {
+        let now = self.clock.now;
+        while let Some((at, id, kind)) = self.timers.pop_due(now) {
+            let (conns, mut cx) = self.split();
+            let Some(conn) = live(conns, id) else {
+                continue;
+            };
+            let done = match conn.timers.on_pop(kind, at, now) {
+                Popped::Ignore => Ok(()),
+                Popped::Requeue(at, kind) => {
+                    cx.timers.push(id, kind, at);
+                    Ok(())
+                }
+                Popped::Fire(kind) => conn.timer(&mut cx, kind),
+            };
+            if done.is_err() {
+                self.remove(id);
+            }
+        }
+    }
+
+    /// Looks connection `id` up, once, and has `work` done on it; frees its slot if it is done.
+    fn serve(
+        &mut self,
+        id: ConnId,
+        work: impl FnOnce(&mut Connection, &mut Cx<'_>) -> Result<(), Gone>,
+    ) {
+        let (conns, mut cx) = self.split();
+        let Some(conn) = live(conns, id) else {
             return;
         };
-        if writable && conn.session.pending_output() > 0 && !self.flush(id) {
-            return;
-        }
-        let resume = self.resumable(id);
-        if readable || resume {
-            self.read(id);
-        } else {
-            self.recycle(id);
+        if work(conn, &mut cx).is_err() {
+            self.remove(id);
         }
     }
 
-    /// Gives a connection's exchange back to the pool if it has nothing in hand.
-    fn recycle(&mut self, id: ConnId) {
-        if let Some(conn) = live(&mut self.conns, id) {
-            conn.recycle(&mut self.dispatch.exchanges);
+    /// Frees a connection's slot, which closes its socket (and takes it out of the poll). What
+    /// it was owed is dropped, its jobs told, and output of the turn left unsent is given back.
+    fn remove(&mut self, id: ConnId) {
+        let mut conn = self.conns.remove(id.index as usize);
+        self.stats.connection_closed();
+        if let Some(exchange) = conn.session.exchange.take() {
+            self.dispatch.give_back(exchange);
         }
+        self.out.discard(&self.dispatch.view().stats.budgets.output);
     }
 
-    fn mark_still_ready(&mut self, id: ConnId) {
-        if let Some(conn) = self.conn_mut(id)
-            && conn.reading != Reading::Queued
-        {
-            conn.reading = Reading::Queued;
-            self.still_ready.push(id);
-        }
+    /// The connections, and what one of them may use of the reactor (see [`Cx`]).
+    fn split(&mut self) -> (&mut Slab<Connection>, Cx<'_>) {
+        let cx = Cx {
+            turn: Turn {
+                clock: &self.clock,
+                config: &self.config,
+                stats: &self.stats,
+                draining: self.stage.is_draining(),
+                out: &mut self.out,
+            },
+            dispatch: &mut self.dispatch,
+            timers: &mut self.timers,
+            still_ready: &mut self.still_ready,
+            scratch: &mut self.scratch,
+            control: &mut self.control,
+            registry: self.poll.registry(),
+            stage: self.stage,
+        };
+        (&mut self.conns, cx)
     }
 }
 

@@ -17,7 +17,6 @@ use std::{
 };
 
 use super::{Reactor, accept::Accepting};
-use crate::{connection::Phase, timer::TimerKind};
 
 /// Where a reactor is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,16 +60,13 @@ impl Reactor {
             return;
         }
         self.stage = Stage::Draining {
-            until: self.dispatch.clock.now + grace,
+            until: self.clock.now + grace,
         };
-        for (_, conn) in &mut self.conns {
-            conn.session.close_after = true;
-        }
     }
 
     /// Moves shutdown along; returns whether the reactor is done.
     pub(super) fn advance_shutdown(&mut self) -> bool {
-        let now = self.dispatch.clock.now;
+        let now = self.clock.now;
         if let Stage::Draining { until } = self.stage
             && now >= until
         {
@@ -85,24 +81,22 @@ impl Reactor {
     /// Stops accepting and gives connections with nothing in hand a short wait for a request
     /// (see the module docs).
     fn begin_shutdown(&mut self) {
-        let now = self.dispatch.clock.now;
+        let now = self.clock.now;
         self.stage = Stage::Stopping {
             deadline: now + self.config.shutdown_timeout,
         };
         // The server handle has set it already; this covers a reactor told some other way.
         self.dispatch.view().draining.store(true, Ordering::Relaxed);
         self.accept_queued();
-        self.accepting = Accepting::Closed;
+        self.accepting = Accepting::Open;
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let at = now + self.config.shutdown_idle_wait;
-        for (_, conn) in &mut self.conns {
-            conn.session.close_after = true;
-            if conn.phase == Phase::Open && conn.session.is_idle() {
-                self.timers
-                    .set_earliest(&mut conn.timers, conn.id, TimerKind::Idle, at);
-            }
+        // Every connection's timers follow from the stage: those with nothing in hand now
+        // wait only briefly.
+        let (conns, mut cx) = self.split();
+        for (_, conn) in conns.iter_mut() {
+            conn.retime(&mut cx);
         }
     }
 }

@@ -2,26 +2,28 @@
 //! the ones past their deadline answered 503, and the ready ones at the front of the line
 //! encoded, counted and logged. Encoding is here too, for the answers sent at once.
 
-use std::{
-    mem,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use rtserve_protocol::{ResponseContext, StatusCode, send_continue, send_error, send_response};
 
-use super::Dispatcher;
+use super::{Dispatcher, Turn};
 use crate::{
     Response, Shed, answers,
     budget::Charge,
-    connection::{OwedState, Session},
     log::LogEntry,
     mailbox::{Answer, Completion},
+    session::{OwedState, Session},
 };
 
 impl Dispatcher {
     /// Puts a job's response in its place; returns whether it was wanted (a late one, whose
     /// place was answered 503 at the deadline, or whose connection is gone, is dropped).
-    pub(crate) fn complete(&mut self, session: &mut Session, completion: Completion) -> bool {
+    pub(crate) fn complete(
+        &mut self,
+        t: &mut Turn<'_>,
+        session: &mut Session,
+        completion: Completion,
+    ) -> bool {
         let Some(owed) = session
             .exchange
             .as_deref_mut()
@@ -35,58 +37,61 @@ impl Dispatcher {
         // Finished, but after its deadline: the timer has not popped yet (poll timeouts are
         // whole milliseconds), and the late result is dropped all the same.
         let response = match completion.answer {
-            _ if self.clock.now >= deadline => {
-                self.stats.late(self.clock.now - deadline);
-                self.stats.admitted_missed(owed.route);
+            _ if t.clock.now >= deadline => {
+                t.stats.late(t.clock.now - deadline);
+                t.stats.admitted_missed(owed.route);
                 if completion.finished.is_some_and(|at| at < deadline) {
                     // Done in time, and late only here: the pool counted it made.
                     self.pool.delivered_late(owed.route);
                 }
-                self.shed(Shed::Deadline)
+                self.shed(t, Shed::Deadline)
             }
             Answer::NotStarted => {
-                self.stats.admitted_missed(owed.route);
-                self.shed(Shed::NotStarted)
+                t.stats.admitted_missed(owed.route);
+                self.shed(t, Shed::NotStarted)
             }
             #[cfg(feature = "tokio")]
             Answer::Cancelled => answers::internal_error(),
             Answer::Ran(response) => {
                 if response.status().is_success() {
-                    self.stats.in_time(owed.route);
+                    t.stats.in_time(owed.route);
                 }
                 response
             }
         };
-        let (response, charge) = self.admit(owed.ctx, response);
+        let (response, charge) = self.admit(t, owed.ctx, response);
         owed.state = OwedState::Ready(response, charge);
         true
     }
 
     /// Answers 503 in place of every job past its deadline (RFC 9110 §15.6.4); each is told,
-    /// and its late result will be dropped. Returns the next deadline among those left.
-    pub(crate) fn expire(&mut self, session: &mut Session) -> Option<Instant> {
-        let exchange = session.exchange.as_deref_mut()?;
-        let mut next: Option<Instant> = None;
+    /// and its late result will be dropped.
+    pub(crate) fn expire(&mut self, t: &Turn<'_>, session: &mut Session) {
+        let Some(exchange) = session.exchange.as_deref_mut() else {
+            return;
+        };
         for owed in &mut exchange.owed {
-            if let OwedState::Job { pending, deadline } = &owed.state {
-                if *deadline <= self.clock.now {
-                    pending.cancel();
-                    self.stats.late(self.clock.now - *deadline);
-                    self.stats.admitted_missed(owed.route);
-                    owed.state = OwedState::Ready(self.shed(Shed::Deadline), Charge::none());
-                } else {
-                    next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
-                }
+            if let OwedState::Job { pending, deadline } = &owed.state
+                && *deadline <= t.clock.now
+            {
+                pending.cancel();
+                t.stats.late(t.clock.now - *deadline);
+                t.stats.admitted_missed(owed.route);
+                owed.state = OwedState::Ready(self.shed(t, Shed::Deadline), Charge::none());
             }
         }
-        next
     }
 
     /// Sends the owed responses at the front of the line that are ready, in order; returns
     /// whether the connection must close after them. `input_waits`: the reactor holds input
     /// it has not parsed yet (it paused reading), so the last response here is not the last.
-    pub(crate) fn release(&mut self, session: &mut Session, input_waits: bool) -> bool {
-        let close_after = session.close_after && session.input.is_empty() && !input_waits;
+    pub(crate) fn release(
+        &mut self,
+        t: &mut Turn<'_>,
+        session: &mut Session,
+        input_waits: bool,
+    ) -> bool {
+        let close_after = t.draining && session.input.is_empty() && !input_waits;
         let Some(exchange) = session.exchange.as_deref_mut() else {
             return false;
         };
@@ -106,18 +111,18 @@ impl Dispatcher {
             };
             let (keep_alive, status) = match owed.state {
                 OwedState::Continue => {
-                    send_continue(&mut self.out);
+                    send_continue(&mut t.out.buf);
                     continue;
                 }
                 OwedState::Refusal(error) => {
-                    send_error(error, &self.clock.date, &mut self.out);
+                    send_error(error, &t.clock.date, &mut t.out.buf);
                     (false, error.status())
                 }
-                OwedState::Ready(response, charge) => self.encode(ctx, &response, charge),
+                OwedState::Ready(response, charge) => self.encode(t, ctx, &response, charge),
                 OwedState::Job { .. } => unreachable!("jobs stop the loop above"),
             };
-            let latency = self.clock.now.saturating_duration_since(owed.received);
-            self.record(owed.route, status, latency);
+            let latency = t.clock.now.saturating_duration_since(owed.received);
+            self.record(t, owed.route, status, latency);
             if !keep_alive {
                 exchange.proto.close();
                 exchange.cancel_owed();
@@ -131,7 +136,12 @@ impl Dispatcher {
     /// client may leave it waiting), or gives the 503 to send in its place when the budget has
     /// no room. Small answers, the 503s among them, are never refused (their bytes are counted
     /// if they wait: `Output::settle`).
-    pub(super) fn admit(&self, ctx: ResponseContext, response: Response) -> (Response, Charge) {
+    pub(super) fn admit(
+        &self,
+        t: &Turn<'_>,
+        ctx: ResponseContext,
+        response: Response,
+    ) -> (Response, Charge) {
         let len = response.body().as_bytes().len();
         if len <= SMALL_OUTPUT || ctx.is_head() {
             return (response, Charge::none());
@@ -139,7 +149,7 @@ impl Dispatcher {
         match Charge::take(&self.view.stats.budgets.output, len) {
             Some(charge) => (response, charge),
             None => {
-                self.stats.output_refused();
+                t.stats.output_refused();
                 (answers::no_room_to_send(), Charge::none())
             }
         }
@@ -149,17 +159,22 @@ impl Dispatcher {
     /// handler); returns whether the connection stays open, and the status sent. Its charge
     /// goes with the turn's output, which the reactor settles when it writes.
     pub(super) fn encode(
-        &mut self,
+        &self,
+        t: &mut Turn<'_>,
         ctx: ResponseContext,
         response: &Response,
         charge: Charge,
     ) -> (bool, StatusCode) {
-        self.charged += charge.hand_on();
-        self.encode_now(ctx, response)
+        t.out.charged += charge.hand_on();
+        Self::encode_now(t, ctx, response)
     }
 
-    fn encode_now(&mut self, ctx: ResponseContext, response: &Response) -> (bool, StatusCode) {
-        let date = &self.clock.date;
+    fn encode_now(
+        t: &mut Turn<'_>,
+        ctx: ResponseContext,
+        response: &Response,
+    ) -> (bool, StatusCode) {
+        let date = &t.clock.date;
         let body = response.body().as_bytes();
         match send_response(
             ctx,
@@ -167,7 +182,7 @@ impl Dispatcher {
             response.headers(),
             body,
             date,
-            &mut self.out,
+            &mut t.out.buf,
         ) {
             Ok(keep_alive) => (keep_alive, response.status()),
             Err(_) => {
@@ -179,28 +194,17 @@ impl Dispatcher {
                     error.headers(),
                     body,
                     date,
-                    &mut self.out,
+                    &mut t.out.buf,
                 );
                 (sent.unwrap_or(false), error.status())
             }
         }
     }
 
-    /// Drops this turn's output unsent (its connection failed), with what it took from the
-    /// output budget.
-    pub(crate) fn discard_out(&mut self) {
-        self.out.clear();
-        self.view
-            .stats
-            .budgets
-            .output
-            .give(mem::take(&mut self.charged));
-    }
-
     /// Counts a response and hands it to the request log, if there is one (never waiting: a
     /// full log queue drops the entry and counts it).
-    pub(super) fn record(&self, route: usize, status: StatusCode, latency: Duration) {
-        self.stats.response(route, status.as_u16(), latency);
+    pub(super) fn record(&self, t: &Turn<'_>, route: usize, status: StatusCode, latency: Duration) {
+        t.stats.response(route, status.as_u16(), latency);
         if let Some(log) = &self.log {
             let entry = LogEntry {
                 reactor: self.reactor,
@@ -209,7 +213,7 @@ impl Dispatcher {
                 latency,
             };
             if log.try_send(entry).is_err() {
-                self.stats.log_dropped();
+                t.stats.log_dropped();
             }
         }
     }

@@ -1,10 +1,9 @@
-//! One connection's state on its reactor: the socket side ([`Connection`]: phase, reading,
-//! the peer, timers) and the HTTP side ([`Session`]: kept input, the request count, and, while
-//! a request is in hand, an [`Exchange`]).
+//! The HTTP side of a connection ([`Session`]: kept input, the request count, and, while a
+//! request is in hand, an [`Exchange`]), apart from its socket (`reactor/conn`), so that it can
+//! be worked on, and tested, with bytes in and bytes out.
 
 use std::{collections::VecDeque, sync::Arc, time::Instant};
 
-use mio::net::TcpStream;
 use rtserve_protocol::{InputBuffer, Limits, RecvError, ResponseContext, ServerConn};
 
 use crate::{
@@ -12,60 +11,7 @@ use crate::{
     body::{BodyBuffer, Pace},
     budget::{Budgets, ByteBudget, Charge},
     pool::Ticket,
-    timer::TimerTable,
-    token::ConnId,
 };
-
-/// A connection: its socket, timers and states, and its [`Session`].
-#[derive(Debug)]
-pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
-    pub(crate) id: ConnId,
-    pub(crate) timers: TimerTable,
-    pub(crate) phase: Phase,
-    pub(crate) reading: Reading,
-    pub(crate) peer: Peer,
-    /// Registered with the poll (after its first read: see `reactor/accept.rs`).
-    pub(crate) registered: bool,
-    pub(crate) session: Session,
-}
-
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Reading and answering requests.
-    Open,
-    /// No more requests: once the output is written, half-close and linger.
-    Closing,
-    /// Half-closed: reading and discarding the peer's input until it closes, time is up, or
-    /// too much was discarded.
-    Lingering { discarded: usize },
-}
-
-/// Whether the reactor reads the connection's input when it can.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reading {
-    /// When its socket says so.
-    Ready,
-    /// On the reactor's still-ready list: cut off by the per-turn budget, or drained below
-    /// the output limit after a pause. No new edge will come for input already buffered, so
-    /// it is served before the reactor sleeps.
-    Queued,
-    /// Not until its output drains below the limit (backpressure).
-    Paused,
-}
-
-/// What the client has done with its side of the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Peer {
-    /// Still sending.
-    Open,
-    /// The poll reported its FIN, which may not have been read yet: read up to it, not just
-    /// to a short read.
-    HungUp,
-    /// Its FIN was read: it will send nothing more.
-    Closed,
-}
 
 /// The HTTP side of a connection: no socket, so that it can be worked on (and tested) apart.
 ///
@@ -78,15 +24,6 @@ pub(crate) struct Session {
     pub(crate) input: InputBuffer,
     /// Requests answered.
     pub(crate) requests: u32,
-    /// `requests` when the head timer was set: a new head gets a new timer.
-    pub(crate) head_timed: u32,
-    /// The server is shutting down: the last response owed says the connection closes.
-    pub(crate) close_after: bool,
-    /// The last answer went to a request read in full, with nothing after it in the socket:
-    /// the connection may close at once. Otherwise the client may still be sending, and the
-    /// connection half-closes and reads until it stops, so that closing does not reset it and
-    /// destroy the answer (RFC 9112 §9.6), as nginx's `lingering_close` does.
-    pub(crate) read_all: bool,
     /// Present while the connection has work in hand.
     pub(crate) exchange: Option<Box<Exchange>>,
     /// When the first unconsumed byte of `input` reached the kernel (see
@@ -122,6 +59,26 @@ pub(crate) struct Output {
     /// Bytes counted in the output budget: after each write, those still waiting.
     charged: usize,
     budget: Arc<ByteBudget>,
+}
+
+/// The bytes a turn produced for the connection being served, before they are written, and
+/// what the large responses among them took from the output budget: the connection's
+/// [`Output`] takes both when it writes (`Output::settle`).
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) charged: usize,
+}
+
+impl Outgoing {
+    /// Drops the bytes unsent (their connection is gone), and gives what they took back to
+    /// `budget`.
+    pub(crate) fn discard(&mut self, budget: &ByteBudget) {
+        self.buf.clear();
+        if self.charged > 0 {
+            budget.give(std::mem::take(&mut self.charged));
+        }
+    }
 }
 
 /// A response owed to the client, in request order.
@@ -261,7 +218,7 @@ impl Exchange {
     }
 
     /// Nothing in hand: it can serve another connection.
-    fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.output.pending() == 0
             && self.owed.is_empty()
             && self.body.is_empty()
@@ -354,31 +311,17 @@ impl Session {
     pub(crate) fn is_idle(&self) -> bool {
         self.input.is_empty() && self.pending_output() == 0 && self.owed() == 0
     }
-}
 
-impl Connection {
-    pub(crate) fn new(stream: TcpStream, id: ConnId) -> Self {
-        Self {
-            stream,
-            id,
-            timers: TimerTable::default(),
-            phase: Phase::Open,
-            reading: Reading::Ready,
-            peer: Peer::Open,
-            registered: false,
-            session: Session::default(),
-        }
-    }
-
-    /// Gives the connection's exchange back to the pool if it is open and has nothing in hand.
-    pub(crate) fn recycle(&mut self, pool: &mut ExchangePool) {
-        if self.phase == Phase::Open
-            && self.reading != Reading::Paused
-            && self.session.input.is_empty()
-            && self.session.exchange.as_ref().is_some_and(|e| e.is_idle())
-            && let Some(exchange) = self.session.exchange.take()
-        {
-            pool.give(exchange);
-        }
+    /// The earliest deadline among the jobs owed.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let exchange = self.exchange.as_deref()?;
+        exchange
+            .owed
+            .iter()
+            .filter_map(|owed| match owed.state {
+                OwedState::Job { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
     }
 }

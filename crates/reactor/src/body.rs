@@ -363,6 +363,34 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    #[test]
+    fn one_piece_is_read_where_it_lies_and_more_are_gathered() {
+        let data = b"HEAD|hello|world";
+        let mut gathered = Vec::new();
+        let mut pieces = Pieces::default();
+        let gather = |into: &mut Vec<u8>, piece: &[u8]| {
+            into.extend_from_slice(piece);
+            true
+        };
+        assert!(pieces.add(data, 5..10, false, |p| gather(&mut gathered, p)));
+        assert!(gathered.is_empty(), "one piece is not copied");
+        assert_eq!(pieces.body(data, &gathered), b"hello");
+        // Two pieces: both gathered, in order.
+        assert!(pieces.add(data, 5..10, false, |p| gather(&mut gathered, p)));
+        assert!(pieces.add(data, 11..16, false, |p| gather(&mut gathered, p)));
+        assert_eq!(pieces.body(data, &gathered), b"helloworld");
+        // A body that goes on past this read keeps its one piece; the next read's piece
+        // follows it.
+        gathered.clear();
+        assert!(pieces.add(data, 5..10, false, |p| gather(&mut gathered, p)));
+        assert!(pieces.keep(data, |p| gather(&mut gathered, p)));
+        assert!(pieces.add(b"world", 0..5, true, |p| gather(&mut gathered, p)));
+        assert_eq!(pieces.body(b"world", &gathered), b"helloworld");
+        // No room: said so.
+        assert!(pieces.add(data, 5..10, false, |_| false));
+        assert!(!pieces.add(data, 11..16, false, |_| false));
+    }
+
     fn rules() -> BodyRules {
         BodyRules {
             pause: 3000 * MS,

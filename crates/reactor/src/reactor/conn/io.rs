@@ -1,15 +1,18 @@
-//! A connection's socket: read (and hand the bytes to the dispatcher), write, backpressure,
-//! linger.
+//! A connection's socket: read (and hand the bytes to the dispatcher), write, end, linger,
+//! and the ways of closing. These call nothing of the connection's entry points (`mod.rs`),
+//! which call them in turn.
 
 use std::{
     io::{self, IoSliceMut, Read, Write},
     mem,
+    net::Shutdown,
     os::fd::AsRawFd,
     time::{Duration, SystemTime},
 };
 
 use mio::net::TcpStream;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use socket2::SockRef;
 
 use super::{Connection, Cx, Gone, Peer, Phase, Reading};
 use crate::{reactor::dispatch::Flow, session::Output};
@@ -24,12 +27,13 @@ const MAX_LINGER_BYTES: usize = 1024 * 1024;
 
 impl Connection {
     /// Reads, has the requests answered, until the socket is drained, the budget is spent,
-    /// the output backs up, or the connection stops taking requests; then writes.
-    pub(super) fn read(&mut self, cx: &mut Cx<'_>) -> Result<(), Gone> {
+    /// the output backs up, or the connection stops taking requests; returns why it stopped
+    /// (the output is not written yet). Reading pauses, or the connection closes, as that says.
+    pub(super) fn read(&mut self, cx: &mut Cx<'_>) -> Result<Flow, Gone> {
         match self.phase {
             Phase::Open if self.reading != Reading::Paused => {}
-            Phase::Lingering { .. } => return self.linger(cx),
-            _ => return Ok(()),
+            Phase::Lingering { .. } => return self.linger(cx).map(|()| Flow::Stop),
+            _ => return Ok(Flow::Stop),
         }
         let mut budget = cx.turn.config.requests_per_turn;
         let mut read_all = false;
@@ -100,17 +104,11 @@ impl Connection {
             }
         }
         match flow {
-            Flow::Budget => self.queue(cx.still_ready),
             Flow::Paused => self.reading = Reading::Paused,
             Flow::Stop if self.phase == Phase::Open => self.phase = Phase::Closing { read_all },
             _ => {}
         }
-        self.flush(cx)?;
-        if flow == Flow::Paused && self.resumable(cx) {
-            // The socket took the output at once: go on reading before the next sleep.
-            self.queue(cx.still_ready);
-        }
-        Ok(())
+        Ok(flow)
     }
 
     /// Writes what the turn produced and what was left before; ends the connection when it
@@ -141,8 +139,25 @@ impl Connection {
         Ok(())
     }
 
+    /// The output is written and no more requests will be read: close, or, if the client may
+    /// still be sending, half-close and linger (see [`Phase::Closing`]).
+    fn end(&mut self, cx: &mut Cx<'_>) -> Result<(), Gone> {
+        let Phase::Closing { read_all } = self.phase else {
+            return Ok(());
+        };
+        if self.peer == Peer::Closed || read_all || self.stream.shutdown(Shutdown::Write).is_err() {
+            return Err(Gone);
+        }
+        self.phase = Phase::Lingering { discarded: 0 };
+        self.session.input.clear();
+        if let Some(exchange) = self.session.exchange.as_deref_mut() {
+            exchange.body.clear();
+        }
+        self.linger(cx)
+    }
+
     /// Reads and discards input after half-closing, until the peer closes.
-    pub(super) fn linger(&mut self, cx: &mut Cx<'_>) -> Result<(), Gone> {
+    fn linger(&mut self, cx: &mut Cx<'_>) -> Result<(), Gone> {
         let Phase::Lingering { discarded } = &mut self.phase else {
             return Ok(());
         };
@@ -161,6 +176,34 @@ impl Connection {
             }
         }
         Err(Gone)
+    }
+
+    /// Ends an idle connection the ordinary way (a FIN), with a bound on how long the kernel
+    /// may keep it afterwards: all our output was handed to the kernel, but a client that never
+    /// read it leaves it there, and the FIN queued behind it, for as long as it stays
+    /// connected. `TCP_USER_TIMEOUT` (which also bounds zero-window probing) lets the kernel
+    /// abort the connection if its data is still unacknowledged after the linger timeout; a
+    /// client that read everything sees an ordinary end.
+    pub(super) fn close_idle(&mut self, cx: &Cx<'_>) -> Gone {
+        let linger = cx.turn.config.linger_timeout.max(Duration::from_millis(1));
+        // If it cannot be set, the kernel's own bounds apply.
+        let _ = SockRef::from(&self.stream).set_tcp_user_timeout(Some(linger));
+        Gone
+    }
+
+    /// Ends a connection on a timeout with a reset rather than a FIN (`SO_LINGER` 0), as
+    /// nginx's `reset_timedout_connection` does: a FIN would queue behind the output the client
+    /// has not read, and the kernel would keep the socket, and that output, for as long as the
+    /// client stays connected, outside `max_connections`. A reset frees both at once.
+    pub(super) fn reset(&mut self, cx: &Cx<'_>) -> Gone {
+        // If it cannot be set, the connection closes the ordinary way.
+        if SockRef::from(&self.stream)
+            .set_linger(Some(Duration::ZERO))
+            .is_ok()
+        {
+            cx.turn.stats.reset();
+        }
+        Gone
     }
 }
 

@@ -13,14 +13,11 @@
 mod io;
 mod timing;
 
-use std::net::Shutdown;
-
 use mio::{Interest, Registry, net::TcpStream};
-use socket2::SockRef;
 
 pub(super) use self::io::control_buffer;
 use super::{
-    dispatch::{Dispatcher, Turn},
+    dispatch::{Dispatcher, Flow, Turn},
     shutdown::Stage,
 };
 use crate::{
@@ -144,7 +141,14 @@ impl Connection {
             self.flush(cx)?;
         }
         if self.resumable(cx) || readable || read_closed {
-            self.read(cx)?;
+            let flow = self.read(cx)?;
+            self.flush(cx)?;
+            match flow {
+                Flow::Budget => self.queue(cx.still_ready),
+                // The socket took the output at once: go on reading before the next sleep.
+                Flow::Paused if self.resumable(cx) => self.queue(cx.still_ready),
+                _ => {}
+            }
         }
         self.settle(cx);
         Ok(())
@@ -309,54 +313,5 @@ impl Connection {
             .cut_short(&mut cx.turn, &mut self.session, response);
         self.flush(cx)?;
         self.answers_ready(cx)
-    }
-
-    /// The output is written and no more requests will be read: close, or, if the client may
-    /// still be sending, half-close and linger (see [`Phase::Closing`]).
-    fn end(&mut self, cx: &mut Cx<'_>) -> Result<(), Gone> {
-        let Phase::Closing { read_all } = self.phase else {
-            return Ok(());
-        };
-        if self.peer == Peer::Closed || read_all || self.stream.shutdown(Shutdown::Write).is_err() {
-            return Err(Gone);
-        }
-        self.phase = Phase::Lingering { discarded: 0 };
-        self.session.input.clear();
-        if let Some(exchange) = self.session.exchange.as_deref_mut() {
-            exchange.body.clear();
-        }
-        self.linger(cx)
-    }
-
-    /// Ends an idle connection the ordinary way (a FIN), with a bound on how long the kernel
-    /// may keep it afterwards: all our output was handed to the kernel, but a client that never
-    /// read it leaves it there, and the FIN queued behind it, for as long as it stays
-    /// connected. `TCP_USER_TIMEOUT` (which also bounds zero-window probing) lets the kernel
-    /// abort the connection if its data is still unacknowledged after the linger timeout; a
-    /// client that read everything sees an ordinary end.
-    fn close_idle(&mut self, cx: &Cx<'_>) -> Gone {
-        let linger = cx
-            .turn
-            .config
-            .linger_timeout
-            .max(std::time::Duration::from_millis(1));
-        // If it cannot be set, the kernel's own bounds apply.
-        let _ = SockRef::from(&self.stream).set_tcp_user_timeout(Some(linger));
-        Gone
-    }
-
-    /// Ends a connection on a timeout with a reset rather than a FIN (`SO_LINGER` 0), as
-    /// nginx's `reset_timedout_connection` does: a FIN would queue behind the output the client
-    /// has not read, and the kernel would keep the socket, and that output, for as long as the
-    /// client stays connected, outside `max_connections`. A reset frees both at once.
-    fn reset(&mut self, cx: &Cx<'_>) -> Gone {
-        // If it cannot be set, the connection closes the ordinary way.
-        if SockRef::from(&self.stream)
-            .set_linger(Some(std::time::Duration::ZERO))
-            .is_ok()
-        {
-            cx.turn.stats.reset();
-        }
-        Gone
     }
 }

@@ -303,7 +303,11 @@ fn escape(value: &str) -> String {
 mod tests {
     use std::time::Duration;
 
-    use crate::{Shed, budget::Budgets, pool::RouteView, stats::StatsRegistry};
+    use crate::{
+        Shed,
+        budget::Budgets,
+        stats::{RouteView, StatsRegistry},
+    };
 
     /// Statistics recorded through every path that feeds a metric, on two reactors and the
     /// pool, rendered: the text must not change unless a metric is meant to.

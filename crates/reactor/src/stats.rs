@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{budget::Budgets, pool::RouteView, task::Tasks};
+use crate::{budget::Budgets, task::Tasks};
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (the Prometheus
 /// defaults, from 100 µs to 10 s, with finer steps below 1 ms where an SLA lives).
@@ -448,6 +448,20 @@ pub(crate) struct PoolStats {
     wait_sum_us: AtomicU64,
     /// Per route: what the queue shows of it.
     routes: Box<[PoolRoute]>,
+}
+
+/// What the pool's statistics show of a route: the queue makes one whenever the route's
+/// state changes, and [`PoolStats::route_view`] publishes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RouteView {
+    /// The expected run time of its jobs.
+    pub(crate) expected: Duration,
+    /// The margin beyond the predicted end a job must leave before its deadline, ns.
+    pub(crate) margin_ns: i64,
+    /// How many of its jobs may run at once.
+    pub(crate) limit: usize,
+    /// Its jobs refused at the door although a worker fell idle in time to run them.
+    pub(crate) over_refused: u64,
 }
 
 /// What the pool shows of one route, as last updated.

@@ -340,8 +340,9 @@ impl Shed {
         Self::InFlight,
     ];
 
-    /// The reason's name, as in the `rtserve-shed` header and the metrics' `reason` label.
-    pub fn as_str(self) -> &'static str {
+    /// The reason's name, as in the `rtserve-shed` header and the metrics' `reason` label:
+    /// the one place the names are written.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::QueueFull => "queue-full",
             Self::ExpectedMiss => "expected-miss",

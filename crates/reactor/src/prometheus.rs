@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{Histogram, LATENCY_BUCKETS_US, Response, RouteStats, Shed, Stats, StatusCode};
+use crate::{Histogram, Response, RouteStats, Shed, Stats, StatusCode};
 
 impl Stats {
     /// The statistics in the Prometheus text exposition format (version 0.0.4): requests by
@@ -63,19 +63,8 @@ fn render(stats: &Stats) -> String {
          # TYPE {histogram} histogram"
     );
     for route in &stats.routes {
-        let histogram = Histogram {
-            bounds_us: &LATENCY_BUCKETS_US,
-            buckets: route.buckets.to_vec(),
-            count: route.requests(),
-            sum_us: route.latency_sum_us,
-        };
         let label = format!("route=\"{}\"", escape(&route.name));
-        write_histogram(
-            &mut out,
-            "rtserve_request_duration_seconds",
-            &label,
-            &histogram,
-        );
+        write_histogram(&mut out, histogram, &label, &route.latency);
     }
     let _ = writeln!(
         out,

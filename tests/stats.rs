@@ -34,7 +34,7 @@ fn responses_are_counted_by_route_and_status_and_logged() {
     let stats = server.stats();
     let hello = stats.routes.iter().find(|r| r.name == "/hello").unwrap();
     assert_eq!(hello.by_status, [(200, 3)]);
-    assert_eq!(hello.buckets.iter().sum::<u64>(), 3);
+    assert_eq!(hello.latency.buckets.iter().sum::<u64>(), 3);
     let other = stats.routes.last().unwrap();
     assert_eq!(other.name, "other");
     assert_eq!(other.by_status, [(400, 1), (404, 1)]);

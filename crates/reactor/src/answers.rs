@@ -7,27 +7,28 @@ use rtserve_protocol::StatusCode;
 
 use crate::{Response, Shed};
 
+/// Each reason's `rtserve-shed` header, in the order of [`Shed::ALL`], its value the
+/// reason's [`Shed::as_str`]: static, so that a refusal allocates nothing for it.
+static SHED_HEADERS: [[(&str, &[u8]); 1]; Shed::ALL.len()] = {
+    let mut headers = [[("rtserve-shed", b"" as &[u8])]; Shed::ALL.len()];
+    let mut i = 0;
+    while i < Shed::ALL.len() {
+        headers[i][0].1 = Shed::ALL[i].as_str().as_bytes();
+        i += 1;
+    }
+    headers
+};
+
 /// The 503 for an offloaded request shed for `reason`, with `Retry-After` if configured.
 pub(crate) fn shed(reason: Shed, retry_after: Option<u32>) -> Response {
-    let (body, header): (&str, &'static [(&str, &[u8])]) = match reason {
-        Shed::QueueFull => (
-            "overloaded: the queue is full\n",
-            &[("rtserve-shed", b"queue-full")],
-        ),
-        Shed::ExpectedMiss => (
-            "overloaded: expected to miss the deadline\n",
-            &[("rtserve-shed", b"expected-miss")],
-        ),
-        Shed::NotStarted => (
-            "overloaded: not started in time\n",
-            &[("rtserve-shed", b"not-started")],
-        ),
-        Shed::Deadline => ("deadline exceeded\n", &[("rtserve-shed", b"deadline")]),
-        Shed::InFlight => (
-            "overloaded: too many requests in flight on this route\n",
-            &[("rtserve-shed", b"in-flight")],
-        ),
+    let body = match reason {
+        Shed::QueueFull => "overloaded: the queue is full\n",
+        Shed::ExpectedMiss => "overloaded: expected to miss the deadline\n",
+        Shed::NotStarted => "overloaded: not started in time\n",
+        Shed::Deadline => "deadline exceeded\n",
+        Shed::InFlight => "overloaded: too many requests in flight on this route\n",
     };
+    let header = &SHED_HEADERS[reason as usize];
     let response =
         Response::text(StatusCode::SERVICE_UNAVAILABLE, body).with_static_headers(header);
     match retry_after {
@@ -59,4 +60,22 @@ pub(crate) fn no_room_to_send() -> Response {
 /// not be had.
 pub(crate) fn internal_error() -> Response {
     Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_shed_names_its_own_reason() {
+        for reason in Shed::ALL {
+            let response = shed(reason, None);
+            let named: Vec<_> = response
+                .headers()
+                .filter(|&(name, _)| name == "rtserve-shed")
+                .map(|(_, value)| value.to_vec())
+                .collect();
+            assert_eq!(named, [reason.as_str().as_bytes()], "{reason:?}");
+        }
+    }
 }

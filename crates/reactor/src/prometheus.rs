@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{Histogram, LATENCY_BUCKETS_US, Response, RouteStats, Shed, Stats, StatusCode};
+use crate::{Histogram, Response, RouteStats, Shed, Stats, StatusCode};
 
 impl Stats {
     /// The statistics in the Prometheus text exposition format (version 0.0.4): requests by
@@ -63,19 +63,8 @@ fn render(stats: &Stats) -> String {
          # TYPE {histogram} histogram"
     );
     for route in &stats.routes {
-        let histogram = Histogram {
-            bounds_us: &LATENCY_BUCKETS_US,
-            buckets: route.buckets.to_vec(),
-            count: route.requests(),
-            sum_us: route.latency_sum_us,
-        };
         let label = format!("route=\"{}\"", escape(&route.name));
-        write_histogram(
-            &mut out,
-            "rtserve_request_duration_seconds",
-            &label,
-            &histogram,
-        );
+        write_histogram(&mut out, histogram, &label, &route.latency);
     }
     let _ = writeln!(
         out,
@@ -297,4 +286,77 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{
+        Shed,
+        budget::Budgets,
+        stats::{RouteView, StatsRegistry},
+    };
+
+    /// Statistics recorded through every path that feeds a metric, on two reactors and the
+    /// pool, rendered: the text must not change unless a metric is meant to.
+    #[test]
+    fn renders_the_recorded_statistics() {
+        let registry = StatsRegistry::new(
+            2,
+            vec!["/a".to_owned(), "/b \"q\"\\\n".to_owned()],
+            Budgets::unbounded(),
+            4,
+        );
+        let (one, two) = (&registry.reactors[0], &registry.reactors[1]);
+        one.connection_opened();
+        two.connection_opened();
+        two.connection_opened();
+        two.connection_closed();
+        one.accept_backoff();
+        one.body_refused();
+        two.slow_body();
+        one.output_refused();
+        two.write_timed_out();
+        one.reset();
+        one.log_dropped();
+        for (i, reason) in Shed::ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                one.shed(reason);
+            }
+        }
+        for us in [5, 10, 11, 999, 10_000, 20_000] {
+            one.late(Duration::from_micros(us));
+            two.socket_queued(Duration::from_micros(us * 7));
+        }
+        two.socket_queued(Duration::from_secs(3));
+        for (route, status, us) in [
+            (0, 200, 90),
+            (0, 200, 100),
+            (0, 503, 30_000),
+            (1, 204, 2_500_001),
+            (1, 999, 11_000_000),
+            (9, 404, 1),
+        ] {
+            one.response(route, status, Duration::from_micros(us));
+            two.response(route, status, Duration::from_micros(us * 3));
+        }
+        one.in_time(0);
+        two.in_time(1);
+        one.admitted_missed(2);
+        for us in [1, 100, 101, 400_000, 20_000_000] {
+            registry.pool.waited(Duration::from_micros(us));
+        }
+        registry.pool.route_view(
+            1,
+            RouteView {
+                expected: Duration::from_micros(1_500),
+                margin_ns: -250_000,
+                limit: 3,
+                over_refused: 7,
+            },
+        );
+        let text = registry.merged().to_prometheus();
+        assert_eq!(text, include_str!("../testdata/metrics.txt"));
+    }
 }

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{budget::Budgets, pool::RouteView, task::Tasks};
+use crate::{budget::Budgets, task::Tasks};
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (the Prometheus
 /// defaults, from 100 µs to 10 s, with finer steps below 1 ms where an SLA lives).
@@ -31,17 +31,24 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
 /// [`StatusCode`]: rtserve_protocol::StatusCode
 const STATUSES: usize = 900;
 
-/// One writer's counter.
+/// A counter: added to by its only writer ([`add`](Self::add)), or by several
+/// ([`add_shared`](Self::add_shared)).
 #[derive(Debug, Default)]
 struct Counter(AtomicU64);
 
 impl Counter {
+    /// Adds `n` for the only writer.
     fn add(&self, n: u64) {
         // Single writer: a load and a store, not an atomic read-modify-write.
         self.0.store(
             self.0.load(Ordering::Relaxed).wrapping_add(n),
             Ordering::Relaxed,
         );
+    }
+
+    /// Adds `n` for one of several writers: an atomic read-modify-write.
+    fn add_shared(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     fn sub(&self, n: u64) {
@@ -60,8 +67,7 @@ impl Counter {
 #[derive(Debug)]
 struct RouteCells {
     by_status: Box<[Counter]>,
-    buckets: [Counter; LATENCY_BUCKETS_US.len()],
-    latency_sum_us: Counter,
+    latency: HistogramCells,
     in_time: Counter,
     admitted_missed: Counter,
 }
@@ -70,8 +76,7 @@ impl RouteCells {
     fn new() -> Self {
         Self {
             by_status: (0..STATUSES).map(|_| Counter::default()).collect(),
-            buckets: Default::default(),
-            latency_sum_us: Counter::default(),
+            latency: HistogramCells::new(&LATENCY_BUCKETS_US),
             in_time: Counter::default(),
             admitted_missed: Counter::default(),
         }
@@ -182,11 +187,7 @@ impl ReactorStats {
         // reachable through the public API) is filed with the last one rather than lost.
         let index = usize::from(status).saturating_sub(100).min(STATUSES - 1);
         cells.by_status[index].add(1);
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        cells.latency_sum_us.add(us);
-        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us <= b) {
-            cells.buckets[i].add(1);
-        }
+        cells.latency.record(latency);
     }
 
     /// A 2xx response on `route` was ready before its request's deadline.
@@ -285,11 +286,9 @@ pub struct RouteStats {
     pub name: String,
     /// (status, responses) for every status sent at least once, by status.
     pub by_status: Vec<(u16, u64)>,
-    /// Responses per latency bucket (not cumulative), bounds in [`LATENCY_BUCKETS_US`]; those
-    /// slower than the last bound are counted in `requests()` only.
-    pub buckets: [u64; LATENCY_BUCKETS_US.len()],
-    /// Sum of latencies, in microseconds.
-    pub latency_sum_us: u64,
+    /// The responses' latencies, bounds in [`LATENCY_BUCKETS_US`]; its count is
+    /// [`requests`](Self::requests).
+    pub latency: Histogram,
     /// The worker pool's current estimate of this route's job run time, in microseconds
     /// (zero for a route that has offloaded nothing).
     pub run_time_estimate_us: u64,
@@ -340,8 +339,9 @@ impl Shed {
         Self::InFlight,
     ];
 
-    /// The reason's name, as in the `rtserve-shed` header and the metrics' `reason` label.
-    pub fn as_str(self) -> &'static str {
+    /// The reason's name, as in the `rtserve-shed` header and the metrics' `reason` label:
+    /// the one place the names are written.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::QueueFull => "queue-full",
             Self::ExpectedMiss => "expected-miss",
@@ -399,7 +399,10 @@ pub struct Histogram {
     pub sum_us: u64,
 }
 
-/// A histogram's cells for one writer.
+/// A histogram's cells: buckets of durations, their count and their sum, each an atomic that
+/// readers load and add into a [`Histogram`]. One type serves the reactors' histograms, each
+/// with a single writer ([`record`](Self::record)), and the pool's, which every worker writes
+/// ([`record_shared`](Self::record_shared)); neither allocates nor locks.
 #[derive(Debug)]
 struct HistogramCells {
     bounds_us: &'static [u64],
@@ -418,15 +421,30 @@ impl HistogramCells {
         }
     }
 
+    /// Records `d`, for the cells' only writer.
     fn record(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        if let Some(i) = self.bounds_us.iter().position(|&b| us <= b) {
-            self.buckets[i].add(1);
-        }
-        self.count.add(1);
-        self.sum_us.add(us);
+        self.record_with(d, Counter::add);
     }
 
+    /// Records `d`, for one of the cells' several writers.
+    fn record_shared(&self, d: Duration) {
+        self.record_with(d, Counter::add_shared);
+    }
+
+    /// Records `d` with `add`. The count is written before the bucket and read after it
+    /// ([`add_to`](Self::add_to)): where stores and loads keep their order (x86-64), a
+    /// reader racing a writer then never sees buckets that sum past the count, which
+    /// Prometheus rejects; relaxed atomics promise that order nowhere else.
+    fn record_with(&self, d: Duration, add: impl Fn(&Counter, u64)) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        add(&self.count, 1);
+        if let Some(i) = self.bounds_us.iter().position(|&b| us <= b) {
+            add(&self.buckets[i], 1);
+        }
+        add(&self.sum_us, us);
+    }
+
+    /// Adds the cells into `merged`, which takes their bounds when it has no buckets yet.
     fn add_to(&self, merged: &mut Histogram) {
         if merged.buckets.is_empty() {
             merged.bounds_us = self.bounds_us;
@@ -443,11 +461,24 @@ impl HistogramCells {
 /// What the worker pool records: written by every worker, so with atomic additions.
 #[derive(Debug)]
 pub(crate) struct PoolStats {
-    wait_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
-    wait_count: AtomicU64,
-    wait_sum_us: AtomicU64,
+    /// How long jobs waited for a worker.
+    wait: HistogramCells,
     /// Per route: what the queue shows of it.
     routes: Box<[PoolRoute]>,
+}
+
+/// What the pool's statistics show of a route: the queue makes one whenever the route's
+/// state changes, and [`PoolStats::route_view`] publishes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RouteView {
+    /// The expected run time of its jobs.
+    pub(crate) expected: Duration,
+    /// The margin beyond the predicted end a job must leave before its deadline, ns.
+    pub(crate) margin_ns: i64,
+    /// How many of its jobs may run at once.
+    pub(crate) limit: usize,
+    /// Its jobs refused at the door although a worker fell idle in time to run them.
+    pub(crate) over_refused: u64,
 }
 
 /// What the pool shows of one route, as last updated.
@@ -462,21 +493,14 @@ struct PoolRoute {
 impl PoolStats {
     pub(crate) fn new(routes: usize) -> Self {
         Self {
-            wait_buckets: Default::default(),
-            wait_count: AtomicU64::new(0),
-            wait_sum_us: AtomicU64::new(0),
+            wait: HistogramCells::new(&LATENCY_BUCKETS_US),
             routes: (0..=routes).map(|_| PoolRoute::default()).collect(),
         }
     }
 
     /// A job waited `waited` for a worker.
     pub(crate) fn waited(&self, waited: Duration) {
-        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us <= b) {
-            self.wait_buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.wait_count.fetch_add(1, Ordering::Relaxed);
-        self.wait_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.wait.record_shared(waited);
     }
 
     /// Route `route`'s state in the queue is now `view`.
@@ -494,16 +518,9 @@ impl PoolStats {
     }
 
     fn queue_wait(&self) -> Histogram {
-        Histogram {
-            bounds_us: &LATENCY_BUCKETS_US,
-            buckets: self
-                .wait_buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
-            count: self.wait_count.load(Ordering::Relaxed),
-            sum_us: self.wait_sum_us.load(Ordering::Relaxed),
-        }
+        let mut merged = Histogram::default();
+        self.wait.add_to(&mut merged);
+        merged
     }
 }
 
@@ -594,10 +611,7 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
         r.socket_queue.add_to(&mut stats.socket_queue);
         stats.log_dropped += r.log_dropped.get();
         for (merged, cells) in stats.routes.iter_mut().zip(r.routes.iter()) {
-            for (i, b) in cells.buckets.iter().enumerate() {
-                merged.buckets[i] += b.get();
-            }
-            merged.latency_sum_us += cells.latency_sum_us.get();
+            cells.latency.add_to(&mut merged.latency);
             merged.in_time += cells.in_time.get();
             merged.admitted_missed += cells.admitted_missed.get();
             for (i, c) in cells.by_status.iter().enumerate() {
@@ -643,10 +657,11 @@ mod tests {
         assert_eq!(hello.name, "/hello");
         assert_eq!(hello.by_status, [(200, 2), (503, 1)]);
         assert_eq!(hello.requests(), 3);
-        assert_eq!(hello.buckets[0], 1); // 90 µs ≤ 100 µs
-        assert_eq!(hello.buckets[2], 1); // 300 µs ≤ 500 µs
-        assert_eq!(hello.buckets[7], 1); // 20 ms ≤ 25 ms
-        assert_eq!(hello.latency_sum_us, 90 + 300 + 20_000);
+        assert_eq!(hello.latency.buckets[0], 1); // 90 µs ≤ 100 µs
+        assert_eq!(hello.latency.buckets[2], 1); // 300 µs ≤ 500 µs
+        assert_eq!(hello.latency.buckets[7], 1); // 20 ms ≤ 25 ms
+        assert_eq!(hello.latency.sum_us, 90 + 300 + 20_000);
+        assert_eq!(hello.latency.count, hello.requests());
         assert_eq!(stats.routes[1].name, "other");
         assert_eq!(stats.routes[1].by_status, [(404, 1)]);
     }
@@ -664,6 +679,7 @@ mod tests {
             [(100, 1), (599, 1), (600, 1), (799, 1), (999, 1)]
         );
         // The histogram's count is the request count: every response is in a bucket.
-        assert_eq!(x.requests(), x.buckets.iter().sum::<u64>());
+        assert_eq!(x.requests(), x.latency.buckets.iter().sum::<u64>());
+        assert_eq!(x.requests(), x.latency.count);
     }
 }

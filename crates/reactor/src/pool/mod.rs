@@ -31,7 +31,7 @@ use std::{
     time::Instant,
 };
 
-pub(crate) use queue::{Refused, RouteView};
+pub(crate) use queue::Refused;
 pub(crate) use ticket::{Ticket, Tickets};
 
 use self::{

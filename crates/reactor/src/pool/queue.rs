@@ -39,7 +39,7 @@ use super::{
     admission::{CpuUse, Limit, Margin},
     estimate::RunTime,
 };
-use crate::{Admission, Discipline};
+use crate::{Admission, Discipline, stats::RouteView};
 
 /// How long the queue's shortest wait is watched before it is called standing or not.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
@@ -117,18 +117,6 @@ struct Route {
     /// Its jobs refused at the door although a worker fell idle in time to run them, since
     /// the start.
     over_refused: u64,
-}
-
-/// What the pool's statistics show of a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RouteView {
-    pub(crate) expected: Duration,
-    /// The margin beyond the predicted end a job must leave before its deadline, ns.
-    pub(crate) margin_ns: i64,
-    /// How many of its jobs may run at once.
-    pub(crate) limit: usize,
-    /// Its jobs refused at the door although a worker fell idle in time to run them.
-    pub(crate) over_refused: u64,
 }
 
 /// Most refusals remembered to tell whether they were needed.

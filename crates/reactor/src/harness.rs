@@ -8,7 +8,7 @@ use std::{
 
 use rtserve_protocol::{Event, Limits, ServerConn};
 
-use crate::{Handler, Reply, Request, budget::Budgets, handler::ServerView, stats::StatsRegistry};
+use crate::{Handler, Reply, Request, budget::Budgets, request::ServerView, stats::StatsRegistry};
 
 /// Calls a [`Handler`] on a request given as bytes, with no socket and no thread: for unit
 /// tests of handlers, and for benchmarks of routing and handlers.

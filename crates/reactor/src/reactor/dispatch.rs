@@ -23,10 +23,10 @@ use crate::{
     Config, Handler, Job, Reply, Request, Response, Shed, answers,
     body::{Pace, STEP},
     connection::{Exchange, ExchangePool, OwedState, Pending, Session},
-    handler::ServerView,
     log::LogEntry,
     mailbox::Mailbox,
     pool::{Refused, Task, WorkerPool},
+    request::ServerView,
     stats::ReactorStats,
     token::ConnId,
 };

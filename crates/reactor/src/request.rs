@@ -385,8 +385,293 @@ fn decodes_to_utf8(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use rtserve_protocol::{Event, Limits, ServerConn};
+
     use super::*;
-    use crate::Harness;
+    use crate::{Harness, budget::Budgets};
+
+    /// What a request is read against: its parser, a server of two reactors and a route cell.
+    struct Fixture {
+        conn: ServerConn,
+        view: ServerView,
+        route: Cell<usize>,
+        received: Instant,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let stats = StatsRegistry::new(2, Vec::new(), Budgets::unbounded(), usize::MAX);
+            Self {
+                conn: ServerConn::new(Limits::default()),
+                view: ServerView {
+                    draining: Arc::new(AtomicBool::new(false)),
+                    stats: Arc::new(stats),
+                },
+                route: Cell::new(usize::MAX),
+                received: Instant::now(),
+            }
+        }
+
+        /// The head in `raw` with `body`, as reactor 1 hands it to a handler, with a deadline
+        /// 50 ms after it arrived.
+        #[track_caller]
+        fn request<'a>(&'a mut self, raw: &'a [u8], body: &'a [u8]) -> Request<'a> {
+            self.conn = ServerConn::new(Limits::default());
+            let (_, event) = self.conn.recv(raw).expect("a valid head");
+            assert_eq!(event, Event::Head);
+            let deadline = self.received + Duration::from_millis(50);
+            Request::new(
+                self.conn.request(raw),
+                body,
+                1,
+                (self.received, deadline),
+                &self.view,
+                &self.route,
+            )
+        }
+    }
+
+    /// Calls `check` with `req` as a route of `pattern`, which its path matches, hands it on.
+    #[track_caller]
+    fn routed(req: &Request<'_>, pattern: &str, check: impl FnOnce(&Request<'_>)) {
+        let mut tree = matchit::Router::new();
+        tree.insert(pattern, ()).expect("a valid pattern");
+        let matched = tree.at(req.path()).expect("a match");
+        check(&req.with_params(&matched.params));
+    }
+
+    #[test]
+    fn the_head_is_read_as_sent() {
+        let mut fixture = Fixture::new();
+        // (head, method, its name, target, path, query, authority, version)
+        for (raw, method, name, target, path, query, authority, version) in [
+            (
+                "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                Method::Get,
+                "GET",
+                "/a/b?x=1&y=2",
+                "/a/b",
+                Some("x=1&y=2"),
+                Some("example.com"),
+                Version::Http11,
+            ),
+            // An empty query is there, and empty.
+            (
+                "DELETE /a? HTTP/1.1\r\nHost: x\r\n\r\n",
+                Method::Delete,
+                "DELETE",
+                "/a?",
+                "/a",
+                Some(""),
+                Some("x"),
+                Version::Http11,
+            ),
+            // An extension method is `Other`, with its name as sent.
+            (
+                "PURGE /cache HTTP/1.1\r\nHost: x\r\n\r\n",
+                Method::Other,
+                "PURGE",
+                "/cache",
+                "/cache",
+                None,
+                Some("x"),
+                Version::Http11,
+            ),
+            // RFC 9112 §3.2.2: the authority of an absolute-form target wins over Host.
+            (
+                "GET http://a.example:8080/p?q HTTP/1.1\r\nHost: b\r\n\r\n",
+                Method::Get,
+                "GET",
+                "http://a.example:8080/p?q",
+                "/p",
+                Some("q"),
+                Some("a.example:8080"),
+                Version::Http11,
+            ),
+            // HTTP/1.0 without Host has no authority.
+            (
+                "GET / HTTP/1.0\r\n\r\n",
+                Method::Get,
+                "GET",
+                "/",
+                "/",
+                None,
+                None,
+                Version::Http10,
+            ),
+        ] {
+            let req = fixture.request(raw.as_bytes(), b"");
+            assert_eq!(req.method(), method, "{raw:?}");
+            assert_eq!(req.method_str(), name, "{raw:?}");
+            assert_eq!(req.target(), target, "{raw:?}");
+            assert_eq!(req.path(), path, "{raw:?}");
+            assert_eq!(req.query(), query, "{raw:?}");
+            assert_eq!(req.authority(), authority, "{raw:?}");
+            assert_eq!(req.version(), version, "{raw:?}");
+            assert_eq!(req.protocol().target(), target, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn headers_are_found_by_name_without_regard_to_case_and_listed_in_order() {
+        let mut fixture = Fixture::new();
+        let raw = b"POST /in HTTP/1.1\r\nHost: x\r\nX-Tag: one\r\nContent-Length: 5\r\n\
+                    x-tag: two\r\n\r\n";
+        let req = fixture.request(raw, b"hello");
+        assert_eq!(req.header("content-length"), Some(&b"5"[..]));
+        assert_eq!(req.header("CONTENT-LENGTH"), Some(&b"5"[..]));
+        // The first of two fields of a name.
+        assert_eq!(req.header("x-tag"), Some(&b"one"[..]));
+        assert_eq!(req.header("accept"), None);
+        let headers = req.headers();
+        assert_eq!(headers.len(), 4);
+        assert_eq!(
+            headers.collect::<Vec<_>>(),
+            [
+                ("Host", &b"x"[..]),
+                ("X-Tag", b"one"),
+                ("Content-Length", b"5"),
+                ("x-tag", b"two"),
+            ]
+        );
+        assert_eq!(req.body(), b"hello");
+    }
+
+    #[test]
+    fn an_owned_head_reads_as_the_request_did() {
+        let mut fixture = Fixture::new();
+        let raw = b"PUT /items/7?v=2 HTTP/1.1\r\nHost: x\r\nX-Tag: one\r\n\r\n";
+        let owned = fixture.request(raw, b"").to_owned_head();
+        // The parser that read the head starts afresh: the copy has a head and bytes of its own.
+        fixture.conn = ServerConn::new(Limits::default());
+        let req = owned.request();
+        assert_eq!(req.method(), Method::Put);
+        assert_eq!(req.path(), "/items/7");
+        assert_eq!(req.query(), Some("v=2"));
+        assert_eq!(req.header("x-tag"), Some(&b"one"[..]));
+    }
+
+    #[test]
+    fn what_the_server_tells_of_the_request() {
+        let mut fixture = Fixture::new();
+        let received = fixture.received;
+        let draining = Arc::clone(&fixture.view.draining);
+        fixture.view.stats.reactors[1].connection_opened();
+        let req = fixture.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+        assert_eq!(req.reactor(), 1);
+        assert_eq!(req.received(), received);
+        assert_eq!(req.deadline(), received + Duration::from_millis(50));
+        // The server's statistics, merged across its reactors.
+        assert_eq!(req.stats().open_connections, [0, 1]);
+        assert!(!req.is_draining());
+        draining.store(true, Ordering::Relaxed);
+        assert!(req.is_draining());
+    }
+
+    #[test]
+    fn set_route_files_the_request_under_its_route() {
+        let mut fixture = Fixture::new();
+        let req = fixture.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+        req.set_route(2);
+        assert_eq!(fixture.route.get(), 2);
+    }
+
+    #[test]
+    fn path_parameters_are_percent_decoded_and_borrowed_when_they_need_not_be() {
+        let mut fixture = Fixture::new();
+        let raw = b"GET /accounts/a%2Fb+c/files/x/%2e%2e/y HTTP/1.1\r\nHost: x\r\n\r\n";
+        let req = fixture.request(raw, b"");
+        // Outside a route there are none.
+        assert_eq!(req.param("id"), None);
+        routed(&req, "/accounts/{id}/files/{*path}", |req| {
+            // `%2F` decodes to a `/` in the parameter, and `+` stays a `+`.
+            assert_eq!(req.param("id").as_deref(), Some("a/b+c"));
+            assert_eq!(req.param("path").as_deref(), Some("x/../y"));
+            assert_eq!(req.param("name"), None);
+            assert_eq!(req.check_utf8(), Ok(()));
+        });
+        let req = fixture.request(b"GET /accounts/plain HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+        routed(&req, "/accounts/{id}", |req| {
+            assert!(matches!(req.param("id"), Some(Cow::Borrowed("plain"))));
+        });
+    }
+
+    #[test]
+    fn query_parameters_are_decoded_as_a_form() {
+        let mut fixture = Fixture::new();
+        let raw = b"GET /?a=1&b=x+y%2Bz&a=2&flag&=v&e= HTTP/1.1\r\nHost: x\r\n\r\n";
+        let req = fixture.request(raw, b"");
+        // The first of two parameters of a name.
+        assert_eq!(req.query_param("a").as_deref(), Some("1"));
+        // `+` is a space, `%2B` a plus.
+        assert_eq!(req.query_param("b").as_deref(), Some("x y+z"));
+        // A name without `=` has an empty value.
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("e").as_deref(), Some(""));
+        assert_eq!(req.query_param("missing"), None);
+        assert!(matches!(req.query_param("a"), Some(Cow::Borrowed("1"))));
+        let pairs: Vec<_> = req.query_pairs().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", "1"),
+                ("b", "x y+z"),
+                ("a", "2"),
+                ("flag", ""),
+                ("", "v"),
+                ("e", ""),
+            ]
+            .map(|(name, value)| (Cow::Borrowed(name), Cow::Borrowed(value)))
+        );
+        // No query, and an empty one: no parameters.
+        let req = fixture.request(b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+        assert_eq!(req.query_pairs().count(), 0);
+        let req = fixture.request(b"GET /p? HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+        assert_eq!(req.query_pairs().count(), 0);
+    }
+
+    #[test]
+    fn check_utf8_names_the_first_part_that_fails() {
+        let mut fixture = Fixture::new();
+        let raw = b"GET /x/%C3%A9/%FF/%FE?q=%FF HTTP/1.1\r\nHost: x\r\n\r\n";
+        let req = fixture.request(raw, b"");
+        // Outside a route, only the query is checked.
+        assert_eq!(req.check_utf8(), Err(NotUtf8::Query));
+        // The parameters before the query, in the pattern's order.
+        routed(&req, "/x/{a}/{b}/{c}", |req| {
+            assert_eq!(req.check_utf8(), Err(NotUtf8::Param("b")));
+        });
+        let req = fixture.request(
+            b"GET /x/%C3%A9?q=%E2%82%AC HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"",
+        );
+        routed(&req, "/x/{a}", |req| assert_eq!(req.check_utf8(), Ok(())));
+    }
+
+    #[test]
+    fn not_utf8_says_which_part_failed_in_a_400() {
+        for (not_utf8, text) in [
+            (
+                NotUtf8::Param("id"),
+                "path parameter `id` is not UTF-8 once percent-decoded",
+            ),
+            (NotUtf8::Query, "query is not UTF-8 once percent-decoded"),
+        ] {
+            assert_eq!(not_utf8.to_string(), text);
+            let response = Response::from(not_utf8);
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(
+                response.body().as_bytes(),
+                format!("bad request: {text}\n").as_bytes()
+            );
+            let Reply::Ready(response) = Reply::from(not_utf8) else {
+                panic!("answered inline");
+            };
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        }
+    }
 
     fn get(target: &str) -> Vec<u8> {
         format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()

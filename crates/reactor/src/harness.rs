@@ -125,6 +125,14 @@ impl Harness {
     }
 }
 
+#[cfg(test)]
+impl Harness {
+    /// The route the last request was filed under with [`Request::set_route`].
+    pub(crate) fn route(&self) -> usize {
+        self.route.get()
+    }
+}
+
 impl Default for Harness {
     fn default() -> Self {
         Self::new()

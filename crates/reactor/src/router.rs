@@ -13,8 +13,9 @@ use crate::{Handler, Reply, Request, Response};
 /// path and needs at least one character of it (so `/static/` itself is not matched: add a
 /// route for it if it should be). A catch-all that names a file is read with
 /// [`Request::param_path`], which refuses `..` and absolute paths. A static segment wins over a parameter
-/// (`/accounts/me` over `/accounts/{id}`). Matching walks a radix tree (the `matchit` crate)
-/// and allocates nothing.
+/// (`/accounts/me` over `/accounts/{id}`). A path is matched as sent, before any decoding,
+/// and whole: `/hello/` is not `/hello`, nor is `/HELLO`. Matching walks a radix tree (the
+/// `matchit` crate) and allocates nothing.
 ///
 /// An unknown path gets 404; a known path with another method gets 405 with `Allow`; a path
 /// parameter or query that is not valid UTF-8 once percent-decoded gets 400, before the
@@ -317,6 +318,301 @@ mod tests {
             let q = req.query_param("q");
             Response::text(StatusCode::OK, format!("{id:?} {q:?}")).into()
         })
+    }
+
+    /// A handler that answers 200 with `text`.
+    fn answer(text: &'static str) -> impl Handler {
+        move |_: &Request<'_>| -> Reply { Response::text(StatusCode::OK, text).into() }
+    }
+
+    /// A handler that answers 200 with the parameter `name`, or `-` without it.
+    fn param(name: &'static str) -> impl Handler {
+        move |req: &Request<'_>| -> Reply {
+            let value = req.param(name).unwrap_or_default();
+            Response::text(StatusCode::OK, format!("{name}={value}")).into()
+        }
+    }
+
+    /// The request `method target` with no body.
+    fn request(method: &str, target: &str) -> Vec<u8> {
+        format!("{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").into_bytes()
+    }
+
+    /// The status and body text of `response`.
+    fn seen(response: &Response) -> (StatusCode, String) {
+        let text = std::str::from_utf8(response.body().as_bytes()).expect("a text body");
+        (response.status(), text.to_owned())
+    }
+
+    #[test]
+    fn a_static_segment_wins_over_a_parameter_in_either_order_added() {
+        let static_first = Router::new()
+            .get("/accounts/me", answer("me"))
+            .get("/accounts/{id}", param("id"));
+        let param_first = Router::new()
+            .get("/accounts/{id}", param("id"))
+            .get("/accounts/me", answer("me"));
+        let mut harness = Harness::new();
+        for router in [&static_first, &param_first] {
+            for (target, body) in [
+                ("/accounts/me", "me"),
+                ("/accounts/you", "id=you"),
+                // A parameter is one segment, and the static segment all of it.
+                ("/accounts/mee", "id=mee"),
+                ("/accounts/m", "id=m"),
+            ] {
+                let response = ready(harness.call(router, &get(target)));
+                assert_eq!(
+                    seen(&response),
+                    (StatusCode::OK, body.to_owned()),
+                    "{target}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parameters_match_the_path_as_sent_and_are_decoded_after() {
+        let router = Router::new()
+            .get("/accounts/{id}/score", param("id"))
+            .get("/static/{*path}", param("path"));
+        let mut harness = Harness::new();
+        for (target, body) in [
+            // An encoded `/` does not end a segment: the parameter holds it.
+            ("/accounts/a%2Fb/score", "id=a/b"),
+            ("/accounts/ab%20c/score", "id=ab c"),
+            // A catch-all takes the rest of the path, `/`s included, and may hold `..`.
+            ("/static/css/site.css", "path=css/site.css"),
+            ("/static/%2e%2e/%2e%2e/etc/passwd", "path=../../etc/passwd"),
+            ("/static/%2Fetc", "path=/etc"),
+        ] {
+            let response = ready(harness.call(&router, &get(target)));
+            assert_eq!(
+                seen(&response),
+                (StatusCode::OK, body.to_owned()),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_path_is_404_and_reaches_no_handler() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = {
+            let calls = Arc::clone(&calls);
+            move |_: &Request<'_>| -> Reply {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Response::new(StatusCode::OK).into()
+            }
+        };
+        let router = Router::new()
+            .get("/hello", counted.clone())
+            .get("/accounts/{id}", counted.clone())
+            .get("/static/{*path}", counted);
+        let mut harness = Harness::new();
+        for target in [
+            "/",
+            "/hell",
+            "/hello/x",
+            // A path matches its pattern exactly: a trailing `/` makes another path.
+            "/hello/",
+            "/accounts/7/",
+            // A parameter takes a segment, never an empty one.
+            "/accounts/",
+            "/accounts",
+            // A catch-all needs at least one character of the rest.
+            "/static/",
+            "/static",
+            // Paths are compared as sent: no case folding, no decoding before matching.
+            "/HELLO",
+            "/%68ello",
+        ] {
+            let response = ready(harness.call(&router, &get(target)));
+            let not_found = (StatusCode::NOT_FOUND, "not found\n".to_owned());
+            assert_eq!(seen(&response), not_found, "{target}");
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn another_method_on_a_known_path_is_405_with_allow() {
+        let router = Router::new()
+            .get("/items/{id}", answer("get"))
+            .post("/items/{id}", answer("post"))
+            .route(Method::Head, "/head", answer("head"))
+            .get("/head", answer("get"))
+            .get("/get", answer("get"))
+            .route(Method::Head, "/get", answer("head"))
+            .delete("/gone", answer("delete"));
+        let mut harness = Harness::new();
+        // (method, target, Allow): the methods in the order their routes were added, HEAD
+        // along with GET, each named once.
+        for (method, target, allow) in [
+            ("DELETE", "/items/7", "GET, HEAD, POST"),
+            ("PUT", "/items/7", "GET, HEAD, POST"),
+            // An extension method is refused the same way.
+            ("PURGE", "/items/7", "GET, HEAD, POST"),
+            ("POST", "/head", "HEAD, GET"),
+            ("POST", "/get", "GET, HEAD"),
+            // A route without GET does not serve HEAD.
+            ("HEAD", "/gone", "DELETE"),
+            ("GET", "/gone", "DELETE"),
+        ] {
+            let response = ready(harness.call(&router, &request(method, target)));
+            let refused = (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n".to_owned(),
+            );
+            assert_eq!(seen(&response), refused, "{method} {target}");
+            let header = response.headers().find(|(name, _)| *name == "Allow");
+            assert_eq!(
+                header,
+                Some(("Allow", allow.as_bytes())),
+                "{method} {target}"
+            );
+        }
+    }
+
+    #[test]
+    fn head_is_served_by_the_get_route_unless_it_has_its_own() {
+        let router = Router::new()
+            .get("/shared", answer("get"))
+            .get("/own", answer("get"))
+            .route(Method::Head, "/own", answer("head"));
+        let mut harness = Harness::new();
+        for (request_line, body) in [
+            ("HEAD /shared", "get"),
+            ("GET /shared", "get"),
+            ("HEAD /own", "head"),
+            ("GET /own", "get"),
+        ] {
+            let raw = format!("{request_line} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let response = ready(harness.call(&router, raw.as_bytes()));
+            assert_eq!(
+                seen(&response),
+                (StatusCode::OK, body.to_owned()),
+                "{request_line}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_shorthand_adds_a_route_for_its_method() {
+        let router = Router::new()
+            .get("/r", answer("get"))
+            .post("/r", answer("post"))
+            .put("/r", answer("put"))
+            .delete("/r", answer("delete"));
+        assert_eq!(
+            format!("{router:?}"),
+            "[Get /r, Post /r, Put /r, Delete /r]"
+        );
+        let mut harness = Harness::new();
+        for (method, body) in [
+            ("GET", "get"),
+            ("POST", "post"),
+            ("PUT", "put"),
+            ("DELETE", "delete"),
+        ] {
+            let response = ready(harness.call(&router, &request(method, "/r")));
+            assert_eq!(
+                seen(&response),
+                (StatusCode::OK, body.to_owned()),
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_pattern_and_method_again_replaces_the_handler() {
+        let router = Router::new()
+            .get("/a", answer("first"))
+            .post("/a", answer("post"))
+            .get("/a", answer("second"))
+            .any("/a", answer("any one"))
+            .any("/a", answer("any two"));
+        assert_eq!(format!("{router:?}"), "[Post /a, Get /a, any /a]");
+        assert_eq!(router.routes(), ["/a"]);
+        let mut harness = Harness::new();
+        for (method, body) in [("GET", "second"), ("POST", "post"), ("PUT", "any two")] {
+            let response = ready(harness.call(&router, &request(method, "/a")));
+            assert_eq!(
+                seen(&response),
+                (StatusCode::OK, body.to_owned()),
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn requests_are_filed_under_the_pattern_of_their_route() {
+        let router = Router::new()
+            .get("/hello", answer("hello"))
+            .get("/accounts/{id}", param("id"))
+            .post("/hello", answer("post"));
+        // One name a pattern, in the order added, whatever the methods.
+        assert_eq!(router.routes(), ["/hello", "/accounts/{id}"]);
+        let mut harness = Harness::new();
+        for (method, target, route) in [
+            ("GET", "/accounts/1", 1),
+            ("GET", "/hello", 0),
+            ("GET", "/accounts/2", 1),
+            ("POST", "/hello", 0),
+            // A refused method is filed under the path's route too.
+            ("DELETE", "/accounts/3", 1),
+        ] {
+            let _ = harness.call(&router, &request(method, target));
+            assert_eq!(harness.route(), route, "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn conflicting_or_malformed_patterns_are_route_errors() {
+        let ok = || answer("ok");
+        let base = || {
+            Router::new()
+                .get("/a/{x}", ok())
+                .get("/files/{*rest}", ok())
+        };
+        for pattern in [
+            // Would match the same paths as a route already there.
+            "/a/{y}",
+            "/files/{*path}",
+            // Malformed.
+            "/b/{",
+            "/b/{}",
+            "/b/{*rest}/c",
+        ] {
+            let Err(error) = base().try_route(Method::Get, pattern, ok()) else {
+                panic!("{pattern} was added");
+            };
+            let text = error.to_string();
+            assert!(text.starts_with(&format!("route {pattern:?}: ")), "{text}");
+        }
+        // Another method for the same pattern is no conflict.
+        assert!(base().try_route(Method::Post, "/a/{x}", ok()).is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = r#"route "/a/{y}": "#)]
+    fn route_panics_on_a_conflict() {
+        let _ = Router::new()
+            .get("/a/{x}", answer("x"))
+            .get("/a/{y}", answer("y"));
+    }
+
+    #[test]
+    #[should_panic(expected = r#"route "/a/{y}": "#)]
+    fn any_panics_on_a_conflict() {
+        let _ = Router::new()
+            .get("/a/{x}", answer("x"))
+            .any("/a/{y}", answer("y"));
+    }
+
+    #[test]
+    #[should_panic(expected = "routes need a named method")]
+    fn a_route_needs_a_named_method() {
+        let _ = Router::new().try_route(Method::Other, "/a", answer("a"));
     }
 
     #[test]

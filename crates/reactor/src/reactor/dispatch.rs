@@ -11,7 +11,6 @@ mod owed;
 use std::{
     cell::Cell,
     ops::Range,
-    panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, mpsc::SyncSender},
     time::{Duration, Instant},
 };
@@ -303,9 +302,7 @@ impl Dispatcher {
             &self.route,
         );
         let handler = &self.handler;
-        // The panic was reported by the panic hook; this request alone fails.
-        catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
-            .unwrap_or_else(|_| Reply::Ready(answers::internal_error()))
+        answers::internal_error_on_panic(|| handler.handle(&req))
     }
 
     /// Sends a reply's response, or hands its job to the pool. `close`: the response is the

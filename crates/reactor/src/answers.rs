@@ -1,7 +1,9 @@
 //! The server's own answers, made in one place: the 503s of its refusals (each naming its
 //! reason in the body and in the `rtserve-shed` header), the 408 for a request that did not
-//! come in time, and the 500 for a handler that failed.
+//! come in time, and the 500 for a handler that failed or panicked.
 //! Static text and headers, so that a refusal allocates nothing for them.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rtserve_protocol::StatusCode;
 
@@ -62,9 +64,26 @@ pub(crate) fn internal_error() -> Response {
     Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
 }
 
+/// What `work` returns, or the 500 of [`internal_error`] if it panics: a handler, a job or a
+/// poll of a future that panics fails its own request alone. The panic hook has reported the
+/// panic by then.
+///
+/// # Implementation notes
+///
+/// `work` is taken as unwind-safe: after a panic nothing reads what it left half done as if
+/// it were whole (the request is answered with the 500, the job's closure is gone, a future
+/// that panicked is not polled again). A handler that keeps state across requests and
+/// panics mid-update is its own to make consistent, as with any panic it catches.
+pub(crate) fn internal_error_on_panic<T: From<Response>>(work: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| internal_error().into())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::task::Poll;
+
     use super::*;
+    use crate::Reply;
 
     #[test]
     fn each_shed_names_its_own_reason() {
@@ -77,5 +96,26 @@ mod tests {
                 .collect();
             assert_eq!(named, [reason.as_str().as_bytes()], "{reason:?}");
         }
+    }
+
+    #[test]
+    fn a_panic_is_a_500_in_whatever_its_caller_returns() {
+        let response = internal_error_on_panic(|| Response::text(StatusCode::OK, "made\n"));
+        assert_eq!(response.body().as_bytes(), b"made\n");
+        // A handler's reply, a job's response, a future's poll.
+        let Reply::Ready(response) = internal_error_on_panic(|| -> Reply { panic!("a handler") })
+        else {
+            panic!("answered inline");
+        };
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let response = internal_error_on_panic(|| -> Response { panic!("a job") });
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.body().as_bytes(), b"internal server error\n");
+        let Poll::Ready(response) = internal_error_on_panic(|| -> Poll<Response> {
+            panic!("a future");
+        }) else {
+            panic!("ready at once");
+        };
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

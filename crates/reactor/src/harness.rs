@@ -9,7 +9,7 @@ use std::{
 use rtserve_protocol::{Event, Limits, ServerConn};
 
 use crate::{
-    Handler, Reply, Request, body::Pieces, budget::Budgets, handler::ServerView,
+    Handler, Reply, Request, body::Pieces, budget::Budgets, request::ServerView,
     stats::StatsRegistry,
 };
 
@@ -117,6 +117,14 @@ impl Harness {
             &self.route,
         );
         handler.handle(&req)
+    }
+}
+
+#[cfg(test)]
+impl Harness {
+    /// The route the last request was filed under with [`Request::set_route`].
+    pub(crate) fn route(&self) -> usize {
+        self.route.get()
     }
 }
 

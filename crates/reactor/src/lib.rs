@@ -81,7 +81,9 @@ mod pool;
 mod prometheus;
 mod reactor;
 mod reply;
+mod request;
 mod response;
+mod router;
 mod server;
 mod session;
 mod stats;
@@ -92,14 +94,16 @@ mod token;
 pub mod tower;
 
 pub use config::{Admission, Config, ConfigError, Discipline};
-pub use handler::{Handler, NotUtf8, Request, RouteError, Router, with_deadline};
+pub use handler::{Handler, with_deadline};
 pub use harness::Harness;
 #[cfg(feature = "json")]
 pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};
 pub use path::{PathRejection, safe_relative_path};
 pub use reply::{Job, JobContext, Reply};
+pub use request::{NotUtf8, Request};
 pub use response::{Body, HeaderValue, Response, StaticHeaders};
+pub use router::{RouteError, Router};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
 pub use stats::{

@@ -16,11 +16,11 @@ use crate::{
     Config, ConfigError, Handler, Stats,
     affinity::Placement,
     budget::{Budgets, ByteBudget},
-    handler::ServerView,
     listener,
     mailbox::{Mailbox, Message},
     pool::WorkerPool,
     reactor::{Reactor, Shared},
+    request::ServerView,
     stats::StatsRegistry,
 };
 

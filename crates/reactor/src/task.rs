@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::{
     fmt,
     future::Future,
-    panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -299,7 +298,7 @@ impl Future for CatchUnwind {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         let this = &mut *self;
-        let polled = catch_unwind(AssertUnwindSafe(|| {
+        crate::answers::internal_error_on_panic(|| {
             if let Self::Start(start) = this
                 && let Some((start, ctx)) = start.take()
             {
@@ -309,8 +308,7 @@ impl Future for CatchUnwind {
                 Self::Running(future) => future.as_mut().poll(cx),
                 Self::Start(_) => unreachable!("started above"),
             }
-        }));
-        polled.unwrap_or_else(|_| Poll::Ready(crate::answers::internal_error()))
+        })
     }
 }
 

@@ -25,7 +25,6 @@ mod ticket;
 
 use std::{
     io,
-    panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
     thread,
     time::Instant,
@@ -290,8 +289,7 @@ fn run(task: Task, ticket: Ticket, cpu: Option<&ThreadCpu>) -> Ran {
     let before = cpu.and_then(ThreadCpu::read);
     let started = Instant::now();
     let work = job.work;
-    let response =
-        catch_unwind(AssertUnwindSafe(|| work(&ctx))).unwrap_or_else(|_| answers::internal_error());
+    let response = answers::internal_error_on_panic(|| work(&ctx));
     let finished = Instant::now();
     let ran = finished - started;
     let used = before.and_then(|before| Some(cpu?.read()?.since(before)));

@@ -11,7 +11,6 @@ mod owed;
 
 use std::{
     cell::Cell,
-    panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, mpsc::SyncSender},
     time::{Duration, Instant},
 };
@@ -22,10 +21,10 @@ use super::clock::Clock;
 use crate::{
     Config, Handler, Job, Reply, Request, Response, Shed, answers,
     body::{Pace, Pieces, STEP},
-    handler::ServerView,
     log::LogEntry,
     mailbox::Mailbox,
     pool::{Refused, Task, WorkerPool},
+    request::ServerView,
     session::{Exchange, ExchangePool, Outgoing, OwedState, Pending, Session},
     stats::ReactorStats,
     token::ConnId,
@@ -310,9 +309,7 @@ impl Dispatcher {
             &self.route,
         );
         let handler = &self.handler;
-        // The panic was reported by the panic hook; this request alone fails.
-        catch_unwind(AssertUnwindSafe(|| handler.handle(&req)))
-            .unwrap_or_else(|_| Reply::Ready(answers::internal_error()))
+        answers::internal_error_on_panic(|| handler.handle(&req))
     }
 
     /// Sends a reply's response, or hands its job to the pool; returns whether the connection

@@ -1,7 +1,7 @@
 //! The overload scenarios: the pool's capacity C, goodput past it (`overload`, `spin`), a
-//! burst, and mixed load; and their tables. Each run's goodput (2xx within the deadline, per
-//! second, at the client) is a share of C, which the server itself counts. Under noise
-//! (`--noise`), C is measured beside the same neighbour as the runs it is compared with.
+//! burst, and mixed load (their tables are in `tables.rs`). Each run's goodput (2xx within the
+//! deadline, per second, at the client) is a share of C, which the server itself counts. Under
+//! noise (`--noise`), C is measured beside the same neighbour as the runs it is compared with.
 
 use std::{
     io::{Read, Write},
@@ -11,8 +11,7 @@ use std::{
 
 use rtserve_loadgen::{Burst, Target};
 
-use super::Bench;
-use crate::server::ServerProcess;
+use crate::{runner::Bench, server::ServerProcess};
 
 /// Measures the pool's capacity C for `path` (its route's 200s per second, counted by the
 /// server) while offered `offered` req/s with a 1 s deadline, so that nothing misses: median of
@@ -21,7 +20,7 @@ use crate::server::ServerProcess;
 /// Counted by the server, because at the client a request that waited for a busy connection
 /// looks late although the pool served it in time; FIFO, because newest-first order would
 /// leave old requests waiting most of the lax deadline, holding the generator's connections.
-pub(super) fn capacity(
+pub(crate) fn capacity(
     bench: &mut Bench,
     scenario: &str,
     path: &str,
@@ -77,7 +76,7 @@ pub(super) fn capacity(
 
 /// Runs `path` at each of `factors` × `capacity` against a server with `deadline` and
 /// `workers`, one row each, with the server's own counts.
-pub(super) fn sweep(
+pub(crate) fn sweep(
     bench: &mut Bench,
     scenario: &str,
     (path, workers, deadline): (&str, &str, Duration),
@@ -123,7 +122,7 @@ pub(super) fn sweep(
 /// Goodput under overload: 4 workers, `/slow?ms=2` jobs (nominal capacity 2000 req/s), a 5 ms
 /// deadline, at 0.5, 1, 1.5, 2 and 4 × C; each run's goodput (2xx within the deadline, per
 /// second, at the client) as a share of C.
-pub(super) fn overload(bench: &mut Bench) {
+pub(crate) fn overload(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
@@ -163,7 +162,7 @@ pub(super) fn overload(bench: &mut Bench) {
 }
 
 /// The server's `rtserve_deadline_lateness_seconds` histogram, per bucket, from `/metrics`.
-pub(super) fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
+pub(crate) fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return Vec::new();
     };
@@ -201,7 +200,7 @@ pub(super) fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
 /// allows, so the question is only whether goodput holds up past capacity. Then jobs that
 /// mix the two, as a handler that waits on a store and then computes does:
 /// `/spin?sleep_ms=1&us=500` (1 ms asleep, then 0.5 ms of CPU), with a 5 ms deadline.
-pub(super) fn spin(bench: &mut Bench) {
+pub(crate) fn spin(bench: &mut Bench) {
     let path = "/spin?us=1000";
     if let Some(capacity) = capacity(bench, "spin", path, "4", 2000.0) {
         let spin = (path, "4", Duration::from_millis(10));
@@ -215,10 +214,10 @@ pub(super) fn spin(bench: &mut Bench) {
 }
 
 /// The scenario name of the mixed sleep+spin jobs' runs.
-pub(super) const MIXED_JOBS: &str = "sleep+spin";
+pub(crate) const MIXED_JOBS: &str = "sleep+spin";
 
 /// A burst: 0.5 × C, then 3 × C for 2 s, then 0.5 × C again, with goodput per 50 ms window.
-pub(super) fn burst(bench: &mut Bench) {
+pub(crate) fn burst(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
@@ -251,12 +250,12 @@ pub(super) fn burst(bench: &mut Bench) {
 }
 
 /// The width of the burst's goodput windows.
-pub(super) const BURST_WINDOW: Duration = Duration::from_millis(50);
+pub(crate) const BURST_WINDOW: Duration = Duration::from_millis(50);
 
 /// Mixed load: `/hello` at a fixed rate while `/slow` runs at 4 × C, against the same `/hello`
 /// rate while the same extra rate goes to an inline route that answers 503 (the reactor's
 /// work is then the same, and only the pool's overload differs). Three interleaved runs each.
-pub(super) fn mixed(bench: &mut Bench) {
+pub(crate) fn mixed(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
@@ -289,15 +288,15 @@ pub(super) fn mixed(bench: &mut Bench) {
 /// What the server counted of one route: its 200s, and 503s by reason (those are counted
 /// server-wide, and the scenarios offload one route at a time), from its `/metrics`.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct ServerCounts {
-    pub(super) ok: f64,
-    pub(super) late: f64,
-    pub(super) refused: f64,
+pub(crate) struct ServerCounts {
+    pub(crate) ok: f64,
+    pub(crate) late: f64,
+    pub(crate) refused: f64,
 }
 
 impl ServerCounts {
     /// Reads the counts from the server at `addr`; `None` if it does not answer.
-    pub(super) fn read(addr: std::net::SocketAddr, route: &str) -> Option<Self> {
+    pub(crate) fn read(addr: std::net::SocketAddr, route: &str) -> Option<Self> {
         let mut s = TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
@@ -325,7 +324,7 @@ impl ServerCounts {
     }
 
     /// What was counted between `before` and these counts.
-    pub(super) fn since(&self, before: &Self) -> Self {
+    pub(crate) fn since(&self, before: &Self) -> Self {
         Self {
             ok: self.ok - before.ok,
             late: self.late - before.late,
@@ -335,7 +334,7 @@ impl ServerCounts {
 }
 
 /// Holds one /slow request open for `hold`.
-pub(super) fn slow_request(addr: std::net::SocketAddr, hold: Duration) {
+pub(crate) fn slow_request(addr: std::net::SocketAddr, hold: Duration) {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return;
     };

@@ -14,6 +14,7 @@
 
 mod chart;
 mod hello;
+mod metrics;
 mod noise;
 mod overload;
 mod panels;

@@ -11,7 +11,7 @@ use std::{
 
 use rtserve_loadgen::{Burst, Target};
 
-use crate::{runner::Bench, server::ServerProcess};
+use crate::{metrics, runner::Bench, server::ServerProcess};
 
 /// Measures the pool's capacity C for `path` (its route's 200s per second, counted by the
 /// server) while offered `offered` req/s with a 1 s deadline, so that nothing misses: median of
@@ -158,41 +158,7 @@ pub(crate) fn overload(bench: &mut Bench) {
         "/slow?ms=8 among /slow?ms=1, 5 ms deadline".to_owned(),
     );
     let _ = background.join();
-    bench.lateness = lateness_buckets(server.addr);
-}
-
-/// The server's `rtserve_deadline_lateness_seconds` histogram, per bucket, from `/metrics`.
-pub(crate) fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return Vec::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let prefix = "rtserve_deadline_lateness_seconds_bucket{le=\"";
-    let mut buckets = Vec::new();
-    let mut below = 0;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(prefix) else {
-            continue;
-        };
-        let Some((le, count)) = rest.split_once("\"} ") else {
-            continue;
-        };
-        let Ok(count) = count.trim().parse::<u64>() else {
-            continue;
-        };
-        let bound = if le == "+Inf" {
-            u64::MAX
-        } else {
-            le.parse::<f64>()
-                .map_or(u64::MAX, |s| (s * 1e6).round() as u64)
-        };
-        buckets.push((bound, count.saturating_sub(below)));
-        below = count;
-    }
-    buckets
+    bench.lateness = metrics::lateness(server.addr);
 }
 
 /// CPU-bound jobs with more workers than cores: `/spin?us=1000` (1 ms of CPU) on 4 workers
@@ -281,54 +247,6 @@ pub(crate) fn mixed(bench: &mut Bench) {
             let note = format!("/hello {note}, round {}", round + 1);
             bench.run("mixed", "rtserve", Some(&server), &hello, note);
             let _ = background.join();
-        }
-    }
-}
-
-/// What the server counted of one route: its 200s, and 503s by reason (those are counted
-/// server-wide, and the scenarios offload one route at a time), from its `/metrics`.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ServerCounts {
-    pub(crate) ok: f64,
-    pub(crate) late: f64,
-    pub(crate) refused: f64,
-}
-
-impl ServerCounts {
-    /// Reads the counts from the server at `addr`; `None` if it does not answer.
-    pub(crate) fn read(addr: std::net::SocketAddr, route: &str) -> Option<Self> {
-        let mut s = TcpStream::connect(addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let value = |prefix: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
-                .unwrap_or(0.0)
-        };
-        let shed = |reason: &str| value(&format!("rtserve_shed_total{{reason=\"{reason}\"}}"));
-        Some(Self {
-            ok: value(&format!(
-                "rtserve_requests_total{{route=\"{route}\",status=\"200\"}}"
-            )),
-            // Let in, and still missed (503 at the deadline, or from a worker that reached it
-            // too late): the server's own count for the route.
-            late: value(&format!(
-                "rtserve_admitted_missed_total{{route=\"{route}\"}}"
-            )),
-            // Refused at the door.
-            refused: shed("queue-full") + shed("expected-miss"),
-        })
-    }
-
-    /// What was counted between `before` and these counts.
-    pub(crate) fn since(&self, before: &Self) -> Self {
-        Self {
-            ok: self.ok - before.ok,
-            late: self.late - before.late,
-            refused: self.refused - before.refused,
         }
     }
 }

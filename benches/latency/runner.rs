@@ -11,8 +11,9 @@ use std::{
 use rtserve_loadgen::{LoadConfig, Report, Target};
 
 use crate::{
+    metrics::ServerCounts,
     noise::{self, HostSigns, Neighbour, Noise, Spoil},
-    overload::{ServerCounts, capacity},
+    overload::capacity,
     server::{ServerProcess, cpu_of},
 };
 

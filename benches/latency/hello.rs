@@ -60,7 +60,9 @@ fn saturation(bench: &Bench, hello: &Target) -> f64 {
             report.achieved_rate(),
             report.corrected.value_at_quantile(0.99)
         );
-        if report.achieved_rate() < 0.95 * rate || report.unsent * 50 > report.scheduled {
+        if report.achieved_rate() < 0.95 * rate
+            || report.requests.unsent * 50 > report.requests.scheduled
+        {
             break;
         }
         saturation = report.achieved_rate();

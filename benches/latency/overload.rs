@@ -59,7 +59,7 @@ pub(crate) fn capacity(
                 served.refused,
                 served.late,
                 report.errors.total(),
-                report.unsent,
+                report.requests.unsent,
             );
             Some(served.ok / elapsed)
         })

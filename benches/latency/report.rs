@@ -114,8 +114,13 @@ pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
         let h = &r.corrected;
         let cpu = row
             .server_cpu
-            .filter(|_| r.completed > 0)
-            .map(|c| format!("{:.1} µs", c.as_secs_f64() * 1e6 / r.completed as f64))
+            .filter(|_| r.requests.completed > 0)
+            .map(|c| {
+                format!(
+                    "{:.1} µs",
+                    c.as_secs_f64() * 1e6 / r.requests.completed as f64
+                )
+            })
             .unwrap_or_else(|| "—".to_owned());
         let _ = writeln!(
             table,
@@ -138,7 +143,7 @@ pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
             us(h.max()),
             r.status_503(),
             r.errors.total(),
-            r.unsent,
+            r.requests.unsent,
             cpu,
             steal_ms(&row.signs),
             lag(&row.signs)

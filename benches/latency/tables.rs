@@ -82,7 +82,7 @@ pub(crate) fn goodput_tables(table: &mut String, bench: &Bench) {
                 quantile(&r.refused, 0.99),
                 quantile(&r.success, 0.99),
                 quantile(&r.success, 0.999),
-                r.unsent + r.errors.total()
+                r.requests.unsent + r.errors.total()
             );
         }
     }

@@ -16,8 +16,40 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant histogram bounds are valid")
 }
 
+/// What became of the requests scheduled in the measured window: each ends in exactly one
+/// place, a response ([`completed`](Self::completed)), an error ([`ErrorCounts`]), or
+/// [`unsent`](Self::unsent).
+///
+/// [`Report::requests`] holds the run's counts, added up over the generator threads, each of
+/// which counts its own in one of these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestCounts {
+    /// Requests scheduled in the measured window.
+    pub scheduled: u64,
+    /// Of those, requests written to a socket.
+    pub sent: u64,
+    /// Requests that got a complete response (any status).
+    pub completed: u64,
+    /// Scheduled requests never sent by the end of the run.
+    pub unsent: u64,
+    /// Requests that found their connection busy at their scheduled time and waited.
+    pub queued: u64,
+}
+
+impl RequestCounts {
+    /// Adds `other`'s counts into these.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.scheduled += other.scheduled;
+        self.sent += other.sent;
+        self.completed += other.completed;
+        self.unsent += other.unsent;
+        self.queued += other.queued;
+    }
+}
+
 /// Failed requests by cause. Each scheduled request ends in exactly one place: a response, one
-/// of these, or [`Report::unsent`].
+/// of these, or [`RequestCounts::unsent`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ErrorCounts {
@@ -75,16 +107,9 @@ pub struct Report {
     /// the generator's own precision. A request issued on a busy connection then waits; that
     /// wait is in `corrected`, not here, and the request is counted in `queued`.
     pub schedule_lag: Histogram<u64>,
-    /// Requests scheduled in the measured window.
-    pub scheduled: u64,
-    /// Of those, requests written to a socket.
-    pub sent: u64,
-    /// Requests that got a complete response (any status).
-    pub completed: u64,
-    /// Scheduled requests never sent by the end of the run.
-    pub unsent: u64,
-    /// Requests that found their connection busy at their scheduled time and waited.
-    pub queued: u64,
+    /// What became of the requests scheduled in the measured window: scheduled, sent,
+    /// completed, unsent, queued. (In 0.1.0 these five were fields of `Report` itself.)
+    pub requests: RequestCounts,
     /// Failed requests by cause.
     pub errors: ErrorCounts,
     /// Responses by status code.
@@ -116,11 +141,7 @@ impl Report {
             windows: crate::Windows::default(),
             uncorrected: new_histogram(),
             schedule_lag: new_histogram(),
-            scheduled: 0,
-            sent: 0,
-            completed: 0,
-            unsent: 0,
-            queued: 0,
+            requests: RequestCounts::default(),
             errors: ErrorCounts::default(),
             statuses: BTreeMap::new(),
             cpu: Duration::ZERO,
@@ -150,7 +171,7 @@ impl Report {
     /// scheduled in the measured window, divided by its length. Under overload this can be
     /// below the server's momentary throughput, which also serves the warm-up's backlog.
     pub fn achieved_rate(&self) -> f64 {
-        self.completed as f64 / self.duration.as_secs_f64()
+        self.requests.completed as f64 / self.duration.as_secs_f64()
     }
 
     /// Responses with a `2xx` status.
@@ -165,7 +186,7 @@ impl Report {
 
     /// Responses with any other non-`2xx` status.
     pub fn status_other(&self) -> u64 {
-        self.completed - self.status_2xx() - self.status_503()
+        self.requests.completed - self.status_2xx() - self.status_503()
     }
 
     /// A Markdown report: a summary line, the latency table and the counters.
@@ -201,11 +222,11 @@ impl Report {
             "\n| requests | scheduled | sent | completed | unsent | queued | 2xx | 503 | other status |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|\n\
              | count | {} | {} | {} | {} | {} | {} | {} | {} |",
-            self.scheduled,
-            self.sent,
-            self.completed,
-            self.unsent,
-            self.queued,
+            self.requests.scheduled,
+            self.requests.sent,
+            self.requests.completed,
+            self.requests.unsent,
+            self.requests.queued,
             self.status_2xx(),
             self.status_503(),
             self.status_other(),
@@ -319,11 +340,11 @@ impl Report {
             histogram(&self.schedule_lag),
             deadline,
             windows,
-            self.scheduled,
-            self.sent,
-            self.completed,
-            self.unsent,
-            self.queued,
+            self.requests.scheduled,
+            self.requests.sent,
+            self.requests.completed,
+            self.requests.unsent,
+            self.requests.queued,
             self.status_2xx(),
             self.status_503(),
             self.status_other(),
@@ -450,11 +471,13 @@ mod tests {
             uncorrected: corrected.clone(),
             schedule_lag: new_histogram(),
             corrected,
-            scheduled: 1003,
-            sent: 1002,
-            completed: 1000,
-            unsent: 1,
-            queued: 0,
+            requests: RequestCounts {
+                scheduled: 1003,
+                sent: 1002,
+                completed: 1000,
+                unsent: 1,
+                queued: 0,
+            },
             errors: ErrorCounts {
                 timeout: 2,
                 ..ErrorCounts::default()
@@ -492,7 +515,10 @@ mod tests {
             (990, 6, 4)
         );
         assert!((r.achieved_rate() - 100.0).abs() < 1e-9);
-        assert_eq!(r.scheduled, r.completed + r.errors.total() + r.unsent);
+        assert_eq!(
+            r.requests.scheduled,
+            r.requests.completed + r.errors.total() + r.requests.unsent
+        );
     }
 
     #[test]

@@ -244,7 +244,7 @@ fn reports_render() {
             .to_markdown()
             .contains("| corrected (from schedule) |")
     );
-    assert!(report.to_json().starts_with("{\"target_rate\":100.000,"));
+    assert!(report.to_json().starts_with("{\"target_rate\":100.0,"));
     assert!(report.to_hgrm().contains("#[Max     ="));
 }
 

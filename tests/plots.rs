@@ -4,7 +4,7 @@
 
 #[path = "../benches/latency/chart.rs"]
 mod chart;
-#[path = "../benches/latency/panels.rs"]
+#[path = "../benches/latency/panels/mod.rs"]
 mod panels;
 
 use panels::{Burst, NoiseCurve, Points, Results};

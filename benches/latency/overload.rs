@@ -1,7 +1,7 @@
 //! The overload scenarios: the pool's capacity C, goodput past it (`overload`, `spin`), a
-//! burst, and mixed load; and their tables. Each run's goodput (2xx within the deadline, per
-//! second, at the client) is a share of C, which the server itself counts. Under noise
-//! (`--noise`), C is measured beside the same neighbour as the runs it is compared with.
+//! burst, and mixed load (their tables are in `tables.rs`). Each run's goodput (2xx within the
+//! deadline, per second, at the client) is a share of C, which the server itself counts. Under
+//! noise (`--noise`), C is measured beside the same neighbour as the runs it is compared with.
 
 use std::{
     io::{Read, Write},
@@ -11,8 +11,7 @@ use std::{
 
 use rtserve_loadgen::{Burst, Target};
 
-use super::Bench;
-use crate::server::ServerProcess;
+use crate::{metrics, runner::Bench, server::ServerProcess};
 
 /// Measures the pool's capacity C for `path` (its route's 200s per second, counted by the
 /// server) while offered `offered` req/s with a 1 s deadline, so that nothing misses: median of
@@ -21,7 +20,7 @@ use crate::server::ServerProcess;
 /// Counted by the server, because at the client a request that waited for a busy connection
 /// looks late although the pool served it in time; FIFO, because newest-first order would
 /// leave old requests waiting most of the lax deadline, holding the generator's connections.
-pub(super) fn capacity(
+pub(crate) fn capacity(
     bench: &mut Bench,
     scenario: &str,
     path: &str,
@@ -60,7 +59,7 @@ pub(super) fn capacity(
                 served.refused,
                 served.late,
                 report.errors.total(),
-                report.unsent,
+                report.requests.unsent,
             );
             Some(served.ok / elapsed)
         })
@@ -77,7 +76,7 @@ pub(super) fn capacity(
 
 /// Runs `path` at each of `factors` × `capacity` against a server with `deadline` and
 /// `workers`, one row each, with the server's own counts.
-pub(super) fn sweep(
+pub(crate) fn sweep(
     bench: &mut Bench,
     scenario: &str,
     (path, workers, deadline): (&str, &str, Duration),
@@ -123,7 +122,7 @@ pub(super) fn sweep(
 /// Goodput under overload: 4 workers, `/slow?ms=2` jobs (nominal capacity 2000 req/s), a 5 ms
 /// deadline, at 0.5, 1, 1.5, 2 and 4 × C; each run's goodput (2xx within the deadline, per
 /// second, at the client) as a share of C.
-pub(super) fn overload(bench: &mut Bench) {
+pub(crate) fn overload(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
@@ -159,41 +158,7 @@ pub(super) fn overload(bench: &mut Bench) {
         "/slow?ms=8 among /slow?ms=1, 5 ms deadline".to_owned(),
     );
     let _ = background.join();
-    bench.lateness = lateness_buckets(server.addr);
-}
-
-/// The server's `rtserve_deadline_lateness_seconds` histogram, per bucket, from `/metrics`.
-pub(super) fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return Vec::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let prefix = "rtserve_deadline_lateness_seconds_bucket{le=\"";
-    let mut buckets = Vec::new();
-    let mut below = 0;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(prefix) else {
-            continue;
-        };
-        let Some((le, count)) = rest.split_once("\"} ") else {
-            continue;
-        };
-        let Ok(count) = count.trim().parse::<u64>() else {
-            continue;
-        };
-        let bound = if le == "+Inf" {
-            u64::MAX
-        } else {
-            le.parse::<f64>()
-                .map_or(u64::MAX, |s| (s * 1e6).round() as u64)
-        };
-        buckets.push((bound, count.saturating_sub(below)));
-        below = count;
-    }
-    buckets
+    bench.lateness = metrics::lateness(server.addr);
 }
 
 /// CPU-bound jobs with more workers than cores: `/spin?us=1000` (1 ms of CPU) on 4 workers
@@ -201,7 +166,7 @@ pub(super) fn lateness_buckets(addr: std::net::SocketAddr) -> Vec<(u64, u64)> {
 /// allows, so the question is only whether goodput holds up past capacity. Then jobs that
 /// mix the two, as a handler that waits on a store and then computes does:
 /// `/spin?sleep_ms=1&us=500` (1 ms asleep, then 0.5 ms of CPU), with a 5 ms deadline.
-pub(super) fn spin(bench: &mut Bench) {
+pub(crate) fn spin(bench: &mut Bench) {
     let path = "/spin?us=1000";
     if let Some(capacity) = capacity(bench, "spin", path, "4", 2000.0) {
         let spin = (path, "4", Duration::from_millis(10));
@@ -215,10 +180,10 @@ pub(super) fn spin(bench: &mut Bench) {
 }
 
 /// The scenario name of the mixed sleep+spin jobs' runs.
-pub(super) const MIXED_JOBS: &str = "sleep+spin";
+pub(crate) const MIXED_JOBS: &str = "sleep+spin";
 
 /// A burst: 0.5 × C, then 3 × C for 2 s, then 0.5 × C again, with goodput per 50 ms window.
-pub(super) fn burst(bench: &mut Bench) {
+pub(crate) fn burst(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
@@ -251,12 +216,12 @@ pub(super) fn burst(bench: &mut Bench) {
 }
 
 /// The width of the burst's goodput windows.
-pub(super) const BURST_WINDOW: Duration = Duration::from_millis(50);
+pub(crate) const BURST_WINDOW: Duration = Duration::from_millis(50);
 
 /// Mixed load: `/hello` at a fixed rate while `/slow` runs at 4 × C, against the same `/hello`
 /// rate while the same extra rate goes to an inline route that answers 503 (the reactor's
 /// work is then the same, and only the pool's overload differs). Three interleaved runs each.
-pub(super) fn mixed(bench: &mut Bench) {
+pub(crate) fn mixed(bench: &mut Bench) {
     let Some(capacity) = bench.slow_capacity() else {
         return;
     };
@@ -286,56 +251,8 @@ pub(super) fn mixed(bench: &mut Bench) {
     }
 }
 
-/// What the server counted of one route: its 200s, and 503s by reason (those are counted
-/// server-wide, and the scenarios offload one route at a time), from its `/metrics`.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct ServerCounts {
-    pub(super) ok: f64,
-    pub(super) late: f64,
-    pub(super) refused: f64,
-}
-
-impl ServerCounts {
-    /// Reads the counts from the server at `addr`; `None` if it does not answer.
-    pub(super) fn read(addr: std::net::SocketAddr, route: &str) -> Option<Self> {
-        let mut s = TcpStream::connect(addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let value = |prefix: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
-                .unwrap_or(0.0)
-        };
-        let shed = |reason: &str| value(&format!("rtserve_shed_total{{reason=\"{reason}\"}}"));
-        Some(Self {
-            ok: value(&format!(
-                "rtserve_requests_total{{route=\"{route}\",status=\"200\"}}"
-            )),
-            // Let in, and still missed (503 at the deadline, or from a worker that reached it
-            // too late): the server's own count for the route.
-            late: value(&format!(
-                "rtserve_admitted_missed_total{{route=\"{route}\"}}"
-            )),
-            // Refused at the door.
-            refused: shed("queue-full") + shed("expected-miss"),
-        })
-    }
-
-    /// What was counted between `before` and these counts.
-    pub(super) fn since(&self, before: &Self) -> Self {
-        Self {
-            ok: self.ok - before.ok,
-            late: self.late - before.late,
-            refused: self.refused - before.refused,
-        }
-    }
-}
-
 /// Holds one /slow request open for `hold`.
-pub(super) fn slow_request(addr: std::net::SocketAddr, hold: Duration) {
+pub(crate) fn slow_request(addr: std::net::SocketAddr, hold: Duration) {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return;
     };

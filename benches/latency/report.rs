@@ -1,23 +1,32 @@
 //! What a run of the suite writes: the Markdown table and its notes on the host (runs repeated,
 //! runs still spoiled), and the data of the pictures.
 
-use super::*;
+use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Duration};
+
+use rtserve_loadgen::Report;
+
+use crate::{
+    noise::{Cause, HostSigns},
+    panels::{self, Points, Results},
+    runner::Bench,
+    tables::{burst_table, goodput_tables, mixed_table, noise_table},
+};
 
 /// A run's steal time in ms, or a dash where the host reports none.
-pub(super) fn steal_ms(signs: &HostSigns) -> String {
+pub(crate) fn steal_ms(signs: &HostSigns) -> String {
     signs
         .steal
         .map_or_else(|| "—".to_owned(), |s| format!("{} ms", s.as_millis()))
 }
 
 /// The generator's schedule lag, p99 / max.
-pub(super) fn lag(signs: &HostSigns) -> String {
+pub(crate) fn lag(signs: &HostSigns) -> String {
     format!("{} / {}", us(signs.lag_p99), us(signs.lag_max))
 }
 
 /// How many runs were repeated and why, the runs still spoiled, and the noise settings that
 /// could not run: one sentence for the pictures' footers.
-pub(super) fn repeats_summary(bench: &Bench) -> String {
+pub(crate) fn repeats_summary(bench: &Bench) -> String {
     let mut causes: BTreeMap<Cause, usize> = BTreeMap::new();
     for (_, spoil) in &bench.repeats {
         *causes.entry(spoil.cause).or_default() += 1;
@@ -44,7 +53,7 @@ pub(super) fn repeats_summary(bench: &Bench) -> String {
 }
 
 /// The host's part in the runs: repeats, runs still spoiled, noise settings skipped.
-pub(super) fn host_notes(table: &mut String, bench: &Bench) {
+pub(crate) fn host_notes(table: &mut String, bench: &Bench) {
     let _ = writeln!(
         table,
         "\nHost: {} A run is taken as spoiled by the host when the steal time during it is above \
@@ -73,7 +82,7 @@ pub(super) fn host_notes(table: &mut String, bench: &Bench) {
     }
 }
 
-pub(super) fn us(v: u64) -> String {
+pub(crate) fn us(v: u64) -> String {
     if v >= 10_000 {
         format!("{:.1} ms", v as f64 / 1000.0)
     } else {
@@ -82,7 +91,7 @@ pub(super) fn us(v: u64) -> String {
 }
 
 /// A quantile of `h` (µs), or a dash for an empty histogram.
-pub(super) fn quantile(h: &rtserve_loadgen::Histogram<u64>, p: f64) -> String {
+pub(crate) fn quantile(h: &rtserve_loadgen::Histogram<u64>, p: f64) -> String {
     if h.is_empty() {
         "—".to_owned()
     } else {
@@ -90,7 +99,7 @@ pub(super) fn quantile(h: &rtserve_loadgen::Histogram<u64>, p: f64) -> String {
     }
 }
 /// Prints the table and writes the table, `.hgrm` files and the plot under `target/bench/`.
-pub(super) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
+pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -105,8 +114,13 @@ pub(super) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
         let h = &r.corrected;
         let cpu = row
             .server_cpu
-            .filter(|_| r.completed > 0)
-            .map(|c| format!("{:.1} µs", c.as_secs_f64() * 1e6 / r.completed as f64))
+            .filter(|_| r.requests.completed > 0)
+            .map(|c| {
+                format!(
+                    "{:.1} µs",
+                    c.as_secs_f64() * 1e6 / r.requests.completed as f64
+                )
+            })
             .unwrap_or_else(|| "—".to_owned());
         let _ = writeln!(
             table,
@@ -129,7 +143,7 @@ pub(super) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
             us(h.max()),
             r.status_503(),
             r.errors.total(),
-            r.unsent,
+            r.requests.unsent,
             cpu,
             steal_ms(&row.signs),
             lag(&row.signs)
@@ -194,7 +208,7 @@ pub(super) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
 }
 
 /// A run's latency by percentile, for the pictures.
-pub(super) fn points(report: &Report) -> Points {
+pub(crate) fn points(report: &Report) -> Points {
     panels::percentiles()
         .into_iter()
         .map(|p| (p, report.corrected.value_at_quantile(p / 100.0) as f64))
@@ -202,7 +216,7 @@ pub(super) fn points(report: &Report) -> Points {
 }
 
 /// What the pictures are drawn from, out of the rows; `peer_name` if a peer ran.
-pub(super) fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
+pub(crate) fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
     let rows = |scenario: &'static str| bench.rows.iter().filter(move |r| r.scenario == scenario);
     let mut results = Results {
         footer: format!(
@@ -304,7 +318,7 @@ pub(super) fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
 }
 
 /// The run's date, commit, machine and peer, for the pictures' footers.
-pub(super) fn footer(peer_name: &str) -> String {
+pub(crate) fn footer(peer_name: &str) -> String {
     let run = |program: &str, args: &[&str]| {
         std::process::Command::new(program)
             .args(args)

@@ -1,14 +1,19 @@
 //! The scoring example's scenarios: `POST /v1/score` inline, and the store's path (in-process,
 //! Redis async, Redis blocking).
 
-use super::*;
+use rtserve_loadgen::Target;
+
+use crate::{
+    runner::Bench,
+    server::{RedisProcess, ServerProcess},
+};
 
 /// The scoring example (`examples/scoring.rs`), the library's real use: `POST /v1/score` with
 /// a JSON transaction, keep-alive, at 5 k and 20 k req/s (the account's history is cached after
 /// the first request, so this is the inline path: JSON in, the model, JSON out), beside
 /// `/hello` at 20 k req/s in the keep-alive scenario; then the store's path
 /// ([`scoring_store`]).
-pub(super) fn scoring(bench: &mut Bench) {
+pub(crate) fn scoring(bench: &mut Bench) {
     // The benchmark runs from target/<profile>/deps; the example is built beside it.
     let bin = std::env::current_exe()
         .ok()
@@ -50,7 +55,7 @@ pub(super) fn scoring(bench: &mut Bench) {
 /// blocking client, as a job on the worker pool: the same `GET` both ways. Redis is a
 /// `redis-server` of the benchmark's own, unpinned; without one the Redis runs are skipped,
 /// saying why.
-pub(super) fn scoring_store(bench: &mut Bench, bin: &str) {
+pub(crate) fn scoring_store(bench: &mut Bench, bin: &str) {
     let rate = if bench.quick { 1_000.0 } else { 2_000.0 };
     let tx = br#"{"account":"acc-17","amount_cents":125000,"country":"FR","merchant":"electronics","hour":3}"#;
     let measure = |bench: &mut Bench, args: &[&str], note: &str| {

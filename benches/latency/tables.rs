@@ -5,10 +5,10 @@ use std::{fmt::Write as _, time::Duration};
 
 use rtserve_loadgen::Report;
 
-use super::{
-    Bench, Row,
+use crate::{
     overload::MIXED_JOBS,
     report::{lag, quantile, steal_ms, us},
+    runner::{Bench, Row},
 };
 
 /// The scenarios with a goodput sweep, and what each loads.
@@ -23,7 +23,7 @@ const SWEPT: [(&str, &str); 3] = [
 
 /// The overload and spin runs: goodput as a share of C, and how soon the refusals came; one
 /// table per scenario and noise setting.
-pub(super) fn goodput_tables(table: &mut String, bench: &Bench) {
+pub(crate) fn goodput_tables(table: &mut String, bench: &Bench) {
     for ((scenario, what), noise) in SWEPT
         .into_iter()
         .flat_map(|s| bench.conditions().into_iter().map(move |n| (s, n)))
@@ -82,7 +82,7 @@ pub(super) fn goodput_tables(table: &mut String, bench: &Bench) {
                 quantile(&r.refused, 0.99),
                 quantile(&r.success, 0.99),
                 quantile(&r.success, 0.999),
-                r.unsent + r.errors.total()
+                r.requests.unsent + r.errors.total()
             );
         }
     }
@@ -90,7 +90,7 @@ pub(super) fn goodput_tables(table: &mut String, bench: &Bench) {
 
 /// Noise against quiet: each swept run's goodput against the C measured beside the same
 /// neighbour, with what the host did during it. Only when noise settings ran.
-pub(super) fn noise_table(table: &mut String, bench: &Bench) {
+pub(crate) fn noise_table(table: &mut String, bench: &Bench) {
     if bench.noises.is_empty() {
         return;
     }
@@ -145,7 +145,7 @@ pub(super) fn noise_table(table: &mut String, bench: &Bench) {
 }
 
 /// The burst: goodput per window as a share of C, before, during and after.
-pub(super) fn burst_table(table: &mut String, bench: &Bench) {
+pub(crate) fn burst_table(table: &mut String, bench: &Bench) {
     for row in bench.rows.iter().filter(|r| r.scenario == "burst") {
         let (Some(capacity), Some((start, length))) = (row.capacity, row.burst) else {
             continue;
@@ -195,7 +195,7 @@ pub(super) fn burst_table(table: &mut String, bench: &Bench) {
 
 /// Mixed load: `/hello`'s tail with the pool overloaded against the control, median of the
 /// rounds.
-pub(super) fn mixed_table(table: &mut String, bench: &Bench) {
+pub(crate) fn mixed_table(table: &mut String, bench: &Bench) {
     let arm = |prefix: &str| -> Vec<&Report> {
         bench
             .rows

@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 pub use config::{Burst, LoadConfig, LoadError, Target};
 pub use hdrhistogram::Histogram;
 pub use outcome::{Window, Windows};
-pub use report::{ErrorCounts, Report};
+pub use report::{ErrorCounts, Report, RequestCounts};
 
 use worker::{Live, Plan};
 

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use hdrhistogram::Histogram;
 
-use crate::report::{ErrorCounts, Report, new_histogram};
+use crate::report::{ErrorCounts, Report, RequestCounts, new_histogram};
 
 /// Why a request got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +31,8 @@ pub(crate) struct Outcome {
     pub(crate) refused: Histogram<u64>,
     pub(crate) uncorrected: Histogram<u64>,
     pub(crate) schedule_lag: Histogram<u64>,
-    pub(crate) scheduled: u64,
-    pub(crate) sent: u64,
-    pub(crate) completed: u64,
-    pub(crate) unsent: u64,
-    pub(crate) queued: u64,
+    /// What became of this thread's requests, counted as the report counts them.
+    pub(crate) requests: RequestCounts,
     pub(crate) errors: ErrorCounts,
     pub(crate) statuses: BTreeMap<u16, u64>,
     pub(crate) cpu: Duration,
@@ -55,11 +52,7 @@ impl Outcome {
             refused: new_histogram(),
             uncorrected: new_histogram(),
             schedule_lag: new_histogram(),
-            scheduled: 0,
-            sent: 0,
-            completed: 0,
-            unsent: 0,
-            queued: 0,
+            requests: RequestCounts::default(),
             errors: ErrorCounts::default(),
             statuses: BTreeMap::new(),
             windows: Windows::default(),
@@ -71,7 +64,7 @@ impl Outcome {
 
     /// A request of the measured window came due, `offset` after the window began.
     pub(crate) fn offered(&mut self, offset: Duration) {
-        self.scheduled += 1;
+        self.requests.scheduled += 1;
         if let Some(window) = self.windows.at(offset) {
             window.offered += 1;
         }
@@ -95,7 +88,7 @@ impl Outcome {
         if good && let Some(window) = self.windows.at(offset) {
             window.good += 1;
         }
-        self.completed += 1;
+        self.requests.completed += 1;
         self.corrected.saturating_record(micros(corrected));
         match status {
             200..=299 => self.success.saturating_record(micros(corrected)),
@@ -125,11 +118,7 @@ impl Outcome {
         let _ = report.refused.add(&self.refused);
         let _ = report.uncorrected.add(&self.uncorrected);
         let _ = report.schedule_lag.add(&self.schedule_lag);
-        report.scheduled += self.scheduled;
-        report.sent += self.sent;
-        report.completed += self.completed;
-        report.unsent += self.unsent;
-        report.queued += self.queued;
+        report.requests.add(&self.requests);
         report.errors.add(&self.errors);
         for (status, n) in self.statuses {
             *report.statuses.entry(status).or_insert(0) += n;

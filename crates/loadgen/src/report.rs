@@ -6,6 +6,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::outcome::micros;
 
 /// Highest latency recorded, in microseconds (one hour); larger values saturate here.
 const MAX_MICROS: u64 = 3_600_000_000;
@@ -16,9 +19,43 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant histogram bounds are valid")
 }
 
+/// What became of the requests scheduled in the measured window: each ends in exactly one
+/// place, a response ([`completed`](Self::completed)), an error ([`ErrorCounts`]), or
+/// [`unsent`](Self::unsent).
+///
+/// [`Report::requests`] holds the run's counts, added up over the generator threads, each of
+/// which counts its own in one of these. It serialises as the `requests` object of
+/// [`Report::to_json`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RequestCounts {
+    /// Requests scheduled in the measured window.
+    pub scheduled: u64,
+    /// Of those, requests written to a socket.
+    pub sent: u64,
+    /// Requests that got a complete response (any status).
+    pub completed: u64,
+    /// Scheduled requests never sent by the end of the run.
+    pub unsent: u64,
+    /// Requests that found their connection busy at their scheduled time and waited.
+    pub queued: u64,
+}
+
+impl RequestCounts {
+    /// Adds `other`'s counts into these.
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.scheduled += other.scheduled;
+        self.sent += other.sent;
+        self.completed += other.completed;
+        self.unsent += other.unsent;
+        self.queued += other.queued;
+    }
+}
+
 /// Failed requests by cause. Each scheduled request ends in exactly one place: a response, one
-/// of these, or [`Report::unsent`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// of these, or [`RequestCounts::unsent`]. The `errors` object of [`Report::to_json`] is these
+/// and their [`total`](Self::total).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ErrorCounts {
     /// The connection this request needed could not be established.
@@ -75,16 +112,9 @@ pub struct Report {
     /// the generator's own precision. A request issued on a busy connection then waits; that
     /// wait is in `corrected`, not here, and the request is counted in `queued`.
     pub schedule_lag: Histogram<u64>,
-    /// Requests scheduled in the measured window.
-    pub scheduled: u64,
-    /// Of those, requests written to a socket.
-    pub sent: u64,
-    /// Requests that got a complete response (any status).
-    pub completed: u64,
-    /// Scheduled requests never sent by the end of the run.
-    pub unsent: u64,
-    /// Requests that found their connection busy at their scheduled time and waited.
-    pub queued: u64,
+    /// What became of the requests scheduled in the measured window: scheduled, sent,
+    /// completed, unsent, queued. (In 0.1.0 these five were fields of `Report` itself.)
+    pub requests: RequestCounts,
     /// Failed requests by cause.
     pub errors: ErrorCounts,
     /// Responses by status code.
@@ -116,11 +146,7 @@ impl Report {
             windows: crate::Windows::default(),
             uncorrected: new_histogram(),
             schedule_lag: new_histogram(),
-            scheduled: 0,
-            sent: 0,
-            completed: 0,
-            unsent: 0,
-            queued: 0,
+            requests: RequestCounts::default(),
             errors: ErrorCounts::default(),
             statuses: BTreeMap::new(),
             cpu: Duration::ZERO,
@@ -150,7 +176,7 @@ impl Report {
     /// scheduled in the measured window, divided by its length. Under overload this can be
     /// below the server's momentary throughput, which also serves the warm-up's backlog.
     pub fn achieved_rate(&self) -> f64 {
-        self.completed as f64 / self.duration.as_secs_f64()
+        self.requests.completed as f64 / self.duration.as_secs_f64()
     }
 
     /// Responses with a `2xx` status.
@@ -165,7 +191,7 @@ impl Report {
 
     /// Responses with any other non-`2xx` status.
     pub fn status_other(&self) -> u64 {
-        self.completed - self.status_2xx() - self.status_503()
+        self.requests.completed - self.status_2xx() - self.status_503()
     }
 
     /// A Markdown report: a summary line, the latency table and the counters.
@@ -201,11 +227,11 @@ impl Report {
             "\n| requests | scheduled | sent | completed | unsent | queued | 2xx | 503 | other status |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|---:|\n\
              | count | {} | {} | {} | {} | {} | {} | {} | {} |",
-            self.scheduled,
-            self.sent,
-            self.completed,
-            self.unsent,
-            self.queued,
+            self.requests.scheduled,
+            self.requests.sent,
+            self.requests.completed,
+            self.requests.unsent,
+            self.requests.queued,
             self.status_2xx(),
             self.status_503(),
             self.status_other(),
@@ -244,98 +270,20 @@ impl Report {
         out
     }
 
-    /// The report as one JSON object (latencies in microseconds).
+    /// The report as one JSON object: `target_rate`, `achieved_rate`, `duration_s`,
+    /// `connections`, `threads`, `latency_us` (one object per histogram: `corrected`, `2xx`,
+    /// `503`, `uncorrected`, `schedule_lag`, each with `p50` … `p99_99`, `max`, `mean`,
+    /// `count`, in µs), `deadline` and `windows` (`null` when not asked for), `requests`
+    /// ([`RequestCounts`]), `status` (`2xx`, `503`, `other`, `by_code`), `errors`
+    /// ([`ErrorCounts`] and `total`), `cpu_s`, `max_thread_utilization`, `max_thread_busy`.
+    /// Fractional numbers are rounded to three decimals (rates, seconds, utilisations), six
+    /// (the share within the deadline + 1 ms) or one (means), and written without trailing
+    /// zeros: `100.0`, not `100.000`.
     pub fn to_json(&self) -> String {
-        let histogram = |h: &Histogram<u64>| {
-            let mut s = String::from("{");
-            for (q, name) in QUANTILES
-                .iter()
-                .zip(["p50", "p90", "p99", "p99_9", "p99_99"])
-            {
-                let _ = write!(s, "\"{name}\":{},", quantile(h, *q));
-            }
-            let _ = write!(
-                s,
-                "\"max\":{},\"mean\":{:.1},\"count\":{}}}",
-                h.max(),
-                h.mean(),
-                h.len()
-            );
-            s
-        };
-        let statuses = self
-            .statuses
-            .iter()
-            .map(|(code, n)| format!("\"{code}\":{n}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let deadline = match self.deadline {
-            Some(d) => format!(
-                "{{\"us\":{},\"goodput_rate\":{:.3},\"share_within_plus_1ms\":{:.6}}}",
-                d.as_micros(),
-                self.goodput(),
-                self.share_within(d + Duration::from_millis(1))
-            ),
-            None => "null".to_owned(),
-        };
-        let windows = if self.windows.counts.is_empty() {
-            "null".to_owned()
-        } else {
-            let list = |f: fn(&crate::Window) -> u64| {
-                let items: Vec<String> = self
-                    .windows
-                    .counts
-                    .iter()
-                    .map(|w| f(w).to_string())
-                    .collect();
-                items.join(",")
-            };
-            format!(
-                "{{\"ms\":{},\"offered\":[{}],\"good\":[{}]}}",
-                self.windows.width.as_millis(),
-                list(|w| w.offered),
-                list(|w| w.good)
-            )
-        };
-        let e = &self.errors;
-        format!(
-            "{{\"target_rate\":{:.3},\"achieved_rate\":{:.3},\"duration_s\":{:.3},\
-             \"connections\":{},\"threads\":{},\
-             \"latency_us\":{{\"corrected\":{},\"2xx\":{},\"503\":{},\"uncorrected\":{},\"schedule_lag\":{}}},\
-             \"deadline\":{},\"windows\":{},\
-             \"requests\":{{\"scheduled\":{},\"sent\":{},\"completed\":{},\"unsent\":{},\"queued\":{}}},\
-             \"status\":{{\"2xx\":{},\"503\":{},\"other\":{},\"by_code\":{{{statuses}}}}},\
-             \"errors\":{{\"connect\":{},\"closed\":{},\"timeout\":{},\"malformed\":{},\"total\":{}}},\
-             \"cpu_s\":{:.3},\"max_thread_utilization\":{:.3},\"max_thread_busy\":{:.3}}}",
-            self.target_rate,
-            self.achieved_rate(),
-            self.duration.as_secs_f64(),
-            self.connections,
-            self.threads,
-            histogram(&self.corrected),
-            histogram(&self.success),
-            histogram(&self.refused),
-            histogram(&self.uncorrected),
-            histogram(&self.schedule_lag),
-            deadline,
-            windows,
-            self.scheduled,
-            self.sent,
-            self.completed,
-            self.unsent,
-            self.queued,
-            self.status_2xx(),
-            self.status_503(),
-            self.status_other(),
-            e.connect,
-            e.closed,
-            e.timeout,
-            e.malformed,
-            e.total(),
-            self.cpu.as_secs_f64(),
-            self.max_thread_utilization,
-            self.max_thread_busy,
-        )
+        // serde_json fails only on a map key it cannot write as a string; the one map here is
+        // keyed by status codes (u16), which it writes as strings. (A non-finite number would
+        // be written as null, not fail.)
+        serde_json::to_string(&Json::of(self)).expect("a report always serialises")
     }
 
     /// The corrected histogram's percentile distribution in HdrHistogram's `.hgrm` text format
@@ -344,6 +292,192 @@ impl Report {
     pub fn to_hgrm(&self) -> String {
         hgrm(&self.corrected)
     }
+}
+
+/// The JSON form of a [`Report`], field by field in the order [`Report::to_json`] writes it.
+/// Its keys and nesting are what the scripts that read the generator's output look up.
+#[derive(Serialize)]
+struct Json<'a> {
+    /// [`Report::target_rate`].
+    target_rate: f64,
+    /// [`Report::achieved_rate`].
+    achieved_rate: f64,
+    /// [`Report::duration`], in seconds.
+    duration_s: f64,
+    /// [`Report::connections`].
+    connections: usize,
+    /// [`Report::threads`].
+    threads: usize,
+    /// The five histograms, summarised.
+    latency_us: Latencies,
+    /// The deadline and goodput against it, if a deadline was given (else `null`).
+    deadline: Option<DeadlineJson>,
+    /// The windows, if windows were asked for (else `null`).
+    windows: Option<WindowsJson>,
+    /// [`Report::requests`].
+    requests: RequestCounts,
+    /// Responses by status class and code.
+    status: Statuses<'a>,
+    /// [`Report::errors`] and their total.
+    errors: Errors,
+    /// [`Report::cpu`], in seconds.
+    cpu_s: f64,
+    /// [`Report::max_thread_utilization`].
+    max_thread_utilization: f64,
+    /// [`Report::max_thread_busy`].
+    max_thread_busy: f64,
+}
+
+impl<'a> Json<'a> {
+    /// The JSON form of `report`.
+    fn of(report: &'a Report) -> Self {
+        Self {
+            target_rate: round(report.target_rate, 3),
+            achieved_rate: round(report.achieved_rate(), 3),
+            duration_s: round(report.duration.as_secs_f64(), 3),
+            connections: report.connections,
+            threads: report.threads,
+            latency_us: Latencies {
+                corrected: Summary::of(&report.corrected),
+                success: Summary::of(&report.success),
+                refused: Summary::of(&report.refused),
+                uncorrected: Summary::of(&report.uncorrected),
+                schedule_lag: Summary::of(&report.schedule_lag),
+            },
+            deadline: report.deadline.map(|d| DeadlineJson {
+                us: micros(d),
+                goodput_rate: round(report.goodput(), 3),
+                share_within_plus_1ms: round(report.share_within(d + Duration::from_millis(1)), 6),
+            }),
+            windows: (!report.windows.counts.is_empty()).then(|| WindowsJson {
+                ms: u64::try_from(report.windows.width.as_millis()).unwrap_or(u64::MAX),
+                offered: report.windows.counts.iter().map(|w| w.offered).collect(),
+                good: report.windows.counts.iter().map(|w| w.good).collect(),
+            }),
+            requests: report.requests,
+            status: Statuses {
+                success: report.status_2xx(),
+                refused: report.status_503(),
+                other: report.status_other(),
+                by_code: &report.statuses,
+            },
+            errors: Errors {
+                counts: report.errors,
+                total: report.errors.total(),
+            },
+            cpu_s: round(report.cpu.as_secs_f64(), 3),
+            max_thread_utilization: round(report.max_thread_utilization, 3),
+            max_thread_busy: round(report.max_thread_busy, 3),
+        }
+    }
+}
+
+/// The `latency_us` object: each histogram's summary, keyed as the JSON has always keyed them.
+#[derive(Serialize)]
+struct Latencies {
+    /// [`Report::corrected`].
+    corrected: Summary,
+    /// [`Report::success`].
+    #[serde(rename = "2xx")]
+    success: Summary,
+    /// [`Report::refused`].
+    #[serde(rename = "503")]
+    refused: Summary,
+    /// [`Report::uncorrected`].
+    uncorrected: Summary,
+    /// [`Report::schedule_lag`].
+    schedule_lag: Summary,
+}
+
+/// One histogram's summary, in µs: the [`QUANTILES`], the maximum, the mean and the count.
+#[derive(Serialize)]
+struct Summary {
+    /// The median.
+    p50: u64,
+    /// The 90th percentile.
+    p90: u64,
+    /// The 99th percentile.
+    p99: u64,
+    /// The 99.9th percentile.
+    p99_9: u64,
+    /// The 99.99th percentile.
+    p99_99: u64,
+    /// The largest value (0 when empty).
+    max: u64,
+    /// The mean, to 0.1 µs.
+    mean: f64,
+    /// How many values.
+    count: u64,
+}
+
+impl Summary {
+    /// The summary of `h`.
+    fn of(h: &Histogram<u64>) -> Self {
+        let [p50, p90, p99, p99_9, p99_99] = QUANTILES.map(|q| quantile(h, q));
+        Self {
+            p50,
+            p90,
+            p99,
+            p99_9,
+            p99_99,
+            max: h.max(),
+            mean: round(h.mean(), 1),
+            count: h.len(),
+        }
+    }
+}
+
+/// The `deadline` object.
+#[derive(Serialize)]
+struct DeadlineJson {
+    /// The deadline, µs.
+    us: u64,
+    /// [`Report::goodput`].
+    goodput_rate: f64,
+    /// [`Report::share_within`] the deadline + 1 ms.
+    share_within_plus_1ms: f64,
+}
+
+/// The `windows` object: the windows' width and their counts, as two lists in order.
+#[derive(Serialize)]
+struct WindowsJson {
+    /// The windows' width, ms.
+    ms: u64,
+    /// [`Window::offered`](crate::Window::offered), per window.
+    offered: Vec<u64>,
+    /// [`Window::good`](crate::Window::good), per window.
+    good: Vec<u64>,
+}
+
+/// The `status` object: responses by class, and by code.
+#[derive(Serialize)]
+struct Statuses<'a> {
+    /// [`Report::status_2xx`].
+    #[serde(rename = "2xx")]
+    success: u64,
+    /// [`Report::status_503`].
+    #[serde(rename = "503")]
+    refused: u64,
+    /// [`Report::status_other`].
+    other: u64,
+    /// [`Report::statuses`], the codes as string keys.
+    by_code: &'a BTreeMap<u16, u64>,
+}
+
+/// The `errors` object: the counts by cause, then their total.
+#[derive(Serialize)]
+struct Errors {
+    /// [`Report::errors`].
+    #[serde(flatten)]
+    counts: ErrorCounts,
+    /// [`ErrorCounts::total`].
+    total: u64,
+}
+
+/// `value` rounded to `places` decimal places, as `{:.places$}` would print it.
+fn round(value: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (value * scale).round() / scale
 }
 
 /// How many values of `h` (µs) are at most `limit`.
@@ -450,11 +584,13 @@ mod tests {
             uncorrected: corrected.clone(),
             schedule_lag: new_histogram(),
             corrected,
-            scheduled: 1003,
-            sent: 1002,
-            completed: 1000,
-            unsent: 1,
-            queued: 0,
+            requests: RequestCounts {
+                scheduled: 1003,
+                sent: 1002,
+                completed: 1000,
+                unsent: 1,
+                queued: 0,
+            },
             errors: ErrorCounts {
                 timeout: 2,
                 ..ErrorCounts::default()
@@ -480,7 +616,7 @@ mod tests {
         );
         assert!(
             r.to_json()
-                .contains("\"deadline\":{\"us\":50000,\"goodput_rate\":50.000")
+                .contains("\"deadline\":{\"us\":50000,\"goodput_rate\":50.0,")
         );
     }
 
@@ -492,7 +628,10 @@ mod tests {
             (990, 6, 4)
         );
         assert!((r.achieved_rate() - 100.0).abs() < 1e-9);
-        assert_eq!(r.scheduled, r.completed + r.errors.total() + r.unsent);
+        assert_eq!(
+            r.requests.scheduled,
+            r.requests.completed + r.errors.total() + r.requests.unsent
+        );
     }
 
     #[test]
@@ -523,5 +662,98 @@ mod tests {
         assert_eq!(last[2], "1000");
         assert!(hgrm.contains("Total count    =         1000"), "{hgrm}");
         assert!(hgrm.contains("SubBuckets     =         2048"), "{hgrm}");
+    }
+
+    /// Every key path of a JSON value, `by_code`'s own keys (the status codes) left out.
+    fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, inner) in map {
+                let path = format!("{prefix}{key}");
+                if key != "by_code" {
+                    key_paths(inner, &format!("{path}."), out);
+                }
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn json_keys_are_the_ones_the_scripts_read() {
+        let mut r = report();
+        r.windows = crate::Windows {
+            width: Duration::from_millis(500),
+            deadline: r.deadline,
+            counts: vec![
+                crate::Window {
+                    offered: 5,
+                    good: 4
+                };
+                2
+            ],
+        };
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("valid JSON");
+        let mut keys = Vec::new();
+        key_paths(&json, "", &mut keys);
+        keys.sort();
+        let histogram = [
+            "p50", "p90", "p99", "p99_9", "p99_99", "max", "mean", "count",
+        ];
+        let mut expected: Vec<String> = [
+            "target_rate",
+            "achieved_rate",
+            "duration_s",
+            "connections",
+            "threads",
+            "latency_us",
+            "deadline",
+            "deadline.us",
+            "deadline.goodput_rate",
+            "deadline.share_within_plus_1ms",
+            "windows",
+            "windows.ms",
+            "windows.offered",
+            "windows.good",
+            "requests",
+            "requests.scheduled",
+            "requests.sent",
+            "requests.completed",
+            "requests.unsent",
+            "requests.queued",
+            "status",
+            "status.2xx",
+            "status.503",
+            "status.other",
+            "status.by_code",
+            "errors",
+            "errors.connect",
+            "errors.closed",
+            "errors.timeout",
+            "errors.malformed",
+            "errors.total",
+            "cpu_s",
+            "max_thread_utilization",
+            "max_thread_busy",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain(
+            ["corrected", "2xx", "503", "uncorrected", "schedule_lag"]
+                .into_iter()
+                .flat_map(|h| {
+                    std::iter::once(format!("latency_us.{h}"))
+                        .chain(histogram.map(|q| format!("latency_us.{h}.{q}")))
+                }),
+        )
+        .collect();
+        expected.sort();
+        assert_eq!(keys, expected);
+        // Fields in the order they have always been written.
+        let text = r.to_json();
+        let at = |key: &str| text.find(&format!("\"{key}\":")).expect(key);
+        assert!(at("target_rate") < at("latency_us") && at("latency_us") < at("deadline"));
+        assert!(at("windows") < at("requests") && at("requests") < at("status"));
+        assert!(at("errors") < at("cpu_s") && at("cpu_s") < at("max_thread_busy"));
+        assert_eq!(json["windows"]["good"], serde_json::json!([4, 4]));
+        assert_eq!(json["errors"]["total"], 2);
     }
 }

@@ -151,7 +151,7 @@ impl<'p> Worker<'p> {
                 for i in 0..self.conns.len() {
                     while let Some(scheduled) = self.pop_due(i) {
                         if scheduled >= self.warmup_ns {
-                            self.stats.unsent += 1;
+                            self.stats.requests.unsent += 1;
                         }
                     }
                 }
@@ -228,7 +228,7 @@ impl<'p> Worker<'p> {
                     || conn.in_flight.len() >= depth
                     || matches!(conn.state, ConnState::Connecting(_));
                 if busy {
-                    self.stats.queued += 1;
+                    self.stats.requests.queued += 1;
                 }
             }
             conn.next += 1;
@@ -297,7 +297,7 @@ impl<'p> Worker<'p> {
             };
             self.conns[i].push(&self.plan.request, scheduled, now);
             if scheduled >= self.warmup_ns {
-                self.stats.sent += 1;
+                self.stats.requests.sent += 1;
             }
             wrote = true;
         }

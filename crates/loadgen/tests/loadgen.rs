@@ -24,8 +24,8 @@ fn config(url: &str, rate: f64, connections: usize, duration_ms: u64) -> LoadCon
 #[track_caller]
 fn assert_accounted(report: &Report) {
     assert_eq!(
-        report.scheduled,
-        report.completed + report.errors.total() + report.unsent,
+        report.requests.scheduled,
+        report.requests.completed + report.errors.total() + report.requests.unsent,
         "requests unaccounted for:\n{}",
         report.to_markdown()
     );
@@ -50,17 +50,17 @@ fn fixed_delay_shows_in_the_median() {
         report.to_markdown()
     );
     assert_eq!(report.errors.total(), 0, "{}", report.to_markdown());
-    assert_eq!(report.unsent, 0);
+    assert_eq!(report.requests.unsent, 0);
     // 2 s at 40 req/s: 80 scheduled in the measured window.
     assert!(
-        (78..=82).contains(&report.scheduled),
+        (78..=82).contains(&report.requests.scheduled),
         "{}",
-        report.scheduled
+        report.requests.scheduled
     );
-    assert_eq!(report.status_2xx(), report.completed);
+    assert_eq!(report.status_2xx(), report.requests.completed);
     // The server saw warm-up and measured requests alike.
     let served = server.requests.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(served >= report.completed, "{served}");
+    assert!(served >= report.requests.completed, "{served}");
     assert_accounted(&report);
 }
 
@@ -87,7 +87,7 @@ fn a_stall_shows_in_corrected_latency_only() {
         report.to_markdown()
     );
     // Requests scheduled during the stall waited on their busy connections.
-    assert!(report.queued > 0, "{}", report.to_markdown());
+    assert!(report.requests.queued > 0, "{}", report.to_markdown());
     assert_eq!(report.errors.total(), 0, "{}", report.to_markdown());
     assert_accounted(&report);
 }
@@ -103,7 +103,7 @@ fn a_server_gone_mid_run_is_counted_not_hidden() {
     let started = Instant::now();
     let report = run(&config).expect("run");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(report.completed > 20, "{}", report.to_markdown());
+    assert!(report.requests.completed > 20, "{}", report.to_markdown());
     // About half the run was against a dead port: many failures, each counted.
     assert!(report.errors.total() >= 40, "{}", report.to_markdown());
     assert!(report.errors.connect > 0, "{}", report.to_markdown());
@@ -146,15 +146,19 @@ fn statuses_framings_and_modes() {
         // then on a busy machine): they are unsent, at most one per connection, and those the
         // generator itself had not reached yet when a busy machine held it up (its schedule
         // lag, at the run's rate).
-        assert_eq!(report.completed + report.unsent, report.scheduled, "{what}");
+        assert_eq!(
+            report.requests.completed + report.requests.unsent,
+            report.requests.scheduled,
+            "{what}"
+        );
         let lag = Duration::from_micros(report.schedule_lag.max());
         let behind = (lag.as_secs_f64() * config.rate).ceil() as u64;
-        assert!(report.unsent <= 4 + behind, "{what}");
-        assert!(report.completed >= 190 - behind.min(190), "{what}");
+        assert!(report.requests.unsent <= 4 + behind, "{what}");
+        assert!(report.requests.completed >= 190 - behind.min(190), "{what}");
         match path {
-            "/503" => assert_eq!(report.status_503(), report.completed, "{what}"),
-            "/404" => assert_eq!(report.status_other(), report.completed, "{what}"),
-            _ => assert_eq!(report.status_2xx(), report.completed, "{what}"),
+            "/503" => assert_eq!(report.status_503(), report.requests.completed, "{what}"),
+            "/404" => assert_eq!(report.status_other(), report.requests.completed, "{what}"),
+            _ => assert_eq!(report.status_2xx(), report.requests.completed, "{what}"),
         }
         assert_accounted(&report);
     }
@@ -166,7 +170,7 @@ fn large_bodies() {
     let report = run(&config(&server.url("/big"), 50.0, 2, 500)).expect("run");
     assert_eq!(
         report.status_2xx(),
-        report.scheduled,
+        report.requests.scheduled,
         "{}",
         report.to_markdown()
     );
@@ -182,7 +186,7 @@ fn slow_responses_are_timeouts() {
     let mut config = config(&server.url("/"), 20.0, 4, 1000);
     config.timeout = Duration::from_millis(100);
     let report = run(&config).expect("run");
-    assert_eq!(report.completed, 0, "{}", report.to_markdown());
+    assert_eq!(report.requests.completed, 0, "{}", report.to_markdown());
     assert!(report.errors.timeout >= 15, "{}", report.to_markdown());
     assert_accounted(&report);
 }
@@ -196,14 +200,14 @@ fn post_with_a_body_and_malformed_responses() {
     let report = run(&post).expect("run");
     assert_eq!(
         report.status_2xx(),
-        report.scheduled,
+        report.requests.scheduled,
         "{}",
         report.to_markdown()
     );
 
     let report = run(&config(&server.url("/garbage"), 100.0, 2, 500)).expect("run");
     assert!(report.errors.malformed >= 40, "{}", report.to_markdown());
-    assert_eq!(report.completed, 0);
+    assert_eq!(report.requests.completed, 0);
     assert_accounted(&report);
 }
 
@@ -221,13 +225,13 @@ fn threads_and_pinning() {
     let report = run(&config).expect("run");
     assert_eq!(report.errors.total(), 0, "{}", report.to_markdown());
     assert!(
-        (990..=1010).contains(&report.completed),
+        (990..=1010).contains(&report.requests.completed),
         "{}",
         report.to_markdown()
     );
     // Both threads sent: every scheduled request has its lag recorded (precision itself is
     // a benchmark figure, not a test: it depends on how busy the machine is).
-    assert_eq!(report.schedule_lag.len(), report.scheduled);
+    assert_eq!(report.schedule_lag.len(), report.requests.scheduled);
     assert!(report.cpu > Duration::ZERO);
 }
 
@@ -240,7 +244,7 @@ fn reports_render() {
             .to_markdown()
             .contains("| corrected (from schedule) |")
     );
-    assert!(report.to_json().starts_with("{\"target_rate\":100.000,"));
+    assert!(report.to_json().starts_with("{\"target_rate\":100.0,"));
     assert!(report.to_hgrm().contains("#[Max     ="));
 }
 
@@ -356,8 +360,8 @@ fn a_server_that_answers_then_resets_is_counted_not_crashed() {
     config.timeout = Duration::from_secs(1);
     let report = run(&config).expect("the run ends with a report");
     assert_accounted(&report);
-    assert!(report.completed > 0, "{}", report.to_markdown());
-    assert_eq!(report.status_2xx(), report.completed);
+    assert!(report.requests.completed > 0, "{}", report.to_markdown());
+    assert_eq!(report.status_2xx(), report.requests.completed);
     // A request sent before the reset was seen is lost, and counted as such; how many that
     // is depends on timing (none, when every reset arrives before the next send).
     assert_eq!(

@@ -7,10 +7,10 @@ use std::time::Duration;
 use rtserve_loadgen::{LoadConfig, Target};
 
 use crate::{
+    cells::us,
     noise::{Cause, Spoil},
     overload::slow_request,
     panels::BASELINE_SLACK,
-    report::us,
     runner::{Bench, Row},
     server::ServerProcess,
 };

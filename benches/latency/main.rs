@@ -12,6 +12,7 @@
 //! its capacity measured under the same noise. A run that the host spoiled (steal time, or a
 //! generator that could not keep its schedule) is repeated before anything is drawn.
 
+mod cells;
 mod chart;
 mod hello;
 mod metrics;

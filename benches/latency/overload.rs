@@ -13,6 +13,20 @@ use rtserve_loadgen::{Burst, Target};
 
 use crate::{metrics, runner::Bench, server::ServerProcess};
 
+impl Bench {
+    /// C for `/slow?ms=2` on 4 workers (nominal 2000 req/s), measured the first time for
+    /// each noise setting, under that noise.
+    pub(crate) fn slow_capacity(&mut self) -> Option<f64> {
+        let key = self.noise.map(|n| n.to_string());
+        if let Some(&c) = self.capacity.get(&key) {
+            return c;
+        }
+        let c = capacity(self, "overload", "/slow?ms=2", "4", 4000.0);
+        self.capacity.insert(key, c);
+        c
+    }
+}
+
 /// Measures the pool's capacity C for `path` (its route's 200s per second, counted by the
 /// server) while offered `offered` req/s with a 1 s deadline, so that nothing misses: median of
 /// three runs (one when quick), first in first out; beside the neighbour, if there is one now.

@@ -6,23 +6,12 @@ use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Duration}
 use rtserve_loadgen::Report;
 
 use crate::{
-    noise::{Cause, HostSigns},
+    cells::{lag, steal_ms, us},
+    noise::Cause,
     panels::{self, Points, Results},
     runner::Bench,
     tables::{burst_table, goodput_tables, mixed_table, noise_table},
 };
-
-/// A run's steal time in ms, or a dash where the host reports none.
-pub(crate) fn steal_ms(signs: &HostSigns) -> String {
-    signs
-        .steal
-        .map_or_else(|| "—".to_owned(), |s| format!("{} ms", s.as_millis()))
-}
-
-/// The generator's schedule lag, p99 / max.
-pub(crate) fn lag(signs: &HostSigns) -> String {
-    format!("{} / {}", us(signs.lag_p99), us(signs.lag_max))
-}
 
 /// How many runs were repeated and why, the runs still spoiled, and the noise settings that
 /// could not run: one sentence for the pictures' footers.
@@ -82,22 +71,6 @@ pub(crate) fn host_notes(table: &mut String, bench: &Bench) {
     }
 }
 
-pub(crate) fn us(v: u64) -> String {
-    if v >= 10_000 {
-        format!("{:.1} ms", v as f64 / 1000.0)
-    } else {
-        format!("{v} µs")
-    }
-}
-
-/// A quantile of `h` (µs), or a dash for an empty histogram.
-pub(crate) fn quantile(h: &rtserve_loadgen::Histogram<u64>, p: f64) -> String {
-    if h.is_empty() {
-        "—".to_owned()
-    } else {
-        us(h.value_at_quantile(p))
-    }
-}
 /// Prints the table and writes the table, `.hgrm` files and the plot under `target/bench/`.
 pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
     let mut table = String::new();

@@ -13,7 +13,6 @@ use rtserve_loadgen::{LoadConfig, Report, Target};
 use crate::{
     metrics::ServerCounts,
     noise::{self, HostSigns, Neighbour, Noise, Spoil},
-    overload::capacity,
     server::{ServerProcess, cpu_of},
 };
 
@@ -101,18 +100,6 @@ pub(crate) struct Bench {
 }
 
 impl Bench {
-    /// C for `/slow?ms=2` on 4 workers (nominal 2000 req/s), measured the first time for
-    /// each noise setting, under that noise.
-    pub(crate) fn slow_capacity(&mut self) -> Option<f64> {
-        let key = self.noise.map(|n| n.to_string());
-        if let Some(&c) = self.capacity.get(&key) {
-            return c;
-        }
-        let c = capacity(self, "overload", "/slow?ms=2", "4", 4000.0);
-        self.capacity.insert(key, c);
-        c
-    }
-
     /// Quiet, then each noise setting, for the scenarios measured under noise.
     pub(crate) fn conditions(&self) -> Vec<Option<Noise>> {
         std::iter::once(None)

@@ -6,8 +6,8 @@ use std::{fmt::Write as _, time::Duration};
 use rtserve_loadgen::Report;
 
 use crate::{
+    cells::{lag, quantile, steal_ms, us},
     overload::MIXED_JOBS,
-    report::{lag, quantile, steal_ms, us},
     runner::{Bench, Row},
 };
 

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use hdrhistogram::Histogram;
 
-use crate::report::{ErrorCounts, Report, RequestCounts, new_histogram};
+use crate::report::{ErrorCounts, Report, RequestCounts, micros, new_histogram};
 
 /// Why a request got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,9 +188,4 @@ impl Windows {
             mine.good += theirs.good;
         }
     }
-}
-
-/// Whole microseconds, saturating.
-pub(crate) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -8,8 +8,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::outcome::micros;
-
 /// Highest latency recorded, in microseconds (one hour); larger values saturate here.
 const MAX_MICROS: u64 = 3_600_000_000;
 
@@ -554,6 +552,11 @@ pub(crate) fn hgrm(h: &Histogram<u64>) -> String {
         h.buckets()
     );
     out
+}
+
+/// Whole microseconds, saturating.
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

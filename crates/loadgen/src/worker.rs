@@ -28,9 +28,12 @@ use mio::{Events, Poll};
 
 use crate::config::LoadConfig;
 use crate::conn::{Conn, ConnState, Handshake, InFlight, Transfer};
-use crate::outcome::{ErrorKind, Outcome, Windows, micros};
 use crate::response::Completed;
 use crate::schedule::{Due, Schedule, Timeline};
+use crate::{
+    outcome::{ErrorKind, Outcome, Windows},
+    report::micros,
+};
 
 /// How often in-flight requests and connects are checked against the timeout. The timeout is
 /// thus enforced to within this much.

@@ -301,7 +301,7 @@ impl Reactor {
             scratch: &mut self.scratch,
             control: &mut self.control,
             registry: self.poll.registry(),
-            stage: self.stage,
+            stopping: self.stage.is_stopping(),
         };
         (&mut self.conns, cx)
     }

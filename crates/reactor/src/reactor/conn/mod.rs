@@ -16,10 +16,7 @@ mod timing;
 use mio::{Interest, Registry, net::TcpStream};
 
 pub(super) use self::io::control_buffer;
-use super::{
-    dispatch::{Dispatcher, Flow, Turn},
-    shutdown::Stage,
-};
+use super::dispatch::{Dispatcher, Flow, Turn};
 use crate::{
     Response, answers,
     body::{BodyRules, TooSlow},
@@ -100,7 +97,8 @@ pub(super) struct Cx<'a> {
     /// Where a read's receive stamp is put (`io::recv_stamped`).
     pub(super) control: &'a mut [u8],
     pub(super) registry: &'a Registry,
-    pub(super) stage: Stage,
+    /// The reactor has stopped accepting, and waits only briefly for requests.
+    pub(super) stopping: bool,
 }
 
 impl Connection {

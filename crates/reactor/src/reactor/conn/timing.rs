@@ -87,7 +87,7 @@ pub(super) fn wanted(conn: &Connection, stopping: bool) -> Wanted {
 
 /// Makes a connection's timers what its state needs now (see the module docs).
 pub(super) fn retime(conn: &mut Connection, cx: &mut Cx<'_>) {
-    let wanted = wanted(conn, cx.stage.is_stopping());
+    let wanted = wanted(conn, cx.stopping);
     let (now, config) = (cx.turn.clock.now, cx.turn.config);
     let (id, table) = (conn.id, &mut conn.timers);
     match wanted.client {

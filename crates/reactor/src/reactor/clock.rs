@@ -4,7 +4,7 @@
 //! Theory of operation. A request's deadline counts from when its bytes reached the kernel,
 //! not from when the reactor got to them: a request that waited in the socket of a stalled
 //! reactor has already spent that time. Linux stamps every received segment on the realtime
-//! clock (`SO_TIMESTAMPNS`), and the reactor's reads hand that stamp back (`io.rs`). Deadlines
+//! clock (`SO_TIMESTAMPNS`), and the reactor's reads hand that stamp back (`conn/io.rs`). Deadlines
 //! are on the monotonic clock (`Instant`), so each turn that stamps reads the realtime clock
 //! once more, right after the monotonic one, and a stamp maps to `now - (wall - stamp)`.
 //!

@@ -128,6 +128,31 @@ impl Harness {
     }
 }
 
+/// What the crate's unit tests of handlers share: a request's bytes, and the response of a
+/// reply answered inline.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::{Reply, Response};
+
+    /// A `GET` of `target`, as a client sends it.
+    pub(crate) fn get(target: &str) -> Vec<u8> {
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+    }
+
+    /// The response of a reply answered inline.
+    ///
+    /// # Panics
+    ///
+    /// If the reply is not: the test expected it to be.
+    #[track_caller]
+    pub(crate) fn ready(reply: Reply) -> Response {
+        match reply {
+            Reply::Ready(response) => response,
+            other => panic!("not inline: {other:?}"),
+        }
+    }
+}
+
 impl Default for Harness {
     fn default() -> Self {
         Self::new()

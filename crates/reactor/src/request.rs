@@ -390,7 +390,11 @@ mod tests {
     use rtserve_protocol::{Event, Limits, ServerConn};
 
     use super::*;
-    use crate::{Harness, budget::Budgets};
+    use crate::{
+        Harness,
+        budget::Budgets,
+        harness::testing::{get, ready},
+    };
 
     /// What a request is read against: its parser, a server of two reactors and a route cell.
     struct Fixture {
@@ -670,17 +674,6 @@ mod tests {
                 panic!("answered inline");
             };
             assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        }
-    }
-
-    fn get(target: &str) -> Vec<u8> {
-        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
-    }
-
-    fn ready(reply: Reply) -> Response {
-        match reply {
-            Reply::Ready(response) => response,
-            other => panic!("not inline: {other:?}"),
         }
     }
 

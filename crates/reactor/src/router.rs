@@ -295,18 +295,10 @@ mod tests {
     };
 
     use super::*;
-    use crate::Harness;
-
-    fn get(target: &str) -> Vec<u8> {
-        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
-    }
-
-    fn ready(reply: Reply) -> Response {
-        match reply {
-            Reply::Ready(response) => response,
-            other => panic!("not inline: {other:?}"),
-        }
-    }
+    use crate::{
+        Harness,
+        harness::testing::{get, ready},
+    };
 
     /// A router whose `/accounts/{id}` echoes `id` and the query parameter `q`, and counts
     /// the requests that reached it.

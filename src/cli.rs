@@ -60,6 +60,18 @@ pub(crate) struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) deadline_ms: u64,
 
+    /// The header in which callers state their remaining budget, in whole milliseconds or
+    /// gRPC's grpc-timeout form (100m, 2S): a request's deadline is then the earlier of the
+    /// caller's and its own. Off by default.
+    #[arg(long, env = "RTSERVE_DEADLINE_HEADER", value_name = "NAME", value_parser = header_name)]
+    pub(crate) deadline_header: Option<String>,
+
+    /// A request whose caller left it less than this is answered 503 (rtserve-shed:
+    /// caller-budget) without running its handler.
+    #[arg(long, env = "RTSERVE_MIN_CALLER_BUDGET_MS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub(crate) min_caller_budget_ms: u64,
+
     /// The order waiting jobs are served in. Either way a job that cannot make its deadline
     /// is refused (503) at once, before it is queued or when a worker reaches it.
     #[arg(long, env = "RTSERVE_DISCIPLINE", value_enum, default_value_t = DisciplineArg::AdaptiveLifo)]
@@ -204,6 +216,8 @@ impl Args {
         config.queue = self.queue as usize;
         config.max_connections = self.max_connections as usize;
         config.deadline = ms(self.deadline_ms);
+        config.deadline_header.clone_from(&self.deadline_header);
+        config.min_caller_budget = ms(self.min_caller_budget_ms);
         config.discipline = match self.discipline {
             DisciplineArg::Fifo => Discipline::Fifo,
             DisciplineArg::AdaptiveLifo => Discipline::AdaptiveLifo,
@@ -278,6 +292,17 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is not a size"))?;
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A header's name, as `--deadline-header` takes it: the reactor's own check, so that the flag
+/// is named when it fails.
+fn header_name(name: &str) -> Result<String, String> {
+    let mut config = Config::default();
+    config.deadline_header = Some(name.to_owned());
+    config
+        .validate()
+        .map(|()| name.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

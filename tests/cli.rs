@@ -403,6 +403,36 @@ fn a_missed_deadline_is_answered_503() {
 }
 
 #[test]
+fn deadline_header_takes_the_callers_budget() {
+    let server = Server::start(&[
+        "--deadline-header",
+        "X-Budget",
+        "--min-caller-budget-ms",
+        "10",
+    ]);
+    let get = |budget: &str| {
+        let head = format!("GET /slow?ms=30000 HTTP/1.1\r\nHost: x\r\nx-budget: {budget}\r\n\r\n");
+        server.request(head.as_bytes())
+    };
+    // Less than the least budget: refused before the handler.
+    let reply = get("5");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("rtserve-shed"), Some("caller-budget"));
+    // A job of 30 s whose caller has 200 ms: answered at the caller's deadline, not at the
+    // server's (5 s) or when the job ends.
+    let start = Instant::now();
+    let reply = get("200m");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("rtserve-shed"), Some("deadline"));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(get("soon").status, 400);
+}
+
+#[test]
 fn max_slow_ms_caps_the_sleep() {
     let server = Server::start(&["--max-slow-ms", "50"]);
     let reply = server.get("/slow?ms=5000");
@@ -794,6 +824,7 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--workers", "0"], "--workers"),
         (&["--bind", "nonsense"], "--bind"),
         (&["--max-body", "1T"], "--max-body"),
+        (&["--deadline-header", "two words"], "--deadline-header"),
         (&["--no-such-flag"], "--no-such-flag"),
     ] {
         let run = run_to_exit(args, &[]);

@@ -29,6 +29,7 @@ pub(crate) fn shed(reason: Shed, retry_after: Option<u32>) -> Response {
         Shed::NotStarted => "overloaded: not started in time\n",
         Shed::Deadline => "deadline exceeded\n",
         Shed::InFlight => "overloaded: too many requests in flight on this route\n",
+        Shed::CallerBudget => "the caller's budget is spent\n",
     };
     let header = &SHED_HEADERS[reason as usize];
     let response =
@@ -42,6 +43,12 @@ pub(crate) fn shed(reason: Shed, retry_after: Option<u32>) -> Response {
 /// The 408 for a head, or a body, that did not come in time (RFC 9110 §15.5.9).
 pub(crate) fn request_timeout() -> Response {
     Response::text(StatusCode::REQUEST_TIMEOUT, "request timeout\n")
+}
+
+/// A caller's budget header in neither form the convention allows, or sent twice (see
+/// `caller.rs`).
+pub(crate) fn bad_deadline_header() -> Response {
+    Response::text(StatusCode::BAD_REQUEST, "bad deadline header\n")
 }
 
 /// The body budget's refusal.

@@ -127,6 +127,15 @@ pub struct Config {
     /// kernel, with `kernel_timestamps`): an offloaded job not done by then is answered 503.
     /// Default 5 s.
     pub deadline: Duration,
+    /// The header in which callers state their remaining budget, if any (the crate's
+    /// [caller deadlines](crate#caller-deadlines): whole milliseconds, or gRPC's
+    /// `grpc-timeout` form such as `100m`): a request's deadline is then the earlier of the
+    /// caller's and its route's. Matched without regard to case. Default none.
+    pub deadline_header: Option<String>,
+    /// The least budget a caller may leave a request (see `deadline_header`): with less left
+    /// when it is read, it is answered 503 (`rtserve-shed: caller-budget`) at once, its
+    /// handler not run. Default 1 ms.
+    pub min_caller_budget: Duration,
     /// The order the pool serves waiting jobs in (see [`Discipline`]). Default
     /// [`Discipline::AdaptiveLifo`], which is first in, first out until the queue stands.
     pub discipline: Discipline,
@@ -257,6 +266,8 @@ impl Default for Config {
             workers: 16,
             queue: 1024,
             deadline: Duration::from_secs(5),
+            deadline_header: None,
+            min_caller_budget: Duration::from_millis(1),
             discipline: Discipline::AdaptiveLifo,
             admission: Admission::Adaptive,
             retry_after: None,
@@ -371,6 +382,16 @@ impl Config {
                 "must be at most a year",
             )?;
         }
+        check(
+            self.deadline_header.as_deref().is_none_or(is_token),
+            "deadline_header",
+            "must be a header name (a token)",
+        )?;
+        check(
+            self.min_caller_budget <= Duration::from_secs(365 * 86_400),
+            "min_caller_budget",
+            "must be at most a year",
+        )?;
         self.limits.validate().map_err(|reason| ConfigError {
             setting: "limits",
             reason,
@@ -387,6 +408,14 @@ impl Config {
         #[cfg(not(feature = "tokio"))]
         usize::MAX
     }
+}
+
+/// Whether `name` is a token (RFC 9110 §5.6.2), as a header's name must be.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// `1 / part` of the machine's memory, at most `cap` (`cap` where it cannot be read).
@@ -421,6 +450,23 @@ mod tests {
     #[test]
     fn default_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_deadline_header_must_be_a_header_name() {
+        for (name, ok) in [
+            ("x-envoy-expected-rq-timeout-ms", true),
+            ("grpc-timeout", true),
+            ("", false),
+            ("two words", false),
+            ("colon:", false),
+        ] {
+            let config = Config {
+                deadline_header: Some(name.to_owned()),
+                ..Config::default()
+            };
+            assert_eq!(config.validate().is_ok(), ok, "{name:?}");
+        }
     }
 
     #[test]

@@ -51,8 +51,11 @@ where
     }
 }
 
-/// Gives the jobs `handler` offloads (and its futures) this deadline, unless one sets its own: a per-route
-/// deadline, between the server's default and a per-request [`Job::with_deadline`](crate::Job::with_deadline).
+/// Gives the requests `handler` serves this deadline, counted from their arrival: a per-route
+/// deadline, between the server's default and a per-request
+/// [`Job::with_deadline`](crate::Job::with_deadline). The handler reads it with
+/// [`Request::deadline`], its jobs and futures with their context's; a caller's deadline that
+/// comes sooner still holds ([caller deadlines](crate#caller-deadlines)).
 ///
 /// # Examples
 ///
@@ -77,7 +80,9 @@ struct WithDeadline<H> {
 
 impl<H: Handler> Handler for WithDeadline<H> {
     fn handle(&self, req: &Request<'_>) -> Reply {
-        match self.handler.handle(req) {
+        // The handler sees the route's deadline (never past its caller's); its jobs get it too.
+        let req = req.with_route_deadline(self.deadline);
+        match self.handler.handle(&req) {
             Reply::Offload(mut job) => {
                 job.deadline = job.deadline.or(Some(self.deadline));
                 Reply::Offload(job)

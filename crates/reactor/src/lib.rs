@@ -40,6 +40,19 @@
 //! At start the server raises the process's soft limit on open files to its hard limit, so
 //! that the connection limit is the one configured.
 //!
+//! # Caller deadlines
+//!
+//! A caller that has only so much time left for an answer can say so in a header the operator
+//! names ([`Config::deadline_header`]). Its value is whole milliseconds (`150`, as Envoy's
+//! `x-envoy-expected-rq-timeout-ms`) or gRPC's `grpc-timeout` form: at most eight digits and
+//! a unit, `H`, `M`, `S`, `m`, `u` or `n` (`100m`, `2S`). The budget counts from when the
+//! request arrived ([`Request::received`]), and the request's deadline becomes the earlier of
+//! the caller's and its route's: [`Request::deadline`] in the handler, and the job's or the
+//! future's context after it, so it can be passed on. A request left less than
+//! [`Config::min_caller_budget`] is answered 503 (`rtserve-shed: caller-budget`) without
+//! running its handler; a value in neither form, or the header sent twice, is answered 400. On
+//! an inline route the budget decides only whether the request is refused at once.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -67,6 +80,7 @@ mod answers;
 mod body;
 mod budget;
 mod config;
+mod deadline;
 mod handler;
 mod harness;
 #[cfg(feature = "http")]

@@ -9,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use rtserve_protocol::{Method, OwnedHead, StatusCode, Version};
@@ -18,6 +18,7 @@ use rtserve_protocol::{Method, OwnedHead, StatusCode, Version};
 use crate::{Handler, Router};
 use crate::{
     Reply, Response,
+    deadline::deadline_after,
     stats::{Stats, StatsRegistry},
 };
 
@@ -33,6 +34,9 @@ pub struct Request<'a> {
     reactor: usize,
     received: Instant,
     deadline: Instant,
+    /// The caller's deadline (see [caller deadlines](crate#caller-deadlines)): no route may
+    /// give the request a later one.
+    cap: Option<Instant>,
     server: &'a ServerView,
     route: &'a Cell<usize>,
     /// The path parameters of the route that matched, set by [`Router`].
@@ -61,9 +65,30 @@ impl<'a> Request<'a> {
             reactor,
             received,
             deadline,
+            cap: None,
             server,
             route,
             params: None,
+        }
+    }
+
+    /// The same request under its caller's deadline, if it stated one: its deadline is the
+    /// earlier of the two, now and whatever its route makes it.
+    pub(crate) fn capped(self, cap: Option<Instant>) -> Self {
+        Self {
+            deadline: cap.map_or(self.deadline, |cap| cap.min(self.deadline)),
+            cap,
+            ..self
+        }
+    }
+
+    /// The same request under its route's deadline, `after` its arrival (never later than its
+    /// caller's).
+    pub(crate) fn with_route_deadline(&self, after: Duration) -> Self {
+        let deadline = deadline_after(self.received, after);
+        Self {
+            deadline: self.cap.map_or(deadline, |cap| cap.min(deadline)),
+            ..*self
         }
     }
 
@@ -189,10 +214,19 @@ impl<'a> Request<'a> {
         self.received
     }
 
-    /// The server's default deadline for this request. An offloaded [`Job`](crate::Job) may set its own
-    /// with [`Job::with_deadline`](crate::Job::with_deadline).
+    /// This request's deadline: its route's ([`with_deadline`](crate::with_deadline)) or the
+    /// server's default ([`Config::deadline`](crate::Config::deadline)), and never later than
+    /// the one its caller stated ([caller deadlines](crate#caller-deadlines)). An offloaded
+    /// [`Job`](crate::Job) may set another with
+    /// [`Job::with_deadline`](crate::Job::with_deadline), again never past the caller's.
     pub fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// Time left before [`deadline`](Self::deadline) (zero once it has passed): what a handler
+    /// passes on as the timeout of its own calls.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// Whether the server is shutting down (for a health check to report it).

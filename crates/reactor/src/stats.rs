@@ -327,16 +327,20 @@ pub enum Shed {
     /// Its route had as many async handlers' futures in flight as it may
     /// ([`Config::max_in_flight_per_route`](crate::Config)).
     InFlight,
+    /// Its caller left it less time than [`Config::min_caller_budget`](crate::Config): refused
+    /// before its handler ran (see [`Config::deadline_header`](crate::Config)).
+    CallerBudget,
 }
 
 impl Shed {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::QueueFull,
         Self::ExpectedMiss,
         Self::NotStarted,
         Self::Deadline,
         Self::InFlight,
+        Self::CallerBudget,
     ];
 
     /// The reason's name, as in the `rtserve-shed` header and the metrics' `reason` label:
@@ -348,6 +352,7 @@ impl Shed {
             Self::NotStarted => "not-started",
             Self::Deadline => "deadline",
             Self::InFlight => "in-flight",
+            Self::CallerBudget => "caller-budget",
         }
     }
 }

@@ -21,6 +21,7 @@ use super::clock::Clock;
 use crate::{
     Config, Handler, Job, Reply, Request, Response, Shed, answers,
     body::{Pace, Pieces, STEP},
+    deadline::{self, BadBudget, deadline_after},
     log::LogEntry,
     mailbox::Mailbox,
     pool::{Refused, Task, WorkerPool},
@@ -189,11 +190,11 @@ impl Dispatcher {
                     // read filled the buffer.
                     let last = input.rest().is_empty() && drained;
                     let body = pieces.body(input.data(), exchange.body.as_slice());
-                    let reply = self.run_handler(t, exchange, input.head(), body);
+                    let (reply, caller) = self.run_handler(t, exchange, input.head(), body);
                     input.request_ends();
                     *budget -= 1;
                     session.requests += 1;
-                    let open = self.end(t, (id, exchange), reply, last);
+                    let open = self.end(t, (id, exchange), (reply, caller), last);
                     read_all = !open && last;
                     open
                 }
@@ -275,14 +276,15 @@ impl Dispatcher {
         true
     }
 
-    /// A request was read to its end and its handler replied: answer, or hand the work off.
-    /// `last`: nothing followed it in this read or the socket. Returns whether the connection
+    /// A request was read to its end and its handler replied: answer, or hand the work off
+    /// (never past the deadline its caller stated, `reply.1`). `last`: nothing followed it in
+    /// this read or the socket. Returns whether the connection
     /// takes more requests.
     fn end(
         &mut self,
         t: &mut Turn<'_>,
         (id, exchange): (ConnId, &mut Exchange),
-        reply: Reply,
+        reply: (Reply, Option<Instant>),
         last: bool,
     ) -> bool {
         exchange.body.clear();
@@ -295,32 +297,54 @@ impl Dispatcher {
         false
     }
 
-    /// Runs the handler on a complete request; a panic becomes a 500.
-    fn run_handler(&self, t: &Turn<'_>, exchange: &Exchange, head: &[u8], body: &[u8]) -> Reply {
+    /// Runs the handler on a complete request; a panic becomes a 500. Returns the reply, and the deadline the request's caller stated, if it did (see
+    /// [caller deadlines](crate#caller-deadlines)); a caller's budget that cannot be read, or
+    /// is spent, is answered at once and the handler not run.
+    fn run_handler(
+        &self,
+        t: &Turn<'_>,
+        exchange: &Exchange,
+        head: &[u8],
+        body: &[u8],
+    ) -> (Reply, Option<Instant>) {
         let received = exchange.received;
-        let deadline = deadline_after(received, t.config.deadline);
+        let request = exchange.proto.request(head);
         self.route.set(t.stats.other_route());
+        let caller = match &t.config.deadline_header {
+            None => None,
+            Some(name) => match deadline::budget(request.headers_named(name)) {
+                Ok(budget) => budget.map(|budget| deadline_after(received, budget)),
+                Err(BadBudget) => return (answers::bad_deadline_header().into(), None),
+            },
+        };
+        if let Some(at) = caller
+            && at.saturating_duration_since(t.clock.now) < t.config.min_caller_budget
+        {
+            return (self.shed(t, Shed::CallerBudget).into(), None);
+        }
         let req = Request::new(
-            exchange.proto.request(head),
+            request,
             body,
             self.reactor,
-            (received, deadline),
+            (received, deadline_after(received, t.config.deadline)),
             &self.view,
             &self.route,
-        );
+        )
+        .capped(caller);
         let handler = &self.handler;
-        answers::internal_error_on_panic(|| handler.handle(&req))
+        let reply = answers::internal_error_on_panic(|| handler.handle(&req));
+        (reply, caller)
     }
 
-    /// Sends a reply's response, or hands its job to the pool; returns whether the connection
-    /// stays open. `close`: the response is the last this connection will get (the server is
+    /// Sends a reply's response, or hands its job to the pool (due by its caller's deadline,
+    /// `caller`, at the latest); returns whether the connection stays open. `close`: the response is the last this connection will get (the server is
     /// shutting down).
     fn answer(
         &mut self,
         t: &mut Turn<'_>,
         id: ConnId,
         exchange: &mut Exchange,
-        reply: Reply,
+        (reply, caller): (Reply, Option<Instant>),
         close: bool,
     ) -> bool {
         let ctx = exchange.proto.head().response_context();
@@ -335,14 +359,14 @@ impl Dispatcher {
                 Err(response)
             }
             Reply::Offload(job) => {
-                let deadline = job.deadline;
+                let deadline = (job.deadline, caller);
                 self.hand_off(t, exchange, (ctx, route), deadline, |d, t, seq, at| {
                     d.submit(t, job, (id, seq, route), at)
                 })
             }
             #[cfg(feature = "tokio")]
             Reply::Async(job) => {
-                let deadline = job.deadline;
+                let deadline = (job.deadline, caller);
                 self.hand_off(t, exchange, (ctx, route), deadline, |d, _, seq, at| {
                     d.spawn(job, (id, seq, route), at)
                 })
@@ -374,18 +398,19 @@ impl Dispatcher {
     }
 
     /// Hands work that answers later (a job, a future) off with `start`, and owes its answer in
-    /// line; or returns the 503 to send instead when it cannot run: its deadline (`deadline`,
-    /// or the server's) has passed, or `start` refused it.
+    /// line; or returns the 503 to send instead when it cannot run: its deadline (its own, or
+    /// the server's, and never past its caller's) has passed, or `start` refused it.
     fn hand_off(
         &mut self,
         t: &Turn<'_>,
         exchange: &mut Exchange,
         (ctx, route): (ResponseContext, usize),
-        deadline: Option<Duration>,
+        (deadline, caller): (Option<Duration>, Option<Instant>),
         start: impl FnOnce(&Self, &Turn<'_>, u64, Instant) -> Result<Pending, Shed>,
     ) -> Result<(), Response> {
         let received = exchange.received;
         let deadline = deadline_after(received, deadline.unwrap_or(t.config.deadline));
+        let deadline = caller.map_or(deadline, |caller| caller.min(deadline));
         if deadline <= t.clock.now {
             return Err(self.shed(t, Shed::Deadline));
         }
@@ -558,12 +583,6 @@ impl std::fmt::Debug for Dispatcher {
             .field("reactor", &self.reactor)
             .finish_non_exhaustive()
     }
-}
-
-/// `received + after`, at most a year on (a deadline of `Duration::MAX` means "none").
-fn deadline_after(received: Instant, after: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(365 * 86_400);
-    received.checked_add(after.min(FAR)).unwrap_or(received)
 }
 
 #[cfg(test)]
@@ -913,5 +932,90 @@ mod tests {
         let _ = feed(&mut r, &mut second, GET, true);
         let seq = |s: &Session| s.exchange.as_ref().expect("in hand").owed[0].seq;
         assert_ne!(seq(&first), seq(&second));
+    }
+
+    /// A dispatcher whose callers state their budget in `x-budget`, and whose handler offloads
+    /// a job that sleeps, after counting the requests it saw and what deadline each had.
+    fn budgeted() -> (Rig, Arc<std::sync::Mutex<Vec<Instant>>>) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let handler = move |req: &Request<'_>| -> Reply {
+            record.lock().expect("not poisoned").push(req.deadline());
+            Reply::offload(|ctx: &JobContext| {
+                ctx.sleep(Duration::from_secs(5));
+                Response::new(StatusCode::OK)
+            })
+        };
+        let mut r = rig(handler);
+        r.config.deadline_header = Some("x-budget".to_owned());
+        r.config.deadline = Duration::from_secs(60);
+        (r, seen)
+    }
+
+    fn with_budget(value: &str) -> Vec<u8> {
+        format!("GET / HTTP/1.1\r\nHost: x\r\nX-Budget: {value}\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn a_callers_budget_is_the_deadline_when_it_comes_first() {
+        let (mut r, seen) = budgeted();
+        let now = r.clock.now;
+        let mut s = Session::default();
+        let _ = feed(&mut r, &mut s, &with_budget("40"), true);
+        let _ = feed(&mut r, &mut s, &with_budget("100m"), true);
+        let _ = feed(&mut r, &mut s, &with_budget("2H"), true);
+        let _ = feed(&mut r, &mut s, GET, true);
+        let ms = Duration::from_millis;
+        // The handler saw each deadline, and the jobs were given the same ones.
+        let expected = [
+            now + ms(40),
+            now + ms(100),
+            now + ms(60_000),
+            now + ms(60_000),
+        ];
+        assert_eq!(*seen.lock().expect("not poisoned"), expected);
+        let owed: Vec<_> = s.exchange.as_ref().expect("in hand").owed.iter().collect();
+        let deadlines: Vec<_> = owed
+            .iter()
+            .map(|o| match o.state {
+                OwedState::Job { deadline, .. } => deadline,
+                _ => panic!("a job: {o:?}"),
+            })
+            .collect();
+        assert_eq!(deadlines, expected);
+    }
+
+    #[test]
+    fn a_spent_budget_is_refused_without_running_the_handler() {
+        let (mut r, seen) = budgeted();
+        let mut s = Session::default();
+        for budget in ["0", "0m", "999u"] {
+            let (flow, out) = feed(&mut r, &mut s, &with_budget(budget), true);
+            assert_eq!(flow, Flow::Continue, "the connection goes on");
+            assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+            assert!(out.contains("rtserve-shed: caller-budget\r\n"), "{out}");
+        }
+        assert!(seen.lock().expect("not poisoned").is_empty());
+        assert_eq!(r.d.view.stats.merged().shed.get(Shed::CallerBudget), 3);
+        // Exactly the least budget allowed is let in.
+        let (_, out) = feed(&mut r, &mut s, &with_budget("1"), true);
+        assert!(out.is_empty(), "owed: {out}");
+        assert_eq!(seen.lock().expect("not poisoned").len(), 1);
+    }
+
+    #[test]
+    fn a_budget_that_cannot_be_read_is_a_400() {
+        let (mut r, seen) = budgeted();
+        let mut s = Session::default();
+        let (_, out) = feed(&mut r, &mut s, &with_budget("soon"), true);
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        let twice = b"GET / HTTP/1.1\r\nHost: x\r\nX-Budget: 5\r\nx-budget: 5\r\n\r\n";
+        let (_, out) = feed(&mut r, &mut s, twice, true);
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(seen.lock().expect("not poisoned").is_empty());
+        // Without a header to read, the header means nothing.
+        r.config.deadline_header = None;
+        let (_, out) = feed(&mut r, &mut s, &with_budget("soon"), true);
+        assert!(out.is_empty(), "owed: {out}");
     }
 }

@@ -34,6 +34,44 @@ pub(crate) fn deadline_after(received: Instant, after: Duration) -> Instant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BadBudget;
 
+/// What a request's caller stated of its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// Nothing (or no header is configured): the route's deadline holds.
+    Silent,
+    /// Its deadline: the request's is never later.
+    Until(Instant),
+    /// Less than `min_caller_budget` is left: refuse it now.
+    Spent,
+    /// The header could not be read: 400.
+    Unreadable,
+}
+
+/// What the caller of `request`, received at `received`, stated in `header` (the configured
+/// name, if any), judged at `now` against `min`, the least budget let in.
+pub(crate) fn caller(
+    header: Option<&str>,
+    request: &rtserve_protocol::Request<'_>,
+    received: Instant,
+    (now, min): (Instant, Duration),
+) -> Caller {
+    let Some(name) = header else {
+        return Caller::Silent;
+    };
+    match budget(request.headers_named(name)) {
+        Ok(None) => Caller::Silent,
+        Ok(Some(budget)) => {
+            let at = deadline_after(received, budget);
+            if at.saturating_duration_since(now) < min {
+                Caller::Spent
+            } else {
+                Caller::Until(at)
+            }
+        }
+        Err(BadBudget) => Caller::Unreadable,
+    }
+}
+
 /// The budget a caller states in `values` (the values of the configured header, in order):
 /// none if the header is absent.
 pub(crate) fn budget<'a>(

@@ -21,7 +21,7 @@ use super::clock::Clock;
 use crate::{
     Config, Handler, Job, Reply, Request, Response, Shed, answers,
     body::{Pace, Pieces, STEP},
-    deadline::{self, BadBudget, deadline_after},
+    deadline::{self, Caller, deadline_after},
     log::LogEntry,
     mailbox::Mailbox,
     pool::{Refused, Task, WorkerPool},
@@ -310,18 +310,14 @@ impl Dispatcher {
         let received = exchange.received;
         let request = exchange.proto.request(head);
         self.route.set(t.stats.other_route());
-        let caller = match &t.config.deadline_header {
-            None => None,
-            Some(name) => match deadline::budget(request.headers_named(name)) {
-                Ok(budget) => budget.map(|budget| deadline_after(received, budget)),
-                Err(BadBudget) => return (answers::bad_deadline_header().into(), None),
-            },
+        let header = t.config.deadline_header.as_deref();
+        let judged = (t.clock.now, t.config.min_caller_budget);
+        let caller = match deadline::caller(header, &request, received, judged) {
+            Caller::Silent => None,
+            Caller::Until(at) => Some(at),
+            Caller::Spent => return (self.shed(t, Shed::CallerBudget).into(), None),
+            Caller::Unreadable => return (answers::bad_deadline_header().into(), None),
         };
-        if let Some(at) = caller
-            && at.saturating_duration_since(t.clock.now) < t.config.min_caller_budget
-        {
-            return (self.shed(t, Shed::CallerBudget).into(), None);
-        }
         let req = Request::new(
             request,
             body,

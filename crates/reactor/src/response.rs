@@ -102,15 +102,20 @@ impl Response {
 
     /// Sets headers that live forever; they are written before those added with
     /// [`with_header`](Self::with_header).
+    ///
+    /// The list replaces the static headers set before, among them the `Content-Type` of
+    /// [`text`](Self::text) and the `Cache-Control` that [`no_store`](Self::no_store) sets on a
+    /// response without static headers; headers added with `with_header` stay.
     #[must_use]
     pub fn with_static_headers(mut self, headers: StaticHeaders) -> Self {
         self.static_headers = headers;
         self
     }
 
-    /// Adds a header. The name must be a token and the value free of control bytes; an
-    /// invalid header, or one the reactor writes itself (Content-Length, Transfer-Encoding,
-    /// Connection, Date), turns the response into a 500.
+    /// Adds a header, after every header added before (a name added twice is kept twice).
+    /// The name must be a token and the value free of control bytes; an invalid header, or one
+    /// the reactor writes itself (Content-Length, Transfer-Encoding, Connection, Date), turns
+    /// the response into a 500.
     #[must_use]
     pub fn with_header(
         mut self,
@@ -125,6 +130,9 @@ impl Response {
     /// Dynamic answers to GET (a score, a health check, metrics) want it, since any cache may
     /// otherwise store them and give them a freshness of its own choosing (RFC 9111 §4.2.2).
     /// A POST response is not cacheable without explicit freshness and needs none.
+    ///
+    /// On a response without static headers the header becomes its static list, which a later
+    /// [`with_static_headers`](Self::with_static_headers) replaces: call `no_store` after it.
     ///
     /// # Examples
     ///

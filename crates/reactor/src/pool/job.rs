@@ -99,3 +99,144 @@ impl JobContext {
         !self.ticket.wait_until(until)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use rtserve_protocol::StatusCode;
+
+    use super::*;
+    use crate::pool::Tickets;
+
+    /// Far longer than any test waits: a sleep this long that returns was cut short.
+    const LONG: Duration = Duration::from_secs(60);
+    /// The bound a cut-short wait stays under, however loaded the machine.
+    const BOUND: Duration = Duration::from_secs(30);
+
+    /// A context with this deadline, and the ticket the reactor would hold for it.
+    fn context(deadline: Instant) -> (JobContext, Ticket) {
+        let ticket = Tickets::new(1).issue(0);
+        let ctx = JobContext {
+            deadline,
+            ticket: ticket.clone(),
+        };
+        (ctx, ticket)
+    }
+
+    #[test]
+    fn deadline_is_the_request_s() {
+        let deadline = Instant::now() + LONG;
+        let (ctx, _) = context(deadline);
+        assert_eq!(ctx.deadline(), deadline);
+    }
+
+    #[test]
+    fn remaining_counts_down_to_the_deadline() {
+        let (ctx, _) = context(Instant::now() + LONG);
+        let remaining = ctx.remaining();
+        assert!(
+            remaining > Duration::ZERO && remaining <= LONG,
+            "{remaining:?}"
+        );
+    }
+
+    #[test]
+    fn remaining_is_zero_after_the_deadline() {
+        let (ctx, _) = context(Instant::now());
+        thread::sleep(Duration::from_millis(1));
+        assert_eq!(ctx.remaining(), Duration::ZERO);
+    }
+
+    #[test]
+    fn is_cancelled_only_after_the_deadline_or_a_cancellation() {
+        let (ctx, ticket) = context(Instant::now() + LONG);
+        assert!(!ctx.is_cancelled());
+        ticket.cancel();
+        assert!(ctx.is_cancelled());
+
+        let (past, _) = context(Instant::now());
+        assert!(past.is_cancelled(), "its deadline has come");
+    }
+
+    #[test]
+    fn a_whole_sleep_returns_true() {
+        let (ctx, _) = context(Instant::now() + LONG);
+        let started = Instant::now();
+        assert!(ctx.sleep(Duration::from_millis(5)));
+        assert!(started.elapsed() >= Duration::from_millis(5));
+        assert!(!ctx.is_cancelled());
+    }
+
+    #[test]
+    fn a_sleep_ends_early_when_cancelled_from_another_thread() {
+        let (ctx, ticket) = context(Instant::now() + 2 * LONG);
+        let sleeper = thread::spawn(move || {
+            let started = Instant::now();
+            (ctx.sleep(LONG), started.elapsed())
+        });
+        thread::sleep(Duration::from_millis(20));
+        ticket.cancel();
+        let (whole, slept) = sleeper.join().unwrap();
+        assert!(!whole);
+        // Woken by the cancellation, not by the end of the minute.
+        assert!(slept < BOUND, "{slept:?}");
+    }
+
+    #[test]
+    fn a_sleep_after_a_cancellation_returns_false_at_once() {
+        let (ctx, ticket) = context(Instant::now() + 2 * LONG);
+        ticket.cancel();
+        let started = Instant::now();
+        assert!(!ctx.sleep(LONG));
+        assert!(started.elapsed() < BOUND);
+    }
+
+    #[test]
+    fn a_sleep_past_the_deadline_returns_false_at_the_deadline() {
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let (ctx, _) = context(deadline);
+        let started = Instant::now();
+        assert!(!ctx.sleep(LONG));
+        // It waits out the deadline (the answer is wanted until then), not the whole sleep.
+        assert!(Instant::now() >= deadline);
+        assert!(started.elapsed() < BOUND);
+    }
+
+    #[test]
+    fn a_sleep_after_the_deadline_returns_false_at_once() {
+        let (ctx, _) = context(Instant::now());
+        let started = Instant::now();
+        assert!(!ctx.sleep(LONG));
+        assert!(started.elapsed() < BOUND);
+    }
+
+    #[test]
+    fn a_job_has_the_default_deadline_until_given_its_own() {
+        let job = Job::new(|_: &JobContext| Response::new(StatusCode::OK));
+        assert_eq!(job.deadline, None);
+        let job = job.with_deadline(Duration::from_millis(250));
+        assert_eq!(job.deadline, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_job_runs_its_work_with_the_context() {
+        let job = Job::new(|ctx: &JobContext| {
+            let status = if ctx.is_cancelled() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            Response::new(status)
+        });
+        let (ctx, _) = context(Instant::now() + LONG);
+        assert_eq!((job.work)(&ctx).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_job_s_debug_shows_its_deadline_only() {
+        let job = Job::new(|_: &JobContext| Response::new(StatusCode::OK))
+            .with_deadline(Duration::from_secs(2));
+        assert_eq!(format!("{job:?}"), "Job { deadline: Some(2s), .. }");
+    }
+}

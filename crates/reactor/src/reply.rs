@@ -99,3 +99,57 @@ impl From<Response> for Reply {
         Self::Ready(response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use rtserve_protocol::StatusCode;
+
+    use super::*;
+    use crate::pool::Tickets;
+
+    #[test]
+    fn a_response_converts_into_a_ready_reply() {
+        let reply: Reply = Response::text(StatusCode::CREATED, "made\n").into();
+        let Reply::Ready(response) = reply else {
+            panic!("not ready: {reply:?}");
+        };
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.body().as_bytes(), b"made\n");
+    }
+
+    #[test]
+    fn offload_carries_the_job_with_the_default_deadline() {
+        let reply = Reply::offload(|_: &JobContext| Response::new(StatusCode::ACCEPTED));
+        let Reply::Offload(job) = reply else {
+            panic!("not offloaded: {reply:?}");
+        };
+        assert_eq!(job.deadline, None);
+        let ctx = JobContext {
+            deadline: Instant::now() + Duration::from_secs(60),
+            ticket: Tickets::new(1).issue(0),
+        };
+        assert_eq!((job.work)(&ctx).status(), StatusCode::ACCEPTED);
+    }
+
+    #[test]
+    fn debug_names_the_variant() {
+        let ready = format!("{:?}", Reply::from(Response::new(StatusCode::OK)));
+        assert!(ready.starts_with("Ready(Response {"), "{ready}");
+
+        let offload = Reply::offload(|_: &JobContext| Response::new(StatusCode::OK));
+        assert_eq!(
+            format!("{offload:?}"),
+            "Offload(Job { deadline: None, .. })"
+        );
+        let timed = Reply::Offload(
+            Job::new(|_: &JobContext| Response::new(StatusCode::OK))
+                .with_deadline(Duration::from_millis(500)),
+        );
+        assert_eq!(
+            format!("{timed:?}"),
+            "Offload(Job { deadline: Some(500ms), .. })"
+        );
+    }
+}

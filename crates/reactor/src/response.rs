@@ -102,15 +102,20 @@ impl Response {
 
     /// Sets headers that live forever; they are written before those added with
     /// [`with_header`](Self::with_header).
+    ///
+    /// The list replaces the static headers set before, among them the `Content-Type` of
+    /// [`text`](Self::text) and the `Cache-Control` that [`no_store`](Self::no_store) sets on a
+    /// response without static headers; headers added with `with_header` stay.
     #[must_use]
     pub fn with_static_headers(mut self, headers: StaticHeaders) -> Self {
         self.static_headers = headers;
         self
     }
 
-    /// Adds a header. The name must be a token and the value free of control bytes; an
-    /// invalid header, or one the reactor writes itself (Content-Length, Transfer-Encoding,
-    /// Connection, Date), turns the response into a 500.
+    /// Adds a header, after every header added before (a name added twice is kept twice).
+    /// The name must be a token and the value free of control bytes; an invalid header, or one
+    /// the reactor writes itself (Content-Length, Transfer-Encoding, Connection, Date), turns
+    /// the response into a 500.
     #[must_use]
     pub fn with_header(
         mut self,
@@ -125,6 +130,9 @@ impl Response {
     /// Dynamic answers to GET (a score, a health check, metrics) want it, since any cache may
     /// otherwise store them and give them a freshness of its own choosing (RFC 9111 §4.2.2).
     /// A POST response is not cacheable without explicit freshness and needs none.
+    ///
+    /// On a response without static headers the header becomes its static list, which a later
+    /// [`with_static_headers`](Self::with_static_headers) replaces: call `no_store` after it.
     ///
     /// # Examples
     ///
@@ -193,5 +201,170 @@ impl From<String> for HeaderValue {
 impl From<Vec<u8>> for HeaderValue {
     fn from(value: Vec<u8>) -> Self {
         Self(Cow::Owned(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headers as `headers` yields them, in order.
+    fn headers(response: &Response) -> Vec<(&str, &[u8])> {
+        response.headers().collect()
+    }
+
+    #[test]
+    fn body_as_bytes_gives_each_variant_s_bytes() {
+        assert_eq!(Body::Empty.as_bytes(), b"");
+        assert_eq!(Body::default().as_bytes(), b"");
+        assert_eq!(Body::Static(b"static").as_bytes(), b"static");
+        assert_eq!(Body::Owned(b"owned".to_vec()).as_bytes(), b"owned");
+    }
+
+    #[test]
+    fn body_from_text_and_bytes() {
+        // Borrowed forever: no copy.
+        assert_eq!(Body::from("text"), Body::Static(b"text"));
+        assert_eq!(Body::from(&b"bytes"[..]), Body::Static(b"bytes"));
+        // Owned: moved in.
+        assert_eq!(
+            Body::from(String::from("text")),
+            Body::Owned(b"text".to_vec())
+        );
+        assert_eq!(
+            Body::from(b"bytes".to_vec()),
+            Body::Owned(b"bytes".to_vec())
+        );
+    }
+
+    #[test]
+    fn new_sets_the_status_and_nothing_else() {
+        let response = Response::new(StatusCode::NO_CONTENT);
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(headers(&response).is_empty());
+        assert_eq!(response.body(), &Body::Empty);
+    }
+
+    #[test]
+    fn text_sets_the_status_content_type_and_body() {
+        let response = Response::text(StatusCode::NOT_FOUND, "no such item\n");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            headers(&response),
+            [("Content-Type", &b"text/plain; charset=utf-8"[..])]
+        );
+        assert_eq!(response.body().as_bytes(), b"no such item\n");
+    }
+
+    #[test]
+    fn with_static_headers_replaces_the_static_headers_set_before() {
+        // Text's Content-Type is a static header: a later list replaces it.
+        let response = Response::text(StatusCode::OK, "x")
+            .with_static_headers(&[("Content-Type", b"application/json")]);
+        assert_eq!(
+            headers(&response),
+            [("Content-Type", &b"application/json"[..])]
+        );
+
+        let response = Response::new(StatusCode::OK)
+            .with_static_headers(&[("A", b"1"), ("B", b"2")])
+            .with_static_headers(&[("C", b"3")]);
+        assert_eq!(headers(&response), [("C", &b"3"[..])]);
+    }
+
+    #[test]
+    fn with_static_headers_keeps_the_headers_added_before() {
+        let response = Response::new(StatusCode::OK)
+            .with_header("Added", "before")
+            .with_static_headers(&[("Static", b"1")]);
+        assert_eq!(
+            headers(&response),
+            [("Static", &b"1"[..]), ("Added", &b"before"[..])]
+        );
+    }
+
+    #[test]
+    fn with_header_appends_and_keeps_a_name_added_twice() {
+        let response = Response::text(StatusCode::OK, "x")
+            .with_header("Vary", "Accept")
+            .with_header("Set-Cookie", String::from("a=1"))
+            .with_header("Set-Cookie", b"b=2".to_vec())
+            .with_header(String::from("X-Bytes"), &b"\x01raw"[..]);
+        assert_eq!(
+            headers(&response),
+            [
+                ("Content-Type", &b"text/plain; charset=utf-8"[..]),
+                ("Vary", b"Accept"),
+                ("Set-Cookie", b"a=1"),
+                ("Set-Cookie", b"b=2"),
+                // Kept as given: headers are checked when the response is written.
+                ("X-Bytes", b"\x01raw"),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_store_without_static_headers_sets_them() {
+        let response = Response::new(StatusCode::OK).no_store();
+        assert_eq!(headers(&response), [("Cache-Control", &b"no-store"[..])]);
+    }
+
+    #[test]
+    fn no_store_with_static_headers_adds_a_header_after_them() {
+        let response = Response::text(StatusCode::OK, "x")
+            .with_header("Vary", "Accept")
+            .no_store();
+        assert_eq!(
+            headers(&response),
+            [
+                ("Content-Type", &b"text/plain; charset=utf-8"[..]),
+                ("Vary", b"Accept"),
+                ("Cache-Control", b"no-store"),
+            ]
+        );
+    }
+
+    #[test]
+    fn static_headers_set_after_no_store_replace_its_header() {
+        // no_store on a response without static headers made them its own, so a later list
+        // replaces them: the order of the calls matters.
+        let replaced = Response::new(StatusCode::OK)
+            .no_store()
+            .with_static_headers(&[("Content-Type", b"text/html")]);
+        assert_eq!(headers(&replaced), [("Content-Type", &b"text/html"[..])]);
+
+        let kept = Response::new(StatusCode::OK)
+            .with_static_headers(&[("Content-Type", b"text/html")])
+            .no_store();
+        assert_eq!(
+            headers(&kept),
+            [
+                ("Content-Type", &b"text/html"[..]),
+                ("Cache-Control", b"no-store"),
+            ]
+        );
+    }
+
+    #[test]
+    fn with_body_replaces_the_body_and_nothing_else() {
+        let response = Response::text(StatusCode::OK, "first").with_body(b"second".to_vec());
+        assert_eq!(response.body(), &Body::Owned(b"second".to_vec()));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            headers(&response),
+            [("Content-Type", &b"text/plain; charset=utf-8"[..])]
+        );
+        let emptied = response.with_body(Body::Empty);
+        assert_eq!(emptied.body().as_bytes(), b"");
+    }
+
+    #[test]
+    fn headers_yield_static_ones_first_then_added_ones_in_order() {
+        let response = Response::new(StatusCode::OK)
+            .with_header("Third", "3")
+            .with_static_headers(&[("First", b"1"), ("Second", b"2")])
+            .with_header("Fourth", "4");
+        let names: Vec<&str> = response.headers().map(|(name, _)| name).collect();
+        assert_eq!(names, ["First", "Second", "Third", "Fourth"]);
     }
 }

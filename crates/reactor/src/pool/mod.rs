@@ -11,12 +11,14 @@
 //! The policy lives in [`queue`], the run-time estimates in [`estimate`], and what admission
 //! learns from outcomes (the margin, the concurrency limit) in [`admission`], all free of
 //! clocks and locks so that they are tested with made-up instants; [`schedstat`] is a
-//! worker's reading of its own CPU time and run-queue wait, and [`ticket`] the cancellation a
-//! job can sleep on. Here are the threads and the one lock: reactors and
-//! workers meet on a `Mutex` around the queue and a `Condvar` that wakes an idle worker.
+//! worker's reading of its own CPU time and run-queue wait, [`job`] the job and what it sees
+//! while it runs, and [`ticket`] the cancellation a job can sleep on. Here are the threads and
+//! the one lock: reactors and workers meet on a `Mutex` around the queue and a `Condvar` that
+//! wakes an idle worker.
 
 mod admission;
 mod estimate;
+mod job;
 mod queue;
 mod schedstat;
 #[cfg(test)]
@@ -30,6 +32,7 @@ use std::{
     time::Instant,
 };
 
+pub use job::{Job, JobContext};
 pub(crate) use queue::Refused;
 pub(crate) use ticket::{Ticket, Tickets};
 
@@ -38,7 +41,7 @@ use self::{
     schedstat::ThreadCpu,
 };
 use crate::{
-    Config, Job, JobContext,
+    Config,
     affinity::Placement,
     answers,
     mailbox::{Answer, Completion, Mailbox, Message},

@@ -325,15 +325,16 @@ impl Pace {
             .min(self.window_start + rules.window)
     }
 
-    /// Looks at the body at `now`: when to look again, or why it is cut off. `crowded`: what
-    /// the body holds, given only while the body budget is crowded. A window that has ended,
-    /// met the rate and (when crowded) does not outlast the next window starts the next one.
+    /// Looks at the body at `now`: it goes on (to be looked at again at [`due`](Self::due)),
+    /// or why it is cut off. `crowded`: what the body holds, given only while the body budget
+    /// is crowded. A window that has ended, met the rate and (when crowded) does not outlast
+    /// the next window starts the next one.
     pub(crate) fn check(
         &mut self,
         now: Instant,
         rules: &BodyRules,
         crowded: Option<Held>,
-    ) -> Result<Instant, TooSlow> {
+    ) -> Result<(), TooSlow> {
         if now >= self.started + rules.total {
             return Err(TooSlow::Deadline);
         }
@@ -353,7 +354,7 @@ impl Pace {
             self.window_start = now;
             self.window_bytes = 0;
         }
-        Ok(self.due(rules))
+        Ok(())
     }
 }
 
@@ -407,7 +408,11 @@ mod tests {
         let mut pace = Pace::start(t0);
         // Most of the body at once, well above the rate.
         pace.progress(1_000_000, t0 + 10 * MS);
-        assert_eq!(pace.check(t0 + 1000 * MS, &rules, None), Ok(t0 + 2000 * MS));
+        assert_eq!(
+            pace.check(t0 + 1000 * MS, &rules, None)
+                .map(|()| pace.due(&rules)),
+            Ok(t0 + 2000 * MS)
+        );
         // Then a byte every 500 ms: no pause is long, but the rate is 2 bytes per second.
         pace.progress(1, t0 + 1500 * MS);
         pace.progress(1, t0 + 1999 * MS);
@@ -425,7 +430,10 @@ mod tests {
                 now += 100 * MS;
                 pace.progress(100, now);
             }
-            assert_eq!(pace.check(now, &rules, None), Ok(now + rules.window));
+            assert_eq!(
+                pace.check(now, &rules, None).map(|()| pace.due(&rules)),
+                Ok(now + rules.window)
+            );
         }
         pace.progress(1000, t0 + 9999 * MS);
         assert_eq!(
@@ -446,7 +454,11 @@ mod tests {
         assert_eq!(pace.due(&rules), t0 + 3000 * MS);
         pace.progress(10, t0 + 2000 * MS);
         // Looked at early (the timer was set before the progress): not yet.
-        assert_eq!(pace.check(t0 + 3000 * MS, &rules, None), Ok(t0 + 5000 * MS));
+        assert_eq!(
+            pace.check(t0 + 3000 * MS, &rules, None)
+                .map(|()| pace.due(&rules)),
+            Ok(t0 + 5000 * MS)
+        );
         assert_eq!(
             pace.check(t0 + 5000 * MS, &rules, None),
             Err(TooSlow::Pause)
@@ -461,7 +473,11 @@ mod tests {
         pace.progress(1500, t0);
         // The timer is armed in the same turn.
         pace.resume(t0);
-        assert_eq!(pace.check(t0 + 1000 * MS, &rules, None), Ok(t0 + 2000 * MS));
+        assert_eq!(
+            pace.check(t0 + 1000 * MS, &rules, None)
+                .map(|()| pace.due(&rules)),
+            Ok(t0 + 2000 * MS)
+        );
     }
 
     #[test]
@@ -472,7 +488,11 @@ mod tests {
         pace.resume(t0 + 2500 * MS);
         assert_eq!(pace.due(&rules), t0 + 3500 * MS);
         pace.progress(1000, t0 + 3400 * MS);
-        assert_eq!(pace.check(t0 + 3500 * MS, &rules, None), Ok(t0 + 4500 * MS));
+        assert_eq!(
+            pace.check(t0 + 3500 * MS, &rules, None)
+                .map(|()| pace.due(&rules)),
+            Ok(t0 + 4500 * MS)
+        );
     }
 
     #[test]
@@ -486,7 +506,11 @@ mod tests {
         };
         let mut pace = Pace::start(t0);
         pace.progress(1200, t0 + 900 * MS);
-        assert_eq!(pace.check(t0 + 1000 * MS, &rules, None), Ok(t0 + 2000 * MS));
+        assert_eq!(
+            pace.check(t0 + 1000 * MS, &rules, None)
+                .map(|()| pace.due(&rules)),
+            Ok(t0 + 2000 * MS)
+        );
         pace.progress(1200, t0 + 1900 * MS);
         assert_eq!(
             pace.check(t0 + 2000 * MS, &rules, Some(slow)),
@@ -500,7 +524,8 @@ mod tests {
         let mut pace = Pace::start(t0);
         pace.progress(600_000, t0 + 900 * MS);
         assert_eq!(
-            pace.check(t0 + 1000 * MS, &rules, Some(fast)),
+            pace.check(t0 + 1000 * MS, &rules, Some(fast))
+                .map(|()| pace.due(&rules)),
             Ok(t0 + 2000 * MS)
         );
         // A body that sent nothing at all in its window fails the rate first.

@@ -155,7 +155,7 @@ impl Connection {
     /// Serves a connection from the still-ready list, and registers it with the poll after
     /// its first read.
     pub(super) fn resume(&mut self, cx: &mut Cx<'_>) -> Result<(), Gone> {
-        self.reading = Reading::Ready;
+        self.read_again(cx);
         self.ready(cx, (true, false, false))?;
         if !self.registered {
             // Registering reports readiness that arose before it, so no byte that came after
@@ -252,10 +252,21 @@ impl Connection {
             && self.session.pending_output() < config.max_buffered_output
             && self.session.owed() < config.max_pending_responses
         {
-            self.reading = Reading::Ready;
+            self.read_again(cx);
             return true;
         }
         false
+    }
+
+    /// Reads again after the server held input back: a body arriving meanwhile is timed anew,
+    /// from a new rate window, since the time it was not read is not its client's.
+    fn read_again(&mut self, cx: &Cx<'_>) {
+        self.reading = Reading::Ready;
+        if self.session.input.has_head()
+            && let Some(exchange) = self.session.exchange.as_deref_mut()
+        {
+            exchange.pace.resume(cx.turn.clock.now);
+        }
     }
 
     /// Takes no more requests; the connection ends once its answers are out.
@@ -280,11 +291,8 @@ impl Connection {
             e.pace.check(now, &rules, held)
         });
         match checked {
-            Some(Ok(next)) => {
-                let key = (TimerKind::BodyRead, timing::request_key(&self.session));
-                cx.timers.set(&mut self.timers, self.id, key, next);
-                Ok(())
-            }
+            // Looked at again when its timer, set anew from the pace, is due.
+            Some(Ok(())) => Ok(()),
             Some(Err(cut)) => {
                 if cut == TooSlow::Crowded {
                     cx.turn.stats.body_refused();

@@ -101,12 +101,11 @@ pub(super) fn retime(conn: &mut Connection, cx: &mut Cx<'_>) {
             if !table.holds(kind, key) {
                 let at = match wait {
                     Wait::Head => Some(now + config.header_timeout),
-                    // Armed anew (after the server held reading back), a body's pace starts a
-                    // new rate window.
-                    Wait::Body => conn.session.exchange.as_deref_mut().map(|e| {
-                        e.pace.resume(now);
-                        e.pace.due(&BodyRules::from(config))
-                    }),
+                    Wait::Body => conn
+                        .session
+                        .exchange
+                        .as_deref()
+                        .map(|e| e.pace.due(&BodyRules::from(config))),
                     Wait::Idle => Some(now + config.idle_timeout),
                     Wait::Stopping => {
                         let at = now + config.shutdown_idle_wait;

@@ -142,15 +142,16 @@ fn live_names(scrape: &Scrape) -> BTreeSet<String> {
 }
 
 /// The identifiers in `text` that name an rtserve series: metric names (`rtserve_…`) and
-/// recorded series (`level:rtserve_…:operations`, which have colons).
+/// recorded series (`level:rtserve_…:operations` or `rtserve:…:…`, which have colons).
 fn series_named(text: &str) -> BTreeSet<&str> {
+    let names = |token: &str, prefix: &str| {
+        token
+            .split_once(prefix)
+            .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_lowercase()))
+    };
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .map(|token| token.trim_matches(':'))
-        .filter(|token| {
-            token
-                .split_once("rtserve_")
-                .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_lowercase()))
-        })
+        .filter(|token| names(token, "rtserve_") || names(token, "rtserve:"))
         .collect()
 }
 

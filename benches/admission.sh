@@ -63,7 +63,10 @@ metric() { # name route
     curl -s http://127.0.0.1:$PORT/metrics | awk -v n="$1" -v r="route=\"$2\"" '
         index($0, n"{")==1 && index($0, r) { split($0, a, " "); s += a[2] } END { print s+0 }'
 }
-shed() { curl -s http://127.0.0.1:$PORT/metrics | awk -v r="reason=\"$1\"" 'index($0,"rtserve_shed_total{")==1 && index($0,r) {print $2}'; }
+shed() { # reason: summed over the routes
+    curl -s http://127.0.0.1:$PORT/metrics | awk -v r="reason=\"$1\"" '
+        index($0, "rtserve_shed_total{")==1 && index($0, r) { s += $2 } END { print s+0 }'
+}
 steal() { awk '/^cpu /{print $9}' /proc/stat; }
 
 route_name=${ROUTE%%\?*}

@@ -92,8 +92,8 @@ run() {
             printf 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&
             cat <&3)
         inflight=$(awk '/^rtserve_futures_in_flight / {print $2}' <<<"$metrics")
-        shed=$(awk '/^rtserve_shed_total\{reason="in-flight"\}/ {i = $2}
-            /^rtserve_shed_total\{reason="deadline"\}/ {d = $2} END {print i + 0 " / " d + 0}' \
+        shed=$(awk '/^rtserve_shed_total\{.*reason="in-flight"\}/ {i += $2}
+            /^rtserve_shed_total\{.*reason="deadline"\}/ {d += $2} END {print i + 0 " / " d + 0}' \
             <<<"$metrics")
     fi
     stop "$server" "$proxy"

@@ -1841,9 +1841,9 @@ fn metrics_parse_and_move() {
         assert!(sample.labels.is_empty(), "{sample:?}");
         assert!(first.docs.contains_key(name), "{name} has no HELP");
     }
-    // Refusals, by reason.
+    // Refusals, by route and reason.
     for reason in ["queue-full", "expected-miss", "not-started", "deadline"] {
-        let labels = [("reason", reason)];
+        let labels = [("route", "/slow"), ("reason", reason)];
         assert_eq!(value(&first, "rtserve_shed_total", &labels), Some(0.0));
     }
     assert!(first.docs.contains_key("rtserve_shed_total"));
@@ -1924,7 +1924,11 @@ fn metrics_parse_and_move() {
         slow_before + 1.0
     );
     assert_eq!(
-        count(&last, "rtserve_shed_total", &[("reason", "deadline")]),
+        count(
+            &last,
+            "rtserve_shed_total",
+            &[("route", "/slow"), ("reason", "deadline")]
+        ),
         missed_before + 1.0
     );
     // It was let in (the pool was idle), so it is an admitted job that missed, on its route.

@@ -89,8 +89,7 @@ impl Metrics {
     }
 }
 
-/// What the server counted of one route: its 200s, and 503s by reason (those are counted
-/// server-wide, and the scenarios offload one route at a time), from its `/metrics`.
+/// What the server counted of one route: its 200s, and 503s by reason, from its `/metrics`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ServerCounts {
     /// The route's 200s.
@@ -106,7 +105,12 @@ impl ServerCounts {
     /// Reads the counts from the server at `addr`; `None` if it does not answer.
     pub(crate) fn read(addr: SocketAddr, route: &str) -> Option<Self> {
         let metrics = Metrics::scrape(addr)?;
-        let shed = |reason: &str| metrics.value("rtserve_shed_total", &[("reason", reason)]);
+        let shed = |reason: &str| {
+            metrics.value(
+                "rtserve_shed_total",
+                &[("route", route), ("reason", reason)],
+            )
+        };
         Some(Self {
             ok: metrics.value(
                 "rtserve_requests_total",

@@ -158,12 +158,16 @@ fn render(stats: &Stats) -> String {
     let shed = "rtserve_shed_total";
     let _ = writeln!(
         out,
-        "# HELP {shed} Offloaded requests answered 503 without their job's response, by reason \
-         (the reason is also in each response's rtserve-shed header).\n# TYPE {shed} counter"
+        "# HELP {shed} Offloaded requests answered 503 without their job's response, by route \
+         and reason (the reason is also in each response's rtserve-shed header).\n\
+         # TYPE {shed} counter"
     );
-    for reason in Shed::ALL {
-        let (label, n) = (reason.as_str(), stats.shed.get(reason));
-        let _ = writeln!(out, "{shed}{{reason=\"{label}\"}} {n}");
+    for route in &stats.routes {
+        let label = escape(&route.name);
+        for reason in Shed::ALL {
+            let (reason, n) = (reason.as_str(), route.shed.get(reason));
+            let _ = writeln!(out, "{shed}{{route=\"{label}\",reason=\"{reason}\"}} {n}");
+        }
     }
     let wait = "rtserve_queue_wait_seconds";
     let _ = writeln!(
@@ -204,11 +208,17 @@ type RouteCounter = (&'static str, &'static str, fn(&RouteStats) -> u64);
 
 /// The outcomes of admission per route, and what the pool learnt from them.
 fn write_outcomes(out: &mut String, stats: &Stats) {
-    let counters: [RouteCounter; 3] = [
+    let counters: [RouteCounter; 5] = [
         (
             "rtserve_goodput_total",
             "2xx responses ready before their request's deadline.",
             |r| r.in_time,
+        ),
+        (
+            "rtserve_answered_late_total",
+            "2xx responses ready only after their request's deadline (inline handlers, which \
+             nothing stops at the deadline; offloaded work that ends late is answered 503).",
+            |r| r.answered_late,
         ),
         (
             "rtserve_admitted_missed_total",
@@ -221,6 +231,13 @@ fn write_outcomes(out: &mut String, stats: &Stats) {
             "Jobs refused at the door although a worker fell idle early enough to run them \
              before their deadline.",
             |r| r.over_refused,
+        ),
+        (
+            "rtserve_client_hangups_total",
+            "Requests still owed their answer (work in flight, or the answer waiting in line) \
+             when the client closed or reset the connection, or took no output for the write \
+             timeout.",
+            |r| r.hangups,
         ),
     ];
     for (name, help, value) in counters {
@@ -322,8 +339,9 @@ mod tests {
         one.log_dropped();
         for (i, reason) in Shed::ALL.into_iter().enumerate() {
             for _ in 0..=i {
-                one.shed(reason);
+                one.shed(0, reason);
             }
+            two.shed(1, reason);
         }
         for us in [5, 10, 11, 999, 10_000, 20_000] {
             one.late(Duration::from_micros(us));
@@ -343,7 +361,11 @@ mod tests {
         }
         one.in_time(0);
         two.in_time(1);
+        two.answered_late(0);
         one.admitted_missed(2);
+        one.hung_up(1);
+        two.hung_up(1);
+        two.hung_up(5); // clamped to "other"
         for us in [1, 100, 101, 400_000, 20_000_000] {
             registry.pool.waited(Duration::from_micros(us));
         }

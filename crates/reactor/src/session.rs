@@ -217,6 +217,15 @@ impl Exchange {
         }
     }
 
+    /// The routes of the requests still owed an answer, one per request (a `100 Continue`
+    /// waiting in line is not an answer).
+    pub(crate) fn unanswered(&self) -> impl Iterator<Item = usize> + '_ {
+        self.owed
+            .iter()
+            .filter(|o| !matches!(o.state, OwedState::Continue))
+            .map(|o| o.route)
+    }
+
     /// Nothing in hand: it can serve another connection.
     pub(crate) fn is_idle(&self) -> bool {
         self.output.pending() == 0

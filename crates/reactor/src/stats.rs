@@ -69,7 +69,11 @@ struct RouteCells {
     by_status: Box<[Counter]>,
     latency: HistogramCells,
     in_time: Counter,
+    answered_late: Counter,
     admitted_missed: Counter,
+    /// By [`Shed`] reason.
+    shed: [Counter; Shed::ALL.len()],
+    hangups: Counter,
 }
 
 impl RouteCells {
@@ -78,7 +82,10 @@ impl RouteCells {
             by_status: (0..STATUSES).map(|_| Counter::default()).collect(),
             latency: HistogramCells::new(&LATENCY_BUCKETS_US),
             in_time: Counter::default(),
+            answered_late: Counter::default(),
             admitted_missed: Counter::default(),
+            shed: Default::default(),
+            hangups: Counter::default(),
         }
     }
 }
@@ -94,8 +101,6 @@ pub(crate) struct ReactorStats {
     output_refusals: Counter,
     write_timeouts: Counter,
     resets: Counter,
-    /// By [`Shed`] reason.
-    shed: [Counter; Shed::ALL.len()],
     lateness: HistogramCells,
     socket_queue: HistogramCells,
     log_dropped: Counter,
@@ -114,7 +119,6 @@ impl ReactorStats {
             output_refusals: Counter::default(),
             write_timeouts: Counter::default(),
             resets: Counter::default(),
-            shed: Default::default(),
             lateness: HistogramCells::new(&LATENESS_BUCKETS_US),
             socket_queue: HistogramCells::new(&SOCKET_QUEUE_BUCKETS_US),
             log_dropped: Counter::default(),
@@ -161,8 +165,9 @@ impl ReactorStats {
         self.resets.add(1);
     }
 
-    pub(crate) fn shed(&self, reason: Shed) {
-        self.shed[reason as usize].add(1);
+    /// Work on `route` answered 503 without its response, for `reason`.
+    pub(crate) fn shed(&self, route: usize, reason: Shed) {
+        self.route(route).shed[reason as usize].add(1);
     }
 
     /// A 503 for a missed deadline went out `late` after the deadline.
@@ -182,7 +187,7 @@ impl ReactorStats {
 
     /// Records a response: its route (clamped to "unrouted"), status and latency.
     pub(crate) fn response(&self, route: usize, status: u16, latency: Duration) {
-        let cells = &self.routes[route.min(self.routes.len() - 1)];
+        let cells = self.route(route);
         // A `StatusCode` is 100..=999, so every status has its counter; anything else (not
         // reachable through the public API) is filed with the last one rather than lost.
         let index = usize::from(status).saturating_sub(100).min(STATUSES - 1);
@@ -192,21 +197,36 @@ impl ReactorStats {
 
     /// A 2xx response on `route` was ready before its request's deadline.
     pub(crate) fn in_time(&self, route: usize) {
-        self.routes[route.min(self.routes.len() - 1)].in_time.add(1);
+        self.route(route).in_time.add(1);
+    }
+
+    /// A 2xx response on `route` was ready only after its request's deadline (an inline
+    /// handler's: nothing stops one at the deadline).
+    pub(crate) fn answered_late(&self, route: usize) {
+        self.route(route).answered_late.add(1);
+    }
+
+    /// A request on `route` was still owed its answer (its work in flight, or the answer
+    /// waiting in line) when its connection ended.
+    pub(crate) fn hung_up(&self, route: usize) {
+        self.route(route).hangups.add(1);
     }
 
     /// Work on `route` that was let in (a job queued, a future spawned) missed its deadline:
     /// answered 503 at the deadline, refused by a worker that reached it too late, or done
     /// after the deadline.
     pub(crate) fn admitted_missed(&self, route: usize) {
-        self.routes[route.min(self.routes.len() - 1)]
-            .admitted_missed
-            .add(1);
+        self.route(route).admitted_missed.add(1);
     }
 
     /// The index that files a response under "other".
     pub(crate) fn other_route(&self) -> usize {
         self.routes.len() - 1
+    }
+
+    /// Route `route`'s cells, or those of "other" past the named routes.
+    fn route(&self, route: usize) -> &RouteCells {
+        &self.routes[route.min(self.routes.len() - 1)]
     }
 }
 
@@ -260,7 +280,8 @@ pub struct Stats {
     /// Async handlers' futures dropped before they finished: at their deadline, when their
     /// client left, or at shutdown.
     pub futures_cancelled: u64,
-    /// Offloaded requests answered 503 without their job's response, by reason.
+    /// Offloaded requests answered 503 without their job's response, by reason: the sum of
+    /// every route's [`RouteStats::shed`].
     pub shed: Sheds,
     /// How long jobs waited for a worker (run or refused when a worker reached them).
     pub queue_wait: Histogram,
@@ -295,6 +316,17 @@ pub struct RouteStats {
     /// Goodput: 2xx responses ready before their request's deadline (inline ones, and the
     /// offloaded ones whose job or future finished in time).
     pub in_time: u64,
+    /// 2xx responses ready only after their request's deadline. Only an inline handler can
+    /// answer late (nothing stops it at the deadline); offloaded work that ends late is
+    /// answered 503 instead, and counted in [`admitted_missed`](Self::admitted_missed).
+    pub answered_late: u64,
+    /// The route's offloaded requests answered 503 without their job's response, by reason:
+    /// refused at the door, or admitted and then missed.
+    pub shed: Sheds,
+    /// Requests still owed their answer (their work in flight, or the answer waiting in line
+    /// behind another) when their connection ended: the client closed or reset it under
+    /// them, or took none of its output for the write timeout. Their answers were never sent.
+    pub hangups: u64,
     /// Offloaded work that was let in (a job queued, a future spawned) and still missed its
     /// deadline: answered 503 at the deadline or by a worker that reached it too late.
     pub admitted_missed: u64,
@@ -609,16 +641,18 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
         stats.output_refusals += r.output_refusals.get();
         stats.write_timeouts += r.write_timeouts.get();
         stats.resets += r.resets.get();
-        for (merged, counter) in stats.shed.by_reason.iter_mut().zip(&r.shed) {
-            *merged += counter.get();
-        }
         r.lateness.add_to(&mut stats.deadline_lateness);
         r.socket_queue.add_to(&mut stats.socket_queue);
         stats.log_dropped += r.log_dropped.get();
         for (merged, cells) in stats.routes.iter_mut().zip(r.routes.iter()) {
             cells.latency.add_to(&mut merged.latency);
             merged.in_time += cells.in_time.get();
+            merged.answered_late += cells.answered_late.get();
             merged.admitted_missed += cells.admitted_missed.get();
+            merged.hangups += cells.hangups.get();
+            for (sum, counter) in merged.shed.by_reason.iter_mut().zip(&cells.shed) {
+                *sum += counter.get();
+            }
             for (i, c) in cells.by_status.iter().enumerate() {
                 let n = c.get();
                 if n == 0 {
@@ -630,6 +664,11 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
                     Err(at) => merged.by_status.insert(at, (status, n)),
                 }
             }
+        }
+    }
+    for route in &stats.routes {
+        for (total, n) in stats.shed.by_reason.iter_mut().zip(route.shed.by_reason) {
+            *total += n;
         }
     }
     stats
@@ -650,18 +689,20 @@ mod tests {
         b.response(0, 200, Duration::from_micros(300));
         b.response(0, 503, Duration::from_millis(20));
         a.response(7, 404, Duration::from_micros(1)); // clamped to "other"
-        a.shed(Shed::ExpectedMiss);
-        b.shed(Shed::Deadline);
+        a.shed(0, Shed::ExpectedMiss);
+        b.shed(0, Shed::Deadline);
+        b.shed(1, Shed::Deadline);
         let stats = merge(&[a, b], &["/hello".to_owned()]);
         assert_eq!(stats.open_connections, [1, 0]);
         assert_eq!(stats.accepted, 2);
         assert_eq!(stats.shed.get(Shed::ExpectedMiss), 1);
-        assert_eq!((stats.shed.at_once(), stats.shed.total()), (1, 2));
+        assert_eq!((stats.shed.at_once(), stats.shed.total()), (1, 3));
         assert_eq!(stats.routes.len(), 2);
         let hello = &stats.routes[0];
         assert_eq!(hello.name, "/hello");
         assert_eq!(hello.by_status, [(200, 2), (503, 1)]);
         assert_eq!(hello.requests(), 3);
+        assert_eq!((hello.shed.at_once(), hello.shed.total()), (1, 2));
         assert_eq!(hello.latency.buckets[0], 1); // 90 µs ≤ 100 µs
         assert_eq!(hello.latency.buckets[2], 1); // 300 µs ≤ 500 µs
         assert_eq!(hello.latency.buckets[7], 1); // 20 ms ≤ 25 ms
@@ -669,6 +710,7 @@ mod tests {
         assert_eq!(hello.latency.count, hello.requests());
         assert_eq!(stats.routes[1].name, "other");
         assert_eq!(stats.routes[1].by_status, [(404, 1)]);
+        assert_eq!(stats.routes[1].shed.get(Shed::Deadline), 1);
     }
 
     #[test]

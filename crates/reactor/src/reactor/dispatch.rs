@@ -315,7 +315,10 @@ impl Dispatcher {
         let caller = match deadline::caller(header, &request, received, judged) {
             Caller::Silent => None,
             Caller::Until(at) => Some(at),
-            Caller::Spent => return (self.shed(t, Shed::CallerBudget).into(), None),
+            Caller::Spent => {
+                let other = self.route.get();
+                return (self.shed(t, other, Shed::CallerBudget).into(), None);
+            }
             Caller::Unreadable => return (answers::bad_deadline_header().into(), None),
         };
         let req = Request::new(
@@ -348,12 +351,7 @@ impl Dispatcher {
         let route = self.route.get();
         // Work that answers later is owed in line (or refused at once, the 503 sent now).
         let handed = match reply {
-            Reply::Ready(response) => {
-                if response.status().is_success() {
-                    t.stats.in_time(route);
-                }
-                Err(response)
-            }
+            Reply::Ready(response) => Err(response),
             Reply::Offload(job) => {
                 let deadline = (job.deadline, caller);
                 self.hand_off(t, exchange, (ctx, route), deadline, |d, t, seq, at| {
@@ -374,8 +372,12 @@ impl Dispatcher {
         };
         let (response, charge) = self.admit(t, ctx, response);
         if !exchange.owed.is_empty() {
-            // Behind a response that is not ready: wait in line.
+            // Behind a response that is not ready: wait in line. It was ready now (the clock
+            // is read for it, as for an answer sent at once below).
             let received = exchange.received;
+            if response.status().is_success() {
+                Self::ready(t, route, t.clock.since(received));
+            }
             exchange.owe(
                 self.seq(),
                 ctx,
@@ -389,8 +391,23 @@ impl Dispatcher {
         // The clock is from the start of the turn, so this counts the time the request waited
         // behind others in this turn as well as its handler (one vDSO clock read per inline
         // response, no system call).
-        self.record(t, route, status, t.clock.since(exchange.received));
+        let latency = t.clock.since(exchange.received);
+        if status.is_success() {
+            Self::ready(t, route, latency);
+        }
+        self.record(t, route, status, latency);
         keep_alive
+    }
+
+    /// Counts a 2xx answer made on the reactor (an inline handler's) `after` its request
+    /// arrived: in time, or late. Nothing stops an inline handler at its deadline, so this is
+    /// the one path that can answer late; offloaded work that ends late is answered 503.
+    fn ready(t: &Turn<'_>, route: usize, after: Duration) {
+        if after < t.config.deadline {
+            t.stats.in_time(route);
+        } else {
+            t.stats.answered_late(route);
+        }
     }
 
     /// Hands work that answers later (a job, a future) off with `start`, and owes its answer in
@@ -408,12 +425,13 @@ impl Dispatcher {
         let deadline = deadline_after(received, deadline.unwrap_or(t.config.deadline));
         let deadline = caller.map_or(deadline, |caller| caller.min(deadline));
         if deadline <= t.clock.now {
-            return Err(self.shed(t, Shed::Deadline));
+            return Err(self.shed(t, route, Shed::Deadline));
         }
         // The answer cannot be taken before its slot is there: only this thread reads the
         // mailbox.
         let seq = self.seq();
-        let pending = start(self, t, seq, deadline).map_err(|reason| self.shed(t, reason))?;
+        let pending =
+            start(self, t, seq, deadline).map_err(|reason| self.shed(t, route, reason))?;
         exchange.owe(
             seq,
             ctx,
@@ -475,9 +493,9 @@ impl Dispatcher {
         self.last_seq
     }
 
-    /// Counts a 503 for `reason` and makes it (see `answers::shed`).
-    fn shed(&self, t: &Turn<'_>, reason: Shed) -> Response {
-        t.stats.shed(reason);
+    /// Counts a 503 for `reason` on `route` and makes it (see `answers::shed`).
+    fn shed(&self, t: &Turn<'_>, route: usize, reason: Shed) -> Response {
+        t.stats.shed(route, reason);
         answers::shed(reason, t.config.retry_after)
     }
 

@@ -276,10 +276,19 @@ impl Reactor {
 
     /// Frees a connection's slot, which closes its socket (and takes it out of the poll). What
     /// it was owed is dropped, its jobs told, and output of the turn left unsent is given back.
+    ///
+    /// A connection that still owes answers ends here only when the client is gone: a read or
+    /// write failed (it reset or closed the connection), or it took no output for the write
+    /// timeout; or, rarely, when the poll would not take its socket. (One that stops taking
+    /// requests ends by itself once its answers are out.) So each request still owed counts
+    /// as a client hang-up on its route.
     fn remove(&mut self, id: ConnId) {
         let mut conn = self.conns.remove(id.index as usize);
         self.stats.connection_closed();
         if let Some(exchange) = conn.session.exchange.take() {
+            for route in exchange.unanswered() {
+                self.stats.hung_up(route);
+            }
             self.dispatch.give_back(exchange);
         }
         self.out.discard(&self.dispatch.view().stats.budgets.output);

@@ -44,22 +44,22 @@ impl Dispatcher {
                     // Done in time, and late only here: the pool counted it made.
                     self.pool.delivered_late(owed.route);
                 }
-                self.shed(t, Shed::Deadline)
+                self.shed(t, owed.route, Shed::Deadline)
             }
             Answer::NotStarted => {
                 t.stats.admitted_missed(owed.route);
-                self.shed(t, Shed::NotStarted)
+                self.shed(t, owed.route, Shed::NotStarted)
             }
             #[cfg(feature = "tokio")]
             Answer::Cancelled => answers::internal_error(),
-            Answer::Ran(response) => {
-                if response.status().is_success() {
-                    t.stats.in_time(owed.route);
-                }
-                response
-            }
+            Answer::Ran(response) => response,
         };
         let (response, charge) = self.admit(t, owed.ctx, response);
+        // Only a response that ran can be a success here (the others are 503s and 500s), and
+        // it is counted as it will be sent: one the output budget turns into a 503 is not.
+        if response.status().is_success() {
+            t.stats.in_time(owed.route);
+        }
         owed.state = OwedState::Ready(response, charge);
         true
     }
@@ -77,7 +77,8 @@ impl Dispatcher {
                 pending.cancel();
                 t.stats.late(t.clock.now - *deadline);
                 t.stats.admitted_missed(owed.route);
-                owed.state = OwedState::Ready(self.shed(t, Shed::Deadline), Charge::none());
+                let response = self.shed(t, owed.route, Shed::Deadline);
+                owed.state = OwedState::Ready(response, Charge::none());
             }
         }
     }

@@ -109,7 +109,7 @@ pub mod tower;
 
 pub use config::{Admission, Config, ConfigError, Discipline};
 pub use handler::{Handler, with_deadline};
-pub use harness::Harness;
+pub use harness::{Harness, Outcome, TestRequest};
 #[cfg(feature = "json")]
 pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};

@@ -74,8 +74,9 @@ impl AsyncJob {
         self
     }
 
-    /// The future, started with `ctx`, for a test that drives it on a runtime of its own (as
-    /// [`Harness`](crate::Harness) hands the reply back without running it).
+    /// The future, started with `ctx`, for a test that drives it on a runtime of its own
+    /// ([`Harness::call`](crate::Harness::call) hands the reply back without running it;
+    /// [`Harness::run`](crate::Harness::run) runs it under the request's deadline).
     ///
     /// # Examples
     ///

@@ -30,6 +30,29 @@ pub(crate) fn deadline_after(received: Instant, after: Duration) -> Instant {
     received.checked_add(after.min(FAR)).unwrap_or(received)
 }
 
+/// The deadlines a request's answer is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Due {
+    /// The request's own: its route's, or the server's default, under its caller's.
+    pub(crate) request: Instant,
+    /// Its caller's, which nothing done for the request may outlast.
+    pub(crate) caller: Option<Instant>,
+}
+
+impl Due {
+    /// The deadline of a job or future for the request: its own, `own` after the request's
+    /// arrival at `received`, under the caller's; else the request's.
+    pub(crate) fn of_work(self, received: Instant, own: Option<Duration>) -> Instant {
+        match own {
+            None => self.request,
+            Some(after) => {
+                let own = deadline_after(received, after);
+                self.caller.map_or(own, |caller| caller.min(own))
+            }
+        }
+    }
+}
+
 /// Why a caller's budget cannot be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BadBudget;

@@ -80,20 +80,10 @@ struct WithDeadline<H> {
 
 impl<H: Handler> Handler for WithDeadline<H> {
     fn handle(&self, req: &Request<'_>) -> Reply {
-        // The handler sees the route's deadline (never past its caller's); its jobs get it too.
-        let req = req.with_route_deadline(self.deadline);
-        match self.handler.handle(&req) {
-            Reply::Offload(mut job) => {
-                job.deadline = job.deadline.or(Some(self.deadline));
-                Reply::Offload(job)
-            }
-            #[cfg(feature = "tokio")]
-            Reply::Async(mut job) => {
-                job.deadline = job.deadline.or(Some(self.deadline));
-                Reply::Async(job)
-            }
-            reply => reply,
-        }
+        // The handler sees the route's deadline (never past its caller's); its jobs and
+        // futures inherit it from the request.
+        req.set_route_deadline(self.deadline);
+        self.handler.handle(req)
     }
 
     fn routes(&self) -> Vec<String> {

@@ -2,7 +2,6 @@
 //! futures, and for benchmarks. [`Harness`]'s docs say what of its clock is made up.
 
 use std::{
-    cell::Cell,
     sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
@@ -10,8 +9,13 @@ use std::{
 use rtserve_protocol::{Event, Limits, ServerConn};
 
 use crate::{
-    Handler, Job, JobContext, Reply, Request, Response, Shed, answers, body::Pieces,
-    budget::Budgets, pool::Tickets, request::ServerView, stats::StatsRegistry,
+    Handler, Job, JobContext, Reply, Request, Response, Shed, answers,
+    body::Pieces,
+    budget::Budgets,
+    deadline::{Due, deadline_after},
+    pool::Tickets,
+    request::{Filing, ServerView},
+    stats::StatsRegistry,
 };
 
 /// Calls a [`Handler`] on a request, with no socket and no thread: for unit tests of
@@ -64,7 +68,8 @@ pub struct Harness {
     conn: ServerConn,
     limits: Limits,
     view: ServerView,
-    route: Cell<usize>,
+    /// Where the handler files the request's route and deadline.
+    filing: Filing,
     body: Vec<u8>,
     /// The runtime [`run`](Self::run) drives futures on: made at the first one.
     #[cfg(feature = "tokio")]
@@ -153,7 +158,7 @@ impl Harness {
                     usize::MAX,
                 )),
             },
-            route: Cell::new(0),
+            filing: Filing::new(0),
             body: Vec::new(),
             #[cfg(feature = "tokio")]
             runtime: None,
@@ -360,25 +365,31 @@ impl Harness {
             0,
             (received, deadline_after(received, self.deadline)),
             &self.view,
-            &self.route,
+            &self.filing,
         );
         respond(&req)
     }
 
     /// The response the client gets for `reply`, to a request received at `received`.
     fn finish(&mut self, reply: Reply, received: Instant) -> Outcome {
-        let (after, answered) = match reply {
-            Reply::Ready(response) => (self.deadline, Ok(response)),
+        // The request's deadline as its handler left it (its route's, say).
+        let due = Due {
+            request: self.filing.deadline.get(),
+            caller: None,
+        };
+        let (deadline, answered) = match reply {
+            Reply::Ready(response) => (due.request, Ok(response)),
             Reply::Offload(job) => {
-                let after = job.deadline.unwrap_or(self.deadline);
-                (after, run_job(job, deadline_after(received, after)))
+                let deadline = due.of_work(received, job.deadline);
+                (deadline, run_job(job, deadline))
             }
             #[cfg(feature = "tokio")]
             Reply::Async(job) => {
-                let after = job.deadline.unwrap_or(self.deadline);
-                (after, self.run_future(job, deadline_after(received, after)))
+                let deadline = due.of_work(received, job.deadline);
+                (deadline, self.run_future(job, deadline))
             }
         };
+        let after = deadline.saturating_duration_since(received);
         let (response, shed) = match answered {
             Ok(response) => (response, None),
             Err(reason) => (answers::shed(reason, None), Some(reason)),
@@ -451,13 +462,6 @@ fn run_job(job: Job, deadline: Instant) -> Result<Response, Shed> {
         return Err(Shed::Deadline);
     }
     Ok(response)
-}
-
-/// The deadline `after` from `received`, as the reactor counts it: one too far to represent
-/// is a year away.
-fn deadline_after(received: Instant, after: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(365 * 86_400);
-    received.checked_add(after.min(FAR)).unwrap_or(received)
 }
 
 impl TestRequest {
@@ -588,7 +592,7 @@ impl From<&TestRequest> for Vec<u8> {
 impl Harness {
     /// The route the last request was filed under with [`Request::set_route`].
     pub(crate) fn route(&self) -> usize {
-        self.route.get()
+        self.filing.route.get()
     }
 }
 

@@ -33,14 +33,32 @@ pub struct Request<'a> {
     body: &'a [u8],
     reactor: usize,
     received: Instant,
-    deadline: Instant,
     /// The caller's deadline (see [caller deadlines](crate#caller-deadlines)): no route may
     /// give the request a later one.
     cap: Option<Instant>,
     server: &'a ServerView,
-    route: &'a Cell<usize>,
+    filing: &'a Filing,
     /// The path parameters of the route that matched, set by [`Router`].
     params: Option<&'a matchit::Params<'a, 'a>>,
+}
+
+/// What the handler decides of the request it answers, filed for the server to read after
+/// it returns: the route it is counted under ([`Request::set_route`]), and its deadline
+/// ([`with_deadline`](crate::with_deadline)), which the request's jobs and futures inherit.
+#[derive(Debug)]
+pub(crate) struct Filing {
+    pub(crate) route: Cell<usize>,
+    pub(crate) deadline: Cell<Instant>,
+}
+
+impl Filing {
+    /// A filing under route `route`, with no deadline yet (each request sets its own).
+    pub(crate) fn new(route: usize) -> Self {
+        Self {
+            route: Cell::new(route),
+            deadline: Cell::new(Instant::now()),
+        }
+    }
 }
 
 /// What a request can see of the server it arrived at.
@@ -57,17 +75,17 @@ impl<'a> Request<'a> {
         reactor: usize,
         (received, deadline): (Instant, Instant),
         server: &'a ServerView,
-        route: &'a Cell<usize>,
+        filing: &'a Filing,
     ) -> Self {
+        filing.deadline.set(deadline);
         Self {
             inner,
             body,
             reactor,
             received,
-            deadline,
             cap: None,
             server,
-            route,
+            filing,
             params: None,
         }
     }
@@ -75,21 +93,21 @@ impl<'a> Request<'a> {
     /// The same request under its caller's deadline, if it stated one: its deadline is the
     /// earlier of the two, now and whatever its route makes it.
     pub(crate) fn capped(self, cap: Option<Instant>) -> Self {
-        Self {
-            deadline: cap.map_or(self.deadline, |cap| cap.min(self.deadline)),
-            cap,
-            ..self
+        if let Some(cap) = cap {
+            self.filing
+                .deadline
+                .set(cap.min(self.filing.deadline.get()));
         }
+        Self { cap, ..self }
     }
 
-    /// The same request under its route's deadline, `after` its arrival (never later than its
+    /// Gives the request its route's deadline, `after` its arrival (never later than its
     /// caller's).
-    pub(crate) fn with_route_deadline(&self, after: Duration) -> Self {
+    pub(crate) fn set_route_deadline(&self, after: Duration) {
         let deadline = deadline_after(self.received, after);
-        Self {
-            deadline: self.cap.map_or(deadline, |cap| cap.min(deadline)),
-            ..*self
-        }
+        self.filing
+            .deadline
+            .set(self.cap.map_or(deadline, |cap| cap.min(deadline)));
     }
 
     /// The same request, with the path parameters of the route that matched it.
@@ -196,7 +214,7 @@ impl<'a> Request<'a> {
     /// Files the request under route `index` of [`Handler::routes`] for statistics and the
     /// request log. [`Router`] does this itself; an index past the list means "other".
     pub fn set_route(&self, index: usize) {
-        self.route.set(index);
+        self.filing.route.set(index);
     }
 
     /// The server's statistics, merged across reactors (cheap enough for a `/metrics` route
@@ -220,13 +238,13 @@ impl<'a> Request<'a> {
     /// [`Job`](crate::Job) may set another with
     /// [`Job::with_deadline`](crate::Job::with_deadline), again never past the caller's.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        self.filing.deadline.get()
     }
 
     /// Time left before [`deadline`](Self::deadline) (zero once it has passed): what a handler
     /// passes on as the timeout of its own calls.
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.deadline().saturating_duration_since(Instant::now())
     }
 
     /// Whether the server is shutting down (for a health check to report it).
@@ -430,11 +448,11 @@ mod tests {
         harness::testing::{get, ready},
     };
 
-    /// What a request is read against: its parser, a server of two reactors and a route cell.
+    /// What a request is read against: its parser, a server of two reactors and a filing.
     struct Fixture {
         conn: ServerConn,
         view: ServerView,
-        route: Cell<usize>,
+        filing: Filing,
         received: Instant,
     }
 
@@ -447,7 +465,7 @@ mod tests {
                     draining: Arc::new(AtomicBool::new(false)),
                     stats: Arc::new(stats),
                 },
-                route: Cell::new(usize::MAX),
+                filing: Filing::new(usize::MAX),
                 received: Instant::now(),
             }
         }
@@ -466,7 +484,7 @@ mod tests {
                 1,
                 (self.received, deadline),
                 &self.view,
-                &self.route,
+                &self.filing,
             )
         }
     }
@@ -613,7 +631,7 @@ mod tests {
         let mut fixture = Fixture::new();
         let req = fixture.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"");
         req.set_route(2);
-        assert_eq!(fixture.route.get(), 2);
+        assert_eq!(fixture.filing.route.get(), 2);
     }
 
     #[test]
@@ -767,5 +785,32 @@ mod tests {
         ] {
             assert_eq!(decodes_to_utf8(text), utf8, "{text}");
         }
+    }
+
+    #[test]
+    fn a_routes_deadline_is_filed_and_never_past_the_callers() {
+        let mut fixture = Fixture::new();
+        let received = fixture.received;
+        let ms = Duration::from_millis;
+        let req = fixture.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+        assert_eq!(req.deadline(), received + ms(50));
+        req.set_route_deadline(ms(200));
+        assert_eq!(
+            req.deadline(),
+            received + ms(200),
+            "the route's, later than the default"
+        );
+        // A caller with 80 ms left: the earlier of the two, whatever the route says after.
+        let req = req.capped(Some(received + ms(80)));
+        assert_eq!(req.deadline(), received + ms(80));
+        req.set_route_deadline(ms(300));
+        assert_eq!(req.deadline(), received + ms(80));
+        req.set_route_deadline(ms(30));
+        assert_eq!(req.deadline(), received + ms(30));
+        assert_eq!(
+            fixture.filing.deadline.get(),
+            received + ms(30),
+            "filed for the server"
+        );
     }
 }

@@ -10,7 +10,6 @@
 mod owed;
 
 use std::{
-    cell::Cell,
     sync::{Arc, mpsc::SyncSender},
     time::{Duration, Instant},
 };
@@ -21,11 +20,11 @@ use super::clock::Clock;
 use crate::{
     Config, Handler, Job, Reply, Request, Response, Shed, answers,
     body::{Pace, Pieces, STEP},
-    deadline::{self, Caller, deadline_after},
+    deadline::{self, Caller, Due, deadline_after},
     log::LogEntry,
     mailbox::Mailbox,
     pool::{Refused, Task, WorkerPool},
-    request::ServerView,
+    request::{Filing, ServerView},
     session::{Exchange, ExchangePool, Outgoing, OwedState, Pending, Session},
     stats::ReactorStats,
     token::ConnId,
@@ -76,8 +75,9 @@ pub(crate) struct Dispatcher {
     reply_to: Arc<Mailbox>,
     view: Arc<ServerView>,
     log: Option<SyncSender<LogEntry>>,
-    /// Where the handler files the request it is answering (see `Request::set_route`).
-    route: Cell<usize>,
+    /// Where the handler files what it decides of the request it is answering: its route
+    /// (`Request::set_route`) and its deadline (`with_deadline`).
+    filing: Filing,
     /// The last number given to a response owed (see `Exchange::owe`).
     last_seq: u64,
     /// Spare exchanges, for connections that have work in hand.
@@ -117,7 +117,7 @@ impl Dispatcher {
             exchanges: ExchangePool::new(config.limits, view.stats.budgets.clone()),
             pool,
             reply_to,
-            route: Cell::new(other_route),
+            filing: Filing::new(other_route),
             view,
             log,
             last_seq: 0,
@@ -190,11 +190,11 @@ impl Dispatcher {
                     // read filled the buffer.
                     let last = input.rest().is_empty() && drained;
                     let body = pieces.body(input.data(), exchange.body.as_slice());
-                    let (reply, caller) = self.run_handler(t, exchange, input.head(), body);
+                    let (reply, due) = self.run_handler(t, exchange, input.head(), body);
                     input.request_ends();
                     *budget -= 1;
                     session.requests += 1;
-                    let open = self.end(t, (id, exchange), (reply, caller), last);
+                    let open = self.end(t, (id, exchange), (reply, due), last);
                     read_all = !open && last;
                     open
                 }
@@ -277,14 +277,14 @@ impl Dispatcher {
     }
 
     /// A request was read to its end and its handler replied: answer, or hand the work off
-    /// (never past the deadline its caller stated, `reply.1`). `last`: nothing followed it in
-    /// this read or the socket. Returns whether the connection
+    /// (held to the deadlines of `reply.1`). `last`: nothing followed it in this read or the
+    /// socket. Returns whether the connection
     /// takes more requests.
     fn end(
         &mut self,
         t: &mut Turn<'_>,
         (id, exchange): (ConnId, &mut Exchange),
-        reply: (Reply, Option<Instant>),
+        reply: (Reply, Due),
         last: bool,
     ) -> bool {
         exchange.body.clear();
@@ -297,70 +297,87 @@ impl Dispatcher {
         false
     }
 
-    /// Runs the handler on a complete request; a panic becomes a 500. Returns the reply, and the deadline the request's caller stated, if it did (see
-    /// [caller deadlines](crate#caller-deadlines)); a caller's budget that cannot be read, or
-    /// is spent, is answered at once and the handler not run.
+    /// Runs the handler on a complete request; a panic becomes a 500. Returns the reply, and
+    /// the deadlines it is held to: the request's as the handler left it (its route's, say),
+    /// and the one its caller stated (see [caller deadlines](crate#caller-deadlines)). A
+    /// caller's budget that cannot be read, or is spent, is answered at once, the handler not
+    /// run.
     fn run_handler(
         &self,
         t: &Turn<'_>,
         exchange: &Exchange,
         head: &[u8],
         body: &[u8],
-    ) -> (Reply, Option<Instant>) {
+    ) -> (Reply, Due) {
         let received = exchange.received;
         let request = exchange.proto.request(head);
-        self.route.set(t.stats.other_route());
+        let other = t.stats.other_route();
+        self.filing.route.set(other);
+        let default = deadline_after(received, t.config.deadline);
         let header = t.config.deadline_header.as_deref();
         let judged = (t.clock.now, t.config.min_caller_budget);
         let caller = match deadline::caller(header, &request, received, judged) {
             Caller::Silent => None,
             Caller::Until(at) => Some(at),
-            Caller::Spent => {
-                let other = self.route.get();
-                return (self.shed(t, other, Shed::CallerBudget).into(), None);
+            refused => {
+                let due = Due {
+                    request: default,
+                    caller: None,
+                };
+                let answer = if refused == Caller::Spent {
+                    self.shed(t, other, Shed::CallerBudget)
+                } else {
+                    answers::bad_deadline_header()
+                };
+                return (answer.into(), due);
             }
-            Caller::Unreadable => return (answers::bad_deadline_header().into(), None),
         };
         let req = Request::new(
             request,
             body,
             self.reactor,
-            (received, deadline_after(received, t.config.deadline)),
+            (received, default),
             &self.view,
-            &self.route,
+            &self.filing,
         )
         .capped(caller);
         let handler = &self.handler;
         let reply = answers::internal_error_on_panic(|| handler.handle(&req));
-        (reply, caller)
+        let due = Due {
+            request: self.filing.deadline.get(),
+            caller,
+        };
+        (reply, due)
     }
 
-    /// Sends a reply's response, or hands its job to the pool (due by its caller's deadline,
-    /// `caller`, at the latest); returns whether the connection stays open. `close`: the response is the last this connection will get (the server is
-    /// shutting down).
+    /// Sends a reply's response, or hands its job to the pool (see [`Due`] for its deadline);
+    /// returns whether the connection stays open. `close`: the response is the last this
+    /// connection will get (the server is shutting down).
     fn answer(
         &mut self,
         t: &mut Turn<'_>,
         id: ConnId,
         exchange: &mut Exchange,
-        (reply, caller): (Reply, Option<Instant>),
+        (reply, due): (Reply, Due),
         close: bool,
     ) -> bool {
         let ctx = exchange.proto.head().response_context();
         let ctx = if close { ctx.with_close() } else { ctx };
-        let route = self.route.get();
+        let route = self.filing.route.get();
+        // How long the request had to be answered in time.
+        let allowed = due.request.saturating_duration_since(exchange.received);
         // Work that answers later is owed in line (or refused at once, the 503 sent now).
         let handed = match reply {
             Reply::Ready(response) => Err(response),
             Reply::Offload(job) => {
-                let deadline = (job.deadline, caller);
+                let deadline = (job.deadline, due);
                 self.hand_off(t, exchange, (ctx, route), deadline, |d, t, seq, at| {
                     d.submit(t, job, (id, seq, route), at)
                 })
             }
             #[cfg(feature = "tokio")]
             Reply::Async(job) => {
-                let deadline = (job.deadline, caller);
+                let deadline = (job.deadline, due);
                 self.hand_off(t, exchange, (ctx, route), deadline, |d, _, seq, at| {
                     d.spawn(job, (id, seq, route), at)
                 })
@@ -376,7 +393,7 @@ impl Dispatcher {
             // is read for it, as for an answer sent at once below).
             let received = exchange.received;
             if response.status().is_success() {
-                Self::ready(t, route, t.clock.since(received));
+                Self::ready(t, route, t.clock.since(received), allowed);
             }
             exchange.owe(
                 self.seq(),
@@ -393,17 +410,18 @@ impl Dispatcher {
         // response, no system call).
         let latency = t.clock.since(exchange.received);
         if status.is_success() {
-            Self::ready(t, route, latency);
+            Self::ready(t, route, latency, allowed);
         }
         self.record(t, route, status, latency);
         keep_alive
     }
 
     /// Counts a 2xx answer made on the reactor (an inline handler's) `after` its request
-    /// arrived: in time, or late. Nothing stops an inline handler at its deadline, so this is
-    /// the one path that can answer late; offloaded work that ends late is answered 503.
-    fn ready(t: &Turn<'_>, route: usize, after: Duration) {
-        if after < t.config.deadline {
+    /// arrived, which had `allowed` to be answered: in time, or late. Nothing stops an inline
+    /// handler at its deadline, so this is the one path that can answer late; offloaded work
+    /// that ends late is answered 503.
+    fn ready(t: &Turn<'_>, route: usize, after: Duration, allowed: Duration) {
+        if after < allowed {
             t.stats.in_time(route);
         } else {
             t.stats.answered_late(route);
@@ -418,12 +436,11 @@ impl Dispatcher {
         t: &Turn<'_>,
         exchange: &mut Exchange,
         (ctx, route): (ResponseContext, usize),
-        (deadline, caller): (Option<Duration>, Option<Instant>),
+        (own, due): (Option<Duration>, Due),
         start: impl FnOnce(&Self, &Turn<'_>, u64, Instant) -> Result<Pending, Shed>,
     ) -> Result<(), Response> {
         let received = exchange.received;
-        let deadline = deadline_after(received, deadline.unwrap_or(t.config.deadline));
-        let deadline = caller.map_or(deadline, |caller| caller.min(deadline));
+        let deadline = due.of_work(received, own);
         if deadline <= t.clock.now {
             return Err(self.shed(t, route, Shed::Deadline));
         }

@@ -24,8 +24,16 @@ use std::{
 use scoring::RedisClient;
 use support::{Client, Reply1, TIMEOUT, TestServer, config, get, wait_until};
 
-/// The scoring route's deadline (`SCORE_DEADLINE` in the example).
-const DEADLINE: Duration = Duration::from_millis(20);
+/// The scoring route's deadline in the service (20 ms), for the test of the deadline itself.
+const DEADLINE: Duration = scoring::SCORE_DEADLINE;
+
+/// The scoring route's deadline in the tests of everything else: 20 ms is missed now and then on
+/// a busy CI machine, and a 503 there says nothing about Redis being read, down or back.
+const LENIENT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Well short of [`LENIENT_DEADLINE`]: an answer this prompt did not wait for its time budget
+/// (which the Redis client's own timeouts are).
+const PROMPT: Duration = Duration::from_secs(5);
 
 /// A `redis-server` child on a port of its own, killed (by its PID) when dropped.
 struct RedisServer {
@@ -165,9 +173,9 @@ fn assert_unavailable(reply: &Reply1, elapsed: Duration) {
         reply.text().starts_with("history store unavailable: "),
         "{reply:?}"
     );
-    // Not a wait until the deadline (which would have been the reactor's 503 anyway); the
-    // bound is loose for a busy CI machine.
-    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    // Not a wait until the time budget runs out (the client's timeouts are the request's
+    // time left); the bound is loose for a busy CI machine.
+    assert!(elapsed < PROMPT, "{elapsed:?}");
 }
 
 #[test]
@@ -179,10 +187,14 @@ fn seeded_accounts_are_scored_from_redis() {
     assert_eq!(redis.command(&["DBSIZE"]), ":100");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async, LENIENT_DEADLINE)
+            .expect("a Redis URL"),
     );
     // The in-process store gives the same histories: the scores must agree.
-    let local = TestServer::start(config(), scoring::router(Some(Duration::ZERO)));
+    let local = TestServer::start(
+        config(),
+        scoring::router(Some(Duration::ZERO), LENIENT_DEADLINE),
+    );
 
     for account in ["acc-0", "acc-17", "acc-99"] {
         let (reply, elapsed) = timed(&server, &post_score(account));
@@ -217,7 +229,8 @@ fn seeded_accounts_are_scored_from_redis() {
     // the same.
     let blocking = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Blocking).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Blocking, LENIENT_DEADLINE)
+            .expect("a Redis URL"),
     );
     for _ in 0..3 {
         let score = json(&timed(&blocking, &post_score("acc-17")).0);
@@ -237,7 +250,7 @@ fn a_slow_redis_is_met_at_the_deadline_and_its_futures_cancelled() {
     scoring::seed(&redis.url(), 10).expect("seeds");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async, DEADLINE).expect("a Redis URL"),
     );
     // Connected and served.
     assert_eq!(timed(&server, &post_score("acc-1")).0.status, 200);
@@ -300,7 +313,7 @@ fn a_redis_that_is_down_is_a_fast_503() {
     let url = redis.url();
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&url, RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&url, RedisClient::Async, LENIENT_DEADLINE).expect("a Redis URL"),
     );
     assert_eq!(timed(&server, &post_score("acc-3")).0.status, 200);
 
@@ -317,7 +330,7 @@ fn a_redis_that_is_down_is_a_fast_503() {
     // A service whose Redis was never there.
     let never = TestServer::start(
         config(),
-        scoring::redis_router(&url, RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&url, RedisClient::Async, LENIENT_DEADLINE).expect("a Redis URL"),
     );
     let (reply, elapsed) = timed(&never, &post_score("acc-3"));
     eprintln!("nothing on port {port}: {reply:?} in {elapsed:?}");
@@ -336,7 +349,8 @@ fn a_redis_that_restarts_is_recovered_from() {
     scoring::seed(&redis.url(), 10).expect("seeds");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async, LENIENT_DEADLINE)
+            .expect("a Redis URL"),
     );
     assert_eq!(timed(&server, &post_score("acc-5")).0.status, 200);
 
@@ -396,7 +410,7 @@ fn a_redis_that_restarts_is_recovered_from() {
             _ => panic!("{status} {store:?} in {elapsed:?}"),
         }
     }
-    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert!(slowest < PROMPT, "{slowest:?}");
     assert!(count(503) > 0, "the traffic saw Redis go");
     assert_eq!(answers.last().map(|a| a.0), Some(200), "and come back");
     assert!(count(200) > 2);

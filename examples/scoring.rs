@@ -63,8 +63,10 @@ use signal_hook::{
     iterator::Signals,
 };
 
-/// The deadline of a score, from the moment its request was read.
-const SCORE_DEADLINE: Duration = Duration::from_millis(20);
+/// The deadline of a score, from the moment its request was read: the service's own (`main`
+/// passes it to the router builders, which take it as a parameter so that a test can give
+/// another).
+pub(crate) const SCORE_DEADLINE: Duration = Duration::from_millis(20);
 
 /// A card transaction, as the client sends it.
 ///
@@ -542,47 +544,60 @@ fn healthz(req: &Request<'_>) -> Reply {
 }
 
 /// The service's routes with the in-process store; `store_latency` fixes its latency (else 1
-/// to 3 ms).
-pub(crate) fn router(store_latency: Option<Duration>) -> Router {
-    local_router(store_latency, true)
+/// to 3 ms). `deadline` is the score route's deadline: [`SCORE_DEADLINE`] in the service.
+pub(crate) fn router(store_latency: Option<Duration>, deadline: Duration) -> Router {
+    local_router(store_latency, true, deadline)
 }
 
 /// [`router`], with the in-process cache or without it (`--no-cache`).
-pub(crate) fn local_router(store_latency: Option<Duration>, caching: bool) -> Router {
-    service_router(Service {
-        store: Store {
-            latency: store_latency,
+pub(crate) fn local_router(
+    store_latency: Option<Duration>,
+    caching: bool,
+    deadline: Duration,
+) -> Router {
+    service_router(
+        Service {
+            store: Store {
+                latency: store_latency,
+            },
+            redis: None,
+            caching,
+            cache: RwLock::new(HashMap::new()),
         },
-        redis: None,
-        caching,
-        cache: RwLock::new(HashMap::new()),
-    })
+        deadline,
+    )
 }
 
 /// The service's routes with the Redis at `url` as the store (`redis://HOST:PORT`), called
-/// with `client`. Nothing connects yet: the first request does.
+/// with `client`, the score route under `deadline` ([`SCORE_DEADLINE`] in the service).
+/// Nothing connects yet: the first request does.
 ///
 /// # Errors
 ///
 /// `url` is not a Redis URL.
-pub(crate) fn redis_router(url: &str, client: RedisClient) -> Result<Router, RedisError> {
-    Ok(service_router(Service {
-        store: Store { latency: None },
-        redis: Some(Arc::new(RedisStore::open(url, client)?)),
-        caching: false,
-        cache: RwLock::new(HashMap::new()),
-    }))
+pub(crate) fn redis_router(
+    url: &str,
+    client: RedisClient,
+    deadline: Duration,
+) -> Result<Router, RedisError> {
+    Ok(service_router(
+        Service {
+            store: Store { latency: None },
+            redis: Some(Arc::new(RedisStore::open(url, client)?)),
+            caching: false,
+            cache: RwLock::new(HashMap::new()),
+        },
+        deadline,
+    ))
 }
 
-fn service_router(service: Service) -> Router {
+fn service_router(service: Service, deadline: Duration) -> Router {
     let service = Arc::new(service);
     let scoring = Arc::clone(&service);
     Router::new()
         .post(
             "/v1/score",
-            with_deadline(SCORE_DEADLINE, move |req: &Request<'_>| {
-                score(&scoring, req)
-            }),
+            with_deadline(deadline, move |req: &Request<'_>| score(&scoring, req)),
         )
         .get("/v1/accounts/{id}", move |req: &Request<'_>| {
             account(&service, req)
@@ -641,9 +656,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         return axum_serve(config.addr, config.reactors, &url);
     }
     let router = match (redis, caching) {
-        (Some(url), _) => redis_router(&url, client)?,
-        (None, true) => router(store_latency),
-        (None, false) => local_router(store_latency, false),
+        (Some(url), _) => redis_router(&url, client, SCORE_DEADLINE)?,
+        (None, true) => router(store_latency, SCORE_DEADLINE),
+        (None, false) => local_router(store_latency, false, SCORE_DEADLINE),
     };
     let server = Server::start(config, router)?;
     eprintln!("scoring listening on http://{}", server.local_addr());

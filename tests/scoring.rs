@@ -20,6 +20,12 @@ fn post_score(body: &str, content_type: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The score route's deadline in the tests of everything but the deadline: the service's own
+/// (`SCORE_DEADLINE`, 20 ms) is missed now and then on a busy CI machine, and a 503 there says
+/// nothing about JSON, caching or routing. A store slower than the deadline is tested apart,
+/// under the service's own deadline.
+const LENIENT_DEADLINE: Duration = Duration::from_secs(10);
+
 const TX: &str = r#"{"account":"acc-17","amount_cents":125000,"country":"FR","merchant":"electronics","hour":3}"#;
 
 fn json(reply: &support::Reply1) -> serde_json::Value {
@@ -43,7 +49,7 @@ fn requests_total(client: &mut Client, route: &str, status: u16) -> u64 {
 
 #[test]
 fn scores_inline_when_cached_and_offloaded_when_not() {
-    let server = TestServer::start(config(), scoring::router(None));
+    let server = TestServer::start(config(), scoring::router(None, LENIENT_DEADLINE));
     let mut client = Client::new(server.connect());
     let before = requests_total(&mut client, "/v1/score", 200);
 
@@ -85,7 +91,7 @@ fn scores_inline_when_cached_and_offloaded_when_not() {
 
 #[test]
 fn strings_with_json_escapes_are_scored() {
-    let server = TestServer::start(config(), scoring::router(None));
+    let server = TestServer::start(config(), scoring::router(None, LENIENT_DEADLINE));
     let mut client = Client::new(server.connect());
     // As Python's json.dumps writes it by default (ensure_ascii): "acc-é" and "électronique",
     // escaped. A string field that borrows from the body cannot hold the unescaped text.
@@ -105,7 +111,7 @@ fn strings_with_json_escapes_are_scored() {
 
 #[test]
 fn bad_json_is_400_and_a_wrong_content_type_is_415() {
-    let server = TestServer::start(config(), scoring::router(None));
+    let server = TestServer::start(config(), scoring::router(None, LENIENT_DEADLINE));
     let mut client = Client::new(server.connect());
     client.send(&post_score(
         r#"{"account":"acc-1","amount_cents":-5}"#,
@@ -126,8 +132,13 @@ fn bad_json_is_400_and_a_wrong_content_type_is_415() {
 
 #[test]
 fn a_store_slower_than_the_deadline_gets_503() {
-    // The store takes 50 ms; the route's deadline is 20 ms.
-    let server = TestServer::start(config(), scoring::router(Some(Duration::from_millis(50))));
+    // The store takes 50 ms; the route's deadline is the service's 20 ms. However busy the
+    // machine, the store's answer cannot come before the deadline, and one that comes at it
+    // or later is dropped for the 503.
+    let server = TestServer::start(
+        config(),
+        scoring::router(Some(Duration::from_millis(50)), scoring::SCORE_DEADLINE),
+    );
     let mut client = Client::new(server.connect());
     client.send(&post_score(TX, "application/json"));
     let reply = client.response();
@@ -140,7 +151,10 @@ fn a_store_slower_than_the_deadline_gets_503() {
 
 #[test]
 fn without_the_cache_every_score_goes_to_the_store() {
-    let server = TestServer::start(config(), scoring::local_router(None, false));
+    let server = TestServer::start(
+        config(),
+        scoring::local_router(None, false, LENIENT_DEADLINE),
+    );
     let mut client = Client::new(server.connect());
     for _ in 0..2 {
         client.send(&post_score(TX, "application/json"));

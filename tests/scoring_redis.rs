@@ -1,6 +1,6 @@
 //! The scoring example with Redis as its store (`--store`), against a real `redis-server` of
 //! each test's own (started on a free port, killed by the test): histories served from Redis,
-//! a slow Redis met at the route's deadline with its futures cancelled, a Redis that is down
+//! a slow Redis met at the route's deadline with no future left in flight, a Redis that is down
 //! answered 503 at once, and a Redis that restarts recovered from. Each test says it skipped
 //! when `redis-server` is not on the PATH (`apt-get install redis-server`).
 
@@ -15,7 +15,7 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
     time::{Duration, Instant},
@@ -24,8 +24,16 @@ use std::{
 use scoring::RedisClient;
 use support::{Client, Reply1, TIMEOUT, TestServer, config, get, wait_until};
 
-/// The scoring route's deadline (`SCORE_DEADLINE` in the example).
-const DEADLINE: Duration = Duration::from_millis(20);
+/// The scoring route's deadline in the service (20 ms), for the test of the deadline itself.
+const DEADLINE: Duration = scoring::SCORE_DEADLINE;
+
+/// The scoring route's deadline in the tests of everything else: 20 ms is missed now and then on
+/// a busy CI machine, and a 503 there says nothing about Redis being read, down or back.
+const LENIENT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Well short of [`LENIENT_DEADLINE`]: an answer this prompt did not wait for its time budget
+/// (which the Redis client's own timeouts are).
+const PROMPT: Duration = Duration::from_secs(5);
 
 /// A `redis-server` child on a port of its own, killed (by its PID) when dropped.
 struct RedisServer {
@@ -165,9 +173,9 @@ fn assert_unavailable(reply: &Reply1, elapsed: Duration) {
         reply.text().starts_with("history store unavailable: "),
         "{reply:?}"
     );
-    // Not a wait until the deadline (which would have been the reactor's 503 anyway); the
-    // bound is loose for a busy CI machine.
-    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    // Not a wait until the time budget runs out (the client's timeouts are the request's
+    // time left); the bound is loose for a busy CI machine.
+    assert!(elapsed < PROMPT, "{elapsed:?}");
 }
 
 #[test]
@@ -179,10 +187,14 @@ fn seeded_accounts_are_scored_from_redis() {
     assert_eq!(redis.command(&["DBSIZE"]), ":100");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async, LENIENT_DEADLINE)
+            .expect("a Redis URL"),
     );
     // The in-process store gives the same histories: the scores must agree.
-    let local = TestServer::start(config(), scoring::router(Some(Duration::ZERO)));
+    let local = TestServer::start(
+        config(),
+        scoring::router(Some(Duration::ZERO), LENIENT_DEADLINE),
+    );
 
     for account in ["acc-0", "acc-17", "acc-99"] {
         let (reply, elapsed) = timed(&server, &post_score(account));
@@ -217,7 +229,8 @@ fn seeded_accounts_are_scored_from_redis() {
     // the same.
     let blocking = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Blocking).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Blocking, LENIENT_DEADLINE)
+            .expect("a Redis URL"),
     );
     for _ in 0..3 {
         let score = json(&timed(&blocking, &post_score("acc-17")).0);
@@ -230,21 +243,27 @@ fn seeded_accounts_are_scored_from_redis() {
 }
 
 #[test]
-fn a_slow_redis_is_met_at_the_deadline_and_its_futures_cancelled() {
+fn a_slow_redis_is_met_at_the_deadline_and_no_future_outlives_it() {
     let Some(redis) = RedisServer::start("a_slow_redis_is_met_at_the_deadline") else {
         return;
     };
     scoring::seed(&redis.url(), 10).expect("seeds");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async, DEADLINE).expect("a Redis URL"),
     );
-    // Connected and served.
-    assert_eq!(timed(&server, &post_score("acc-1")).0.status, 200);
+    // Connected and served (within the deadline: on a busy machine, the first tries may miss it).
+    assert!(wait_until(
+        || timed(&server, &post_score("acc-1")).0.status == 200
+    ));
 
-    // Redis holds every client's commands for 500 ms: 25 deadlines.
+    // Redis holds every client's commands for 2 s: 100 deadlines, a margin a busy machine keeps
+    // between an answer at the deadline and one that waited for Redis. (A pause cannot be
+    // lifted early: CLIENT UNPAUSE waits behind it too.)
+    let pause = Duration::from_secs(2);
     let paused = Instant::now();
-    assert_eq!(redis.command(&["CLIENT", "PAUSE", "500"]), "+OK");
+    let millis = pause.as_millis().to_string();
+    assert_eq!(redis.command(&["CLIENT", "PAUSE", &millis]), "+OK");
     let requests: Vec<_> = (0..8)
         .map(|n| {
             let mut client = Client::new(server.connect());
@@ -275,17 +294,21 @@ fn a_slow_redis_is_met_at_the_deadline_and_its_futures_cancelled() {
         );
     }
     assert!(
-        paused.elapsed() < Duration::from_millis(500),
+        paused.elapsed() < pause,
         "every answer came while Redis was still paused ({:?}): none waited for it",
         paused.elapsed()
     );
     assert!(shed > 0, "no 503 came from the reactor's deadline");
+    // Each future ended at the deadline: dropped by the reactor, or ended by the Redis
+    // client's own timeout (the request's time left: the same instant). Which of the two
+    // comes first is a race a busy machine decides either way; a future that would not end is
+    // dropped at its deadline in tests/async_handlers.rs. None outlives its request.
     let stats = server.stats();
-    assert!(stats.futures_cancelled > 0, "{stats:?}");
+    assert!(stats.futures_cancelled <= 8, "{stats:?}");
     no_future_in_flight(&server);
 
     // After the pause, the same connection serves again.
-    thread::sleep(Duration::from_millis(500).saturating_sub(paused.elapsed()));
+    thread::sleep(pause.saturating_sub(paused.elapsed()));
     assert!(wait_until(
         || timed(&server, &post_score("acc-2")).0.status == 200
     ));
@@ -300,7 +323,7 @@ fn a_redis_that_is_down_is_a_fast_503() {
     let url = redis.url();
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&url, RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&url, RedisClient::Async, LENIENT_DEADLINE).expect("a Redis URL"),
     );
     assert_eq!(timed(&server, &post_score("acc-3")).0.status, 200);
 
@@ -317,7 +340,7 @@ fn a_redis_that_is_down_is_a_fast_503() {
     // A service whose Redis was never there.
     let never = TestServer::start(
         config(),
-        scoring::redis_router(&url, RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&url, RedisClient::Async, LENIENT_DEADLINE).expect("a Redis URL"),
     );
     let (reply, elapsed) = timed(&never, &post_score("acc-3"));
     eprintln!("nothing on port {port}: {reply:?} in {elapsed:?}");
@@ -336,15 +359,19 @@ fn a_redis_that_restarts_is_recovered_from() {
     scoring::seed(&redis.url(), 10).expect("seeds");
     let server = TestServer::start(
         config(),
-        scoring::redis_router(&redis.url(), RedisClient::Async).expect("a Redis URL"),
+        scoring::redis_router(&redis.url(), RedisClient::Async, LENIENT_DEADLINE)
+            .expect("a Redis URL"),
     );
     assert_eq!(timed(&server, &post_score("acc-5")).0.status, 200);
 
     // Traffic throughout: a client scoring every 5 ms, on one keep-alive connection, until
-    // told to stop; it keeps each answer's status, store header and time.
+    // told to stop; it keeps each answer's status, store header and time, and counts the
+    // answers (all, and 503s) as they come, for the test to wait on.
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
     let traffic = thread::spawn({
-        let stop = Arc::clone(&stop);
+        let (stop, answered, refused) = (stop.clone(), answered.clone(), refused.clone());
         let mut client = Client::new(server.connect());
         move || {
             let mut answers = Vec::new();
@@ -353,16 +380,26 @@ fn a_redis_that_restarts_is_recovered_from() {
                 client.send(&post_score("acc-5"));
                 let reply = client.response();
                 let store = reply.header("rtserve-store").map(str::to_owned);
+                if reply.status == 503 {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
                 answers.push((reply.status, store, start.elapsed()));
+                answered.fetch_add(1, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(5));
             }
             answers
         }
     });
-    thread::sleep(Duration::from_millis(100));
+    assert!(
+        wait_until(|| answered.load(Ordering::Relaxed) >= 2),
+        "the traffic is served before the kill"
+    );
 
     let port = redis.kill();
-    thread::sleep(Duration::from_millis(200));
+    assert!(
+        wait_until(|| refused.load(Ordering::Relaxed) > 0),
+        "the traffic saw Redis go"
+    );
     let (reply, elapsed) = timed(&server, &post_score("acc-5"));
     assert_unavailable(&reply, elapsed);
 
@@ -375,7 +412,12 @@ fn a_redis_that_restarts_is_recovered_from() {
         "not recovered within {TIMEOUT:?}"
     );
     eprintln!("recovered {:?} after the seed", restarted.elapsed());
-    thread::sleep(Duration::from_millis(100));
+    // Two more answers: the second of them was asked for after the recovery.
+    let before = answered.load(Ordering::Relaxed);
+    assert!(
+        wait_until(|| answered.load(Ordering::Relaxed) >= before + 2),
+        "the traffic goes on after the recovery"
+    );
     stop.store(true, Ordering::Relaxed);
     let answers = traffic.join().expect("the traffic thread");
 
@@ -396,7 +438,7 @@ fn a_redis_that_restarts_is_recovered_from() {
             _ => panic!("{status} {store:?} in {elapsed:?}"),
         }
     }
-    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert!(slowest < PROMPT, "{slowest:?}");
     assert!(count(503) > 0, "the traffic saw Redis go");
     assert_eq!(answers.last().map(|a| a.0), Some(200), "and come back");
     assert!(count(200) > 2);

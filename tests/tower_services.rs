@@ -49,10 +49,18 @@ async fn mark(request: AxumRequest, next: Next) -> AxumResponse {
     response
 }
 
+/// What became of `/api/slow`'s future: `entered` once it was first polled (its handler
+/// ran), `dropped` when it was dropped.
+#[derive(Debug, Default, Clone)]
+struct Slow {
+    entered: Arc<AtomicBool>,
+    dropped: Arc<AtomicBool>,
+}
+
 /// The axum application, its routes under `/api` (it sees the path as sent); `/api/slow`
-/// sleeps for the test's whole timeout, holding `slept`'s guard.
-fn app(slept: &Arc<AtomicBool>) -> axum::Router {
-    let slept = Arc::clone(slept);
+/// sleeps for the test's whole timeout, telling `slow` it started and holding its guard.
+fn app(slow: &Slow) -> axum::Router {
+    let slow = slow.clone();
     axum::Router::new()
         .route(
             "/api/users/{id}",
@@ -87,7 +95,8 @@ fn app(slept: &Arc<AtomicBool>) -> axum::Router {
         .route(
             "/api/slow",
             routing::get(move || {
-                let guard = Dropped(Arc::clone(&slept));
+                slow.entered.store(true, Ordering::SeqCst);
+                let guard = Dropped(Arc::clone(&slow.dropped));
                 async move {
                     let _guard = guard;
                     tokio::time::sleep(TIMEOUT).await;
@@ -117,12 +126,12 @@ impl<B> tower_service::Service<axum::http::Request<B>> for Failing {
 }
 
 /// Serves the application under `/api/{*rest}` with `deadline`, and `Failing` at `/failing`.
-fn serve(deadline: Duration, slept: &Arc<AtomicBool>) -> ServerHandle {
-    serve_with(config(), deadline, slept)
+fn serve(deadline: Duration, slow: &Slow) -> ServerHandle {
+    serve_with(config(), deadline, slow)
 }
 
-fn serve_with(config: Config, deadline: Duration, slept: &Arc<AtomicBool>) -> ServerHandle {
-    let mounted = service(app(slept)).max_response_body(MAX_RESPONSE_BODY);
+fn serve_with(config: Config, deadline: Duration, slow: &Slow) -> ServerHandle {
+    let mounted = service(app(slow)).max_response_body(MAX_RESPONSE_BODY);
     let router = Router::new()
         .any("/api/{*rest}", with_deadline(deadline, mounted))
         .any("/failing", service(Failing));
@@ -156,7 +165,7 @@ fn post(server: &ServerHandle, target: &str, content_type: &str, body: &[u8]) ->
 #[test]
 fn an_axum_router_answers_with_its_extractors_json_and_layers() {
     // A deadline no busy machine can miss: this test is about what the service sees.
-    let server = serve(TIMEOUT, &Arc::new(AtomicBool::new(false)));
+    let server = serve(TIMEOUT, &Slow::default());
 
     let user = get(&server, "/api/users/42");
     assert_eq!(user.status, 200);
@@ -192,7 +201,7 @@ fn an_axum_router_answers_with_its_extractors_json_and_layers() {
 
 #[test]
 fn the_query_headers_deadline_and_body_reach_the_service_whole() {
-    let server = serve(TIMEOUT, &Arc::new(AtomicBool::new(false)));
+    let server = serve(TIMEOUT, &Slow::default());
     let seen = exchange(
         &server,
         b"GET /api/inspect?a=1&b=two%20words HTTP/1.1\r\nHost: x\r\nX-Id: 7\r\n\r\n",
@@ -218,8 +227,12 @@ fn the_query_headers_deadline_and_body_reach_the_service_whole() {
 
 #[test]
 fn a_service_past_its_deadline_gets_503_at_the_deadline_and_is_cancelled() {
-    let slept = Arc::new(AtomicBool::new(false));
-    let server = serve(Duration::from_millis(20), &slept);
+    let slow = Slow::default();
+    // Long enough for the runtime to poll the service's future before the deadline on a busy
+    // machine (a future shed before it ran has nothing to show), and far short of the 20 s
+    // the service sleeps.
+    let deadline = Duration::from_secs(1);
+    let server = serve(deadline, &slow);
     let started = Instant::now();
     let late = get(&server, "/api/slow");
     assert_eq!(
@@ -227,13 +240,17 @@ fn a_service_past_its_deadline_gets_503_at_the_deadline_and_is_cancelled() {
         (503, Some("deadline"))
     );
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(20));
+    assert!(waited >= deadline);
     assert!(
         waited < TIMEOUT,
         "answered at the deadline, not by the service"
     );
     assert!(
-        wait_until(|| slept.load(Ordering::SeqCst)),
+        slow.entered.load(Ordering::SeqCst),
+        "the service never ran before its deadline"
+    );
+    assert!(
+        wait_until(|| slow.dropped.load(Ordering::SeqCst)),
         "the service's future was not dropped"
     );
     assert!(wait_until(|| server.stats().futures_in_flight == 0));
@@ -243,7 +260,7 @@ fn a_service_past_its_deadline_gets_503_at_the_deadline_and_is_cancelled() {
 
 #[test]
 fn a_response_body_over_the_limit_and_a_service_error_are_500() {
-    let server = serve(TIMEOUT, &Arc::new(AtomicBool::new(false)));
+    let server = serve(TIMEOUT, &Slow::default());
     let big = get(&server, "/api/big");
     assert_eq!(
         (big.status, big.text().as_str()),
@@ -262,14 +279,16 @@ fn a_response_body_over_the_limit_and_a_service_error_are_500() {
 
 #[test]
 fn a_mount_at_its_limit_of_futures_in_flight_is_refused_at_once() {
-    let slept = Arc::new(AtomicBool::new(false));
+    let slow = Slow::default();
     let mut config = config();
     config.max_in_flight_per_route = 1;
-    let server = serve_with(config, TIMEOUT, &slept);
+    let server = serve_with(config, TIMEOUT, &slow);
     let mut holder = connect(server.local_addr());
     holder
         .write_all(b"GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
+    // In flight, and running (so that dropping it has a guard to show).
+    assert!(wait_until(|| slow.entered.load(Ordering::SeqCst)));
     assert!(wait_until(|| server.stats().futures_in_flight == 1));
     let refused = get(&server, "/api/users/1");
     assert_eq!(
@@ -283,7 +302,7 @@ fn a_mount_at_its_limit_of_futures_in_flight_is_refused_at_once() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(holder);
-    assert!(wait_until(|| slept.load(Ordering::SeqCst)));
+    assert!(wait_until(|| slow.dropped.load(Ordering::SeqCst)));
     assert!(wait_until(|| server.stats().futures_in_flight == 0));
     assert_eq!(get(&server, "/api/users/1").status, 200);
     stop(server);

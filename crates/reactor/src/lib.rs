@@ -107,6 +107,7 @@ mod token;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use answers::{ErrorAnswers, ServerError};
 pub use config::{Admission, Config, ConfigError, Discipline};
 pub use handler::{Handler, with_deadline};
 pub use harness::Harness;

@@ -377,7 +377,7 @@ fn every_route_and_status() {
     let wrong_method =
         server.request(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(wrong_method.status, 405, "{wrong_method:?}");
-    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD"));
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD, OPTIONS"));
 
     // A malformed request: 400, and the connection ends cleanly.
     let mut conn = server.connect();

@@ -550,15 +550,15 @@ fn wrong_method_is_405_with_allow() {
     client.send(b"DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = client.response();
     assert_eq!(r.status, 405);
-    assert_eq!(allowed(&r), ["GET", "HEAD"]);
+    assert_eq!(allowed(&r), ["GET", "HEAD", "OPTIONS"]);
     client.send(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx");
     let r = client.response();
     assert_eq!(r.status, 405);
-    assert_eq!(allowed(&r), ["GET", "HEAD"]);
+    assert_eq!(allowed(&r), ["GET", "HEAD", "OPTIONS"]);
     client.send(&get("/echo"));
     let r = client.response();
     assert_eq!(r.status, 405);
-    assert_eq!(allowed(&r), ["POST", "PUT"]);
+    assert_eq!(allowed(&r), ["OPTIONS", "POST", "PUT"]);
     // Still keep-alive.
     client.send(&get("/hello"));
     assert_eq!(client.response().status, 200);

@@ -101,9 +101,20 @@ impl RecvError {
     }
 }
 
-impl fmt::Display for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl RecvError {
+    /// The error in a few words of English, as [`Display`](fmt::Display) writes it: static,
+    /// for an answer that allocates nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_protocol::RecvError;
+    ///
+    /// assert_eq!(RecvError::MissingHost.as_str(), "HTTP/1.1 request without Host");
+    /// assert_eq!(RecvError::MissingHost.to_string(), RecvError::MissingHost.as_str());
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
             Self::BadRequestLine => "malformed request line",
             Self::BadTarget => "request target not allowed for this method",
             Self::BadVersion => "malformed HTTP version",
@@ -126,7 +137,13 @@ impl fmt::Display for RecvError {
             Self::BodyTooLarge => "request body too large",
             Self::ExpectationFailed => "unsupported expectation",
             Self::IncompleteMessage => "connection closed in the middle of a request",
-        })
+        }
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

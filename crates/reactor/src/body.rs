@@ -29,8 +29,6 @@ use std::{
 
 use memmap2::MmapMut;
 
-use rtserve_protocol::StatusCode;
-
 use crate::{Config, Response, answers, budget::ByteBudget};
 
 /// A body gathered over several reads, and its share of the body budget.
@@ -270,13 +268,7 @@ pub(crate) enum TooSlow {
 impl TooSlow {
     /// The answer: a 408 with the reason, or for [`TooSlow::Crowded`] the body budget's 503.
     pub(crate) fn response(self) -> Response {
-        let why = match self {
-            Self::Deadline => "request timeout: the body took longer than allowed\n",
-            Self::Pause => "request timeout: the body paused too long\n",
-            Self::Rate => "request timeout: the body arrived below the minimum rate\n",
-            Self::Crowded => return answers::no_room_for_body(),
-        };
-        Response::text(StatusCode::REQUEST_TIMEOUT, why)
+        answers::body_timeout(self)
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
 
 use rtserve_protocol::Limits;
 
-use crate::RequestLog;
+use crate::{ErrorAnswers, RequestLog};
 
 /// Everything a [`Server`](crate::Server) can be told.
 ///
@@ -162,6 +162,10 @@ pub struct Config {
     /// A hook that sees every response (status, route, latency) on a logger thread of its
     /// own. Default: none.
     pub request_log: Option<RequestLog>,
+    /// A hook that gives the server's own error answers (404, 405, 408, the 503s, the 400s of
+    /// a request it cannot read, 500) the body of the application's choosing (see
+    /// [`ErrorAnswers`]). Default none: `text/plain` bodies, with no allocation.
+    pub error_answers: Option<ErrorAnswers>,
     /// The tokio runtime async handlers' futures run on (feature `tokio`). A current-thread
     /// runtime runs them only while the application drives it (`block_on`), so give a
     /// multi-thread runtime's handle, or one whose thread the application keeps running: a
@@ -275,6 +279,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             shutdown_idle_wait: Duration::from_millis(250),
             request_log: None,
+            error_answers: None,
             #[cfg(feature = "tokio")]
             runtime: None,
             #[cfg(feature = "tokio")]

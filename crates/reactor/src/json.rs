@@ -128,7 +128,7 @@ impl Response {
     pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => Self::new(status)
-                .with_static_headers(&[("Content-Type", b"application/json")])
+                .with_content_type("application/json")
                 .with_body(body),
             Err(_) => Self::text(
                 StatusCode::INTERNAL_SERVER_ERROR,

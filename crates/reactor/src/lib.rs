@@ -80,6 +80,7 @@ mod answers;
 mod body;
 mod budget;
 mod config;
+mod cors;
 mod deadline;
 mod handler;
 mod harness;
@@ -107,7 +108,9 @@ mod token;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use answers::{ErrorAnswers, ServerError};
 pub use config::{Admission, Config, ConfigError, Discipline};
+pub use cors::{Cors, WithCors};
 pub use handler::{Handler, with_deadline};
 pub use harness::{Harness, Outcome, TestRequest};
 #[cfg(feature = "json")]

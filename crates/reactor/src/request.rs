@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rtserve_protocol::{Method, OwnedHead, StatusCode, Version};
+use rtserve_protocol::{Method, OwnedHead, Version};
 
 #[cfg(doc)]
 use crate::{Handler, Router};
@@ -386,10 +386,7 @@ impl std::error::Error for NotUtf8<'_> {}
 
 impl From<NotUtf8<'_>> for Response {
     fn from(not_utf8: NotUtf8<'_>) -> Self {
-        Self::text(
-            StatusCode::BAD_REQUEST,
-            format!("bad request: {not_utf8}\n"),
-        )
+        crate::answers::not_utf8(format!("bad request: {not_utf8}\n"))
     }
 }
 
@@ -439,7 +436,7 @@ fn decodes_to_utf8(text: &str) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use rtserve_protocol::{Event, Limits, ServerConn};
+    use rtserve_protocol::{Event, Limits, ServerConn, StatusCode};
 
     use super::*;
     use crate::{

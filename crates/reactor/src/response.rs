@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use rtserve_protocol::StatusCode;
 
+use crate::{ServerError, answers::Builtin};
+
 /// A response body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Body {
@@ -58,6 +60,11 @@ pub type StaticHeaders = &'static [(&'static str, &'static [u8])];
 /// A response: status, headers and body. The reactor writes `Date`, `Content-Length` and
 /// `Connection` itself.
 ///
+/// Its headers come in three parts, each set apart so that setting one never drops
+/// another: the content type ([`text`](Self::text), [`with_content_type`](Self::with_content_type)),
+/// a static list ([`with_static_headers`](Self::with_static_headers)) and headers added one by
+/// one ([`with_header`](Self::with_header)); [`no_store`](Self::no_store) is a fourth.
+///
 /// # Examples
 ///
 /// ```
@@ -73,13 +80,26 @@ pub type StaticHeaders = &'static [(&'static str, &'static [u8])];
 ///     .with_header("Location", format!("/items/{}", 42))
 ///     .with_body(String::from("made"));
 /// assert_eq!(created.status(), StatusCode::CREATED);
+///
+/// // A static list set after `text` keeps its Content-Type.
+/// let shed = Response::text(StatusCode::SERVICE_UNAVAILABLE, "busy\n")
+///     .with_static_headers(&[("Retry-After", b"1")]);
+/// assert!(shed.headers().any(|(name, _)| name == "Content-Type"));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Response {
     status: StatusCode,
+    /// The `Content-Type`, kept apart from the static list so that a list set after it does
+    /// not drop it.
+    content_type: Option<Cow<'static, [u8]>>,
     static_headers: StaticHeaders,
     headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
+    /// `Cache-Control: no-store`, written after every other header.
+    no_store: bool,
     body: Body,
+    /// Set on the server's own error answers alone: which one this is, for the
+    /// [`ErrorAnswers`](crate::ErrorAnswers) hook to shape.
+    builtin: Option<Builtin>,
 }
 
 impl Response {
@@ -87,27 +107,52 @@ impl Response {
     pub fn new(status: StatusCode) -> Self {
         Self {
             status,
+            content_type: None,
             static_headers: &[],
             headers: Vec::new(),
+            no_store: false,
             body: Body::Empty,
+            builtin: None,
         }
     }
 
     /// A `text/plain` response.
     pub fn text(status: StatusCode, body: impl Into<Body>) -> Self {
         Self::new(status)
-            .with_static_headers(&[("Content-Type", b"text/plain; charset=utf-8")])
+            .with_content_type("text/plain; charset=utf-8")
             .with_body(body)
     }
 
-    /// Sets headers that live forever; they are written before those added with
-    /// [`with_header`](Self::with_header).
+    /// Sets the `Content-Type`, in place of one set before (by [`text`](Self::text),
+    /// [`json`](Self::json), this method, or a static list that names one). It is written
+    /// first.
     ///
-    /// The list replaces the static headers set before, among them the `Content-Type` of
-    /// [`text`](Self::text) and the `Cache-Control` that [`no_store`](Self::no_store) sets on a
-    /// response without static headers; headers added with `with_header` stay.
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Response, StatusCode};
+    ///
+    /// let html = Response::text(StatusCode::OK, "<p>hi</p>").with_content_type("text/html");
+    /// assert_eq!(html.headers().collect::<Vec<_>>(), [("Content-Type", &b"text/html"[..])]);
+    /// ```
+    #[must_use]
+    pub fn with_content_type(mut self, value: impl Into<HeaderValue>) -> Self {
+        self.content_type = Some(value.into().0);
+        self
+    }
+
+    /// Sets headers that live forever; they are written after the content type and before
+    /// those added with [`with_header`](Self::with_header).
+    ///
+    /// The list replaces the static list set before, and nothing else: the content type of
+    /// [`text`](Self::text), the header of [`no_store`](Self::no_store) and the headers added
+    /// with `with_header` stay. A `Content-Type` in the list takes the place of the content
+    /// type set before.
     #[must_use]
     pub fn with_static_headers(mut self, headers: StaticHeaders) -> Self {
+        if headers.iter().any(|(name, _)| is_content_type(name)) {
+            self.content_type = None;
+        }
         self.static_headers = headers;
         self
     }
@@ -131,8 +176,8 @@ impl Response {
     /// otherwise store them and give them a freshness of its own choosing (RFC 9111 §4.2.2).
     /// A POST response is not cacheable without explicit freshness and needs none.
     ///
-    /// On a response without static headers the header becomes its static list, which a later
-    /// [`with_static_headers`](Self::with_static_headers) replaces: call `no_store` after it.
+    /// The header is written after every other, whatever was set before or after: it costs
+    /// no allocation.
     ///
     /// # Examples
     ///
@@ -143,13 +188,9 @@ impl Response {
     /// assert!(response.headers().any(|h| h == ("Cache-Control", &b"no-store"[..])));
     /// ```
     #[must_use]
-    pub fn no_store(self) -> Self {
-        if self.static_headers.is_empty() {
-            // No allocation for the common case.
-            self.with_static_headers(&[("Cache-Control", b"no-store")])
-        } else {
-            self.with_header("Cache-Control", "no-store")
-        }
+    pub fn no_store(mut self) -> Self {
+        self.no_store = true;
+        self
     }
 
     /// Sets the body.
@@ -169,11 +210,53 @@ impl Response {
         &self.body
     }
 
-    /// Every header, static ones first.
+    /// Every header, in the order written: the content type, the static list, those added
+    /// one by one, then `Cache-Control: no-store` if asked for.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let content_type = self.content_type.as_deref().map(|v| ("Content-Type", v));
         let owned = self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
-        self.static_headers.iter().copied().chain(owned)
+        let no_store = self.no_store.then_some(("Cache-Control", &b"no-store"[..]));
+        // A static Content-Type set before `with_content_type` gave way to it.
+        let typed = content_type.is_some();
+        let listed = self.static_headers.iter().copied();
+        content_type
+            .into_iter()
+            .chain(listed.filter(move |&(name, _)| !(typed && is_content_type(name))))
+            .chain(owned)
+            .chain(no_store)
     }
+
+    /// Which of the server's own error answers this is, if it is one (see
+    /// [`ErrorAnswers`](crate::ErrorAnswers)): `None` for every response an application
+    /// makes.
+    pub fn server_error(&self) -> Option<ServerError> {
+        self.builtin.map(Builtin::error)
+    }
+
+    /// Marks this response as the server's own answer `which`.
+    pub(crate) fn builtin(mut self, which: Builtin) -> Self {
+        self.builtin = Some(which);
+        self
+    }
+
+    /// `shaped`, the hook's answer in place of this built-in one, with this one's headers
+    /// but its content type (`Allow`, `Retry-After`, `rtserve-shed`) added: they belong to
+    /// the answer whatever its body says.
+    pub(crate) fn carry_headers_to(&self, mut shaped: Self) -> Self {
+        for &(name, value) in self.static_headers {
+            shaped
+                .headers
+                .push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        }
+        shaped.headers.extend(self.headers.iter().cloned());
+        shaped.no_store |= self.no_store;
+        shaped
+    }
+}
+
+/// Whether a header name is `Content-Type`, in any case (RFC 9110 §5.1).
+fn is_content_type(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-type")
 }
 
 /// A header value, from text or bytes.
@@ -257,19 +340,44 @@ mod tests {
     }
 
     #[test]
-    fn with_static_headers_replaces_the_static_headers_set_before() {
-        // Text's Content-Type is a static header: a later list replaces it.
-        let response = Response::text(StatusCode::OK, "x")
-            .with_static_headers(&[("Content-Type", b"application/json")]);
+    fn with_static_headers_replaces_the_static_list_alone() {
+        // Text's Content-Type is kept apart: a later list adds to it.
+        let response = Response::text(StatusCode::SERVICE_UNAVAILABLE, "x")
+            .with_static_headers(&[("rtserve-shed", b"queue-full")]);
         assert_eq!(
             headers(&response),
-            [("Content-Type", &b"application/json"[..])]
+            [
+                ("Content-Type", &b"text/plain; charset=utf-8"[..]),
+                ("rtserve-shed", b"queue-full"),
+            ]
         );
 
+        // A list replaces the list set before.
         let response = Response::new(StatusCode::OK)
             .with_static_headers(&[("A", b"1"), ("B", b"2")])
             .with_static_headers(&[("C", b"3")]);
         assert_eq!(headers(&response), [("C", &b"3"[..])]);
+    }
+
+    #[test]
+    fn the_content_type_set_last_is_the_one_written() {
+        // A list naming Content-Type (in any case) takes the place of text's.
+        let response = Response::text(StatusCode::OK, "x")
+            .with_static_headers(&[("content-type", b"application/json"), ("A", b"1")]);
+        assert_eq!(
+            headers(&response),
+            [("content-type", &b"application/json"[..]), ("A", b"1")]
+        );
+        // And `with_content_type` takes the place of the list's.
+        let response = Response::new(StatusCode::OK)
+            .with_static_headers(&[("Content-Type", b"text/html"), ("A", b"1")])
+            .with_content_type(String::from("image/png"));
+        assert_eq!(
+            headers(&response),
+            [("Content-Type", &b"image/png"[..]), ("A", b"1")]
+        );
+        let response = Response::text(StatusCode::OK, "x").with_content_type("text/csv");
+        assert_eq!(headers(&response), [("Content-Type", &b"text/csv"[..])]);
     }
 
     #[test]
@@ -304,16 +412,16 @@ mod tests {
     }
 
     #[test]
-    fn no_store_without_static_headers_sets_them() {
+    fn no_store_alone_is_its_header() {
         let response = Response::new(StatusCode::OK).no_store();
         assert_eq!(headers(&response), [("Cache-Control", &b"no-store"[..])]);
     }
 
     #[test]
-    fn no_store_with_static_headers_adds_a_header_after_them() {
+    fn no_store_is_written_after_every_other_header() {
         let response = Response::text(StatusCode::OK, "x")
-            .with_header("Vary", "Accept")
-            .no_store();
+            .no_store()
+            .with_header("Vary", "Accept");
         assert_eq!(
             headers(&response),
             [
@@ -325,24 +433,23 @@ mod tests {
     }
 
     #[test]
-    fn static_headers_set_after_no_store_replace_its_header() {
-        // no_store on a response without static headers made them its own, so a later list
-        // replaces them: the order of the calls matters.
-        let replaced = Response::new(StatusCode::OK)
+    fn static_headers_set_after_no_store_keep_its_header() {
+        // The order of the calls does not matter: neither drops the other.
+        let after = Response::new(StatusCode::OK)
             .no_store()
             .with_static_headers(&[("Content-Type", b"text/html")]);
-        assert_eq!(headers(&replaced), [("Content-Type", &b"text/html"[..])]);
-
-        let kept = Response::new(StatusCode::OK)
+        let before = Response::new(StatusCode::OK)
             .with_static_headers(&[("Content-Type", b"text/html")])
             .no_store();
-        assert_eq!(
-            headers(&kept),
-            [
-                ("Content-Type", &b"text/html"[..]),
-                ("Cache-Control", b"no-store"),
-            ]
-        );
+        for response in [after, before] {
+            assert_eq!(
+                headers(&response),
+                [
+                    ("Content-Type", &b"text/html"[..]),
+                    ("Cache-Control", b"no-store"),
+                ]
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use rtserve_protocol::{Method, StatusCode};
 
-use crate::{Handler, Reply, Request, Response};
+use crate::{Handler, Reply, Request, Response, answers};
 
 /// Routes requests by path, then method, to handlers.
 ///
@@ -17,7 +17,11 @@ use crate::{Handler, Reply, Request, Response};
 /// and whole: `/hello/` is not `/hello`, nor is `/HELLO`. Matching walks a radix tree (the
 /// `matchit` crate) and allocates nothing.
 ///
-/// An unknown path gets 404; a known path with another method gets 405 with `Allow`; a path
+/// An unknown path gets 404, or what the [`fallback`](Self::fallback) handler answers; a known
+/// path with another method gets 405 with `Allow`; `OPTIONS` on a known path gets 204 with
+/// `Allow`, and `OPTIONS *` 204 with every method the router's routes take, unless a route of
+/// the application's own answers OPTIONS (RFC 9110 §9.3.7). The 404 and 405 are the server's
+/// own answers, which [`ErrorAnswers`](crate::ErrorAnswers) may shape. A path
 /// parameter or query that is not valid UTF-8 once percent-decoded gets 400, before the
 /// handler runs (see [`Request::check_utf8`]). HEAD is served by the GET route of a path
 /// unless it has its own. Statistics and the request log
@@ -52,6 +56,8 @@ pub struct Router {
     routes: Vec<Route>,
     /// Pattern → index into `routes`.
     tree: matchit::Router<usize>,
+    /// The handler for paths no route matches ([`Router::fallback`]); without one, 404.
+    fallback: Option<Box<dyn Handler>>,
 }
 
 struct Route {
@@ -153,6 +159,36 @@ impl Router {
         self
     }
 
+    /// Sets the handler for requests whose path no route matches, in place of the built-in
+    /// 404; a path that a route matches, with a method none of its routes takes, still gets
+    /// the 405. Its requests are filed under no route's pattern ("other"), unless it files
+    /// them itself ([`Request::set_route`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Harness, Reply, Request, Response, Router, StatusCode};
+    ///
+    /// let router = Router::new()
+    ///     .get("/hello", |_: &Request<'_>| -> Reply { Response::text(StatusCode::OK, "hi\n").into() })
+    ///     .fallback(|req: &Request<'_>| -> Reply {
+    ///         let body = format!("{{\"error\":\"no route\",\"path\":{:?}}}", req.path());
+    ///         Response::new(StatusCode::NOT_FOUND)
+    ///             .with_content_type("application/json")
+    ///             .with_body(body)
+    ///             .into()
+    ///     });
+    /// let Reply::Ready(response) = Harness::new().call(&router, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    /// else { panic!() };
+    /// assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    /// assert_eq!(response.body().as_bytes(), br#"{"error":"no route","path":"/nope"}"#);
+    /// ```
+    #[must_use]
+    pub fn fallback(mut self, handler: impl Handler) -> Self {
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
     /// The route of `pattern`, added (with no handlers) if it is not there yet.
     fn route_mut(&mut self, pattern: &str) -> Result<&mut Route, RouteError> {
         let index = match self.routes.iter().position(|r| r.pattern == pattern) {
@@ -210,13 +246,21 @@ impl Handler for Router {
     }
 
     fn handle(&self, req: &Request<'_>) -> Reply {
+        let method = req.method();
         let Ok(matched) = self.tree.at(req.path()) else {
-            return Response::text(StatusCode::NOT_FOUND, "not found\n").into();
+            // RFC 9112 §3.2.4: asterisk-form, the server as a whole (the protocol layer
+            // allows it for OPTIONS alone).
+            if method == Method::Options && req.path() == "*" {
+                return options(self.routes.iter()).into();
+            }
+            return match &self.fallback {
+                Some(fallback) => fallback.handle(req),
+                None => answers::not_found().into(),
+            };
         };
         let index = *matched.value;
         let route = &self.routes[index];
         req.set_route(index);
-        let method = req.method();
         let found = route
             .methods
             .iter()
@@ -238,22 +282,36 @@ impl Handler for Router {
             }
             return handler.handle(&req);
         }
-        let mut allow = String::new();
-        for (m, _) in &route.methods {
-            for name in method_names(*m) {
-                if allow.split(", ").any(|n| n == *name) {
-                    continue;
-                }
-                if !allow.is_empty() {
-                    allow.push_str(", ");
-                }
-                allow.push_str(name);
-            }
+        if method == Method::Options {
+            // No route of the application's own takes OPTIONS here.
+            return options(std::iter::once(route)).into();
         }
-        Response::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-            .with_header("Allow", allow)
-            .into()
+        answers::method_not_allowed(allow(std::iter::once(route))).into()
     }
+}
+
+/// The 204 that answers `OPTIONS` for `routes` (RFC 9110 §9.3.7): `Allow` names the methods
+/// they take, no body.
+fn options<'r>(routes: impl Iterator<Item = &'r Route>) -> Response {
+    Response::new(StatusCode::NO_CONTENT).with_header("Allow", allow(routes))
+}
+
+/// The value of `Allow` for `routes`: every method they take in the order their handlers were
+/// added, HEAD along with GET, each named once, and OPTIONS, which the router answers for
+/// every route, last.
+fn allow<'r>(routes: impl Iterator<Item = &'r Route>) -> String {
+    let mut allow = String::new();
+    let named = routes.flat_map(|route| route.methods.iter().map(|(m, _)| *m));
+    for name in named.chain([Method::Options]).flat_map(method_names) {
+        if allow.split(", ").any(|n| n == *name) {
+            continue;
+        }
+        if !allow.is_empty() {
+            allow.push_str(", ");
+        }
+        allow.push_str(name);
+    }
+    allow
 }
 
 /// The names a route for `method` answers to in `Allow`.
@@ -438,17 +496,17 @@ mod tests {
             .delete("/gone", answer("delete"));
         let mut harness = Harness::new();
         // (method, target, Allow): the methods in the order their routes were added, HEAD
-        // along with GET, each named once.
+        // along with GET, each named once, and OPTIONS, which the router answers, last.
         for (method, target, allow) in [
-            ("DELETE", "/items/7", "GET, HEAD, POST"),
-            ("PUT", "/items/7", "GET, HEAD, POST"),
+            ("DELETE", "/items/7", "GET, HEAD, POST, OPTIONS"),
+            ("PUT", "/items/7", "GET, HEAD, POST, OPTIONS"),
             // An extension method is refused the same way.
-            ("PURGE", "/items/7", "GET, HEAD, POST"),
-            ("POST", "/head", "HEAD, GET"),
-            ("POST", "/get", "GET, HEAD"),
+            ("PURGE", "/items/7", "GET, HEAD, POST, OPTIONS"),
+            ("POST", "/head", "HEAD, GET, OPTIONS"),
+            ("POST", "/get", "GET, HEAD, OPTIONS"),
             // A route without GET does not serve HEAD.
-            ("HEAD", "/gone", "DELETE"),
-            ("GET", "/gone", "DELETE"),
+            ("HEAD", "/gone", "DELETE, OPTIONS"),
+            ("GET", "/gone", "DELETE, OPTIONS"),
         ] {
             let response = ready(harness.call(&router, &request(method, target)));
             let refused = (
@@ -463,6 +521,122 @@ mod tests {
                 "{method} {target}"
             );
         }
+    }
+
+    #[test]
+    fn the_404_and_405_are_the_server_s_own_answers() {
+        let router = Router::new().get("/a", answer("a"));
+        let mut harness = Harness::new();
+        for (method, target, reason) in [
+            ("GET", "/b", "not-found"),
+            ("POST", "/a", "method-not-allowed"),
+        ] {
+            let response = ready(harness.call(&router, &request(method, target)));
+            let error = response.server_error().expect("a built-in answer");
+            assert_eq!(
+                (error.status(), error.reason()),
+                (response.status(), reason)
+            );
+            let content_type = response.headers().find(|(name, _)| *name == "Content-Type");
+            assert!(content_type.is_some(), "{method} {target}");
+        }
+        let ok = ready(harness.call(&router, &get("/a")));
+        assert_eq!(ok.server_error(), None);
+    }
+
+    #[test]
+    fn the_fallback_answers_paths_no_route_matches_and_nothing_else() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fallback = {
+            let calls = Arc::clone(&calls);
+            move |req: &Request<'_>| -> Reply {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let text = format!("fallback {}", req.path());
+                Response::text(StatusCode::NOT_FOUND, text).into()
+            }
+        };
+        let router = Router::new().get("/a/{id}", param("id")).fallback(fallback);
+        let mut harness = Harness::new();
+        for (method, target, status, body) in [
+            ("GET", "/a/7", StatusCode::OK, "id=7"),
+            ("GET", "/nope", StatusCode::NOT_FOUND, "fallback /nope"),
+            ("POST", "/a/", StatusCode::NOT_FOUND, "fallback /a/"),
+            // A known path with another method is still the router's 405.
+            (
+                "POST",
+                "/a/7",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n",
+            ),
+        ] {
+            let response = ready(harness.call(&router, &request(method, target)));
+            assert_eq!(
+                seen(&response),
+                (status, body.to_owned()),
+                "{method} {target}"
+            );
+            assert_eq!(
+                response.server_error().is_some(),
+                status == StatusCode::METHOD_NOT_ALLOWED
+            );
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn options_on_a_known_path_is_204_with_allow() {
+        let router = Router::new()
+            .get("/items/{id}", answer("get"))
+            .put("/items/{id}", answer("put"))
+            .post("/items", answer("post"))
+            .route(Method::Options, "/own", answer("own options"))
+            .get("/own", answer("get"))
+            .any("/mounted", answer("any"));
+        let mut harness = Harness::new();
+        // (target, Allow), or the application's own answer.
+        for (target, allow) in [
+            ("/items/7", "GET, HEAD, PUT, OPTIONS"),
+            ("/items", "POST, OPTIONS"),
+        ] {
+            let response = ready(harness.call(&router, &request("OPTIONS", target)));
+            assert_eq!(response.status(), StatusCode::NO_CONTENT, "{target}");
+            assert_eq!(response.body().as_bytes(), b"", "{target}");
+            let header = response.headers().find(|(name, _)| *name == "Allow");
+            assert_eq!(header, Some(("Allow", allow.as_bytes())), "{target}");
+        }
+        // A route of the application's own for OPTIONS, or for every method, takes
+        // precedence.
+        for (target, body) in [("/own", "own options"), ("/mounted", "any")] {
+            let response = ready(harness.call(&router, &request("OPTIONS", target)));
+            assert_eq!(
+                seen(&response),
+                (StatusCode::OK, body.to_owned()),
+                "{target}"
+            );
+        }
+        // An unknown path is still 404.
+        let response = ready(harness.call(&router, &request("OPTIONS", "/nope")));
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn options_asterisk_is_204_with_every_method_of_the_router() {
+        let router = Router::new()
+            .post("/a", answer("post"))
+            .get("/b", answer("get"))
+            .delete("/a", answer("delete"))
+            .post("/c", answer("post"))
+            .fallback(answer("fallback"));
+        let mut harness = Harness::new();
+        let response = ready(harness.call(&router, &request("OPTIONS", "*")));
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let header = response.headers().find(|(name, _)| *name == "Allow");
+        let allow: &[u8] = b"POST, DELETE, GET, HEAD, OPTIONS";
+        assert_eq!(header, Some(("Allow", allow)));
+        // No routes: OPTIONS alone.
+        let response = ready(harness.call(&Router::new(), &request("OPTIONS", "*")));
+        let header = response.headers().find(|(name, _)| *name == "Allow");
+        assert_eq!(header, Some(("Allow", &b"OPTIONS"[..])));
     }
 
     #[test]

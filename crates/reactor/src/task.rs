@@ -102,6 +102,24 @@ impl AsyncJob {
 }
 
 #[cfg(feature = "tokio")]
+impl AsyncJob {
+    /// This work, its future's response passed through `f` once it is ready.
+    pub(crate) fn map_response(
+        self,
+        f: impl FnOnce(Response) -> Response + Send + 'static,
+    ) -> Self {
+        let start = self.start;
+        Self {
+            start: Box::new(move |ctx| {
+                let future = start(ctx);
+                Box::pin(async move { f(future.await) })
+            }),
+            deadline: self.deadline,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
 impl fmt::Debug for AsyncJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncJob")

@@ -34,6 +34,20 @@ impl Job {
     }
 }
 
+impl Job {
+    /// This job, its response passed through `f` once it has run.
+    pub(crate) fn map_response(
+        self,
+        f: impl FnOnce(Response) -> Response + Send + 'static,
+    ) -> Self {
+        let work = self.work;
+        Self {
+            work: Box::new(move |ctx| f(work(ctx))),
+            deadline: self.deadline,
+        }
+    }
+}
+
 impl fmt::Debug for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rtserve_protocol::{BodyKind, Event, ResponseContext, send_continue, send_error};
+use rtserve_protocol::{BodyKind, Event, ResponseContext, send_continue};
 
 use super::clock::Clock;
 use crate::{
@@ -525,8 +525,8 @@ impl Dispatcher {
         error: rtserve_protocol::RecvError,
     ) {
         if exchange.owed.is_empty() {
-            send_error(error, &t.clock.date, &mut t.out.buf);
-            self.record(t, t.stats.other_route(), error.status(), Duration::ZERO);
+            let (_, status) = Self::send_refusal(t, error);
+            self.record(t, t.stats.other_route(), status, Duration::ZERO);
         } else {
             let (route, now) = (t.stats.other_route(), t.clock.now);
             let ctx = ResponseContext::for_error();

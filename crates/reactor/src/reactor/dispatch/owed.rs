@@ -115,10 +115,7 @@ impl Dispatcher {
                     send_continue(&mut t.out.buf);
                     continue;
                 }
-                OwedState::Refusal(error) => {
-                    send_error(error, &t.clock.date, &mut t.out.buf);
-                    (false, error.status())
-                }
+                OwedState::Refusal(error) => Self::send_refusal(t, error),
                 OwedState::Ready(response, charge) => self.encode(t, ctx, &response, charge),
                 OwedState::Job { .. } => unreachable!("jobs stop the loop above"),
             };
@@ -170,11 +167,20 @@ impl Dispatcher {
         Self::encode_now(t, ctx, response)
     }
 
+    /// Encodes `response` now: the [`ErrorAnswers`](crate::ErrorAnswers) hook's answer in its
+    /// place if it is one of the server's own and there is a hook, or a 500 if HTTP cannot
+    /// carry it.
     fn encode_now(
         t: &mut Turn<'_>,
         ctx: ResponseContext,
         response: &Response,
     ) -> (bool, StatusCode) {
+        // Only built-in answers are looked at, so the hook costs nothing on a success.
+        let shaped = match &t.config.error_answers {
+            Some(hook) if response.server_error().is_some() => hook.shape(response),
+            _ => None,
+        };
+        let response = shaped.as_ref().unwrap_or(response);
         let date = &t.clock.date;
         let body = response.body().as_bytes();
         match send_response(
@@ -200,6 +206,22 @@ impl Dispatcher {
                 (sent.unwrap_or(false), error.status())
             }
         }
+    }
+
+    /// Answers a request that could not be parsed: the protocol layer's own answer, or the
+    /// [`ErrorAnswers`](crate::ErrorAnswers) hook's if there is one. The connection closes
+    /// after it. Returns false (the connection does not stay open) and the status sent.
+    pub(super) fn send_refusal(
+        t: &mut Turn<'_>,
+        error: rtserve_protocol::RecvError,
+    ) -> (bool, StatusCode) {
+        if t.config.error_answers.is_none() {
+            send_error(error, &t.clock.date, &mut t.out.buf);
+            return (false, error.status());
+        }
+        let ctx = ResponseContext::for_error();
+        let (_, status) = Self::encode_now(t, ctx, &answers::unreadable(error));
+        (false, status)
     }
 
     /// Counts a response and hands it to the request log, if there is one (never waiting: a

@@ -115,7 +115,7 @@ pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};
 pub use path::{PathRejection, safe_relative_path};
 pub use pool::{Job, JobContext};
-pub use reply::Reply;
+pub use reply::{IntoReply, Reply};
 pub use request::{NotUtf8, Request};
 pub use response::{Body, HeaderValue, Response, StaticHeaders};
 pub use router::{RouteError, Router};

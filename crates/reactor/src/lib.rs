@@ -100,6 +100,7 @@ mod response;
 mod router;
 mod server;
 mod session;
+mod signals;
 mod stats;
 mod task;
 mod timer;
@@ -121,6 +122,7 @@ pub use response::{Body, HeaderValue, Response, StaticHeaders};
 pub use router::{RouteError, Router};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
+pub use signals::ShutdownSignals;
 pub use stats::{
     Histogram, LATENCY_BUCKETS_US, LATENESS_BUCKETS_US, RouteStats, SOCKET_QUEUE_BUCKETS_US, Shed,
     Sheds, Stats,

@@ -25,10 +25,6 @@ use axum::{
 use clap::Parser;
 use rtserve_reactor::{Config, Reply, Router, Server, StatusCode, tower::service, with_deadline};
 use serde::{Deserialize, Serialize};
-use signal_hook::{
-    consts::{SIGINT, SIGTERM},
-    iterator::Signals,
-};
 
 /// Serves an axum router under rtserve (or, with --axum-serve, under axum's own server).
 #[derive(Parser, Debug)]
@@ -114,12 +110,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         });
     let server = Server::start(config, router)?;
     eprintln!("rtserve: listening on http://{}", server.local_addr());
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    if let Some(signal) = signals.forever().next() {
-        eprintln!("signal {signal}: shutting down");
-    }
-    server.shutdown();
-    server.join()?;
+    // Ctrl-C or SIGTERM: answer what was read, then stop; a second one exits at once.
+    server.shutdown_on_signals()?;
     Ok(())
 }
 

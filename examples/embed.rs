@@ -14,10 +14,6 @@ use std::{error::Error, thread, time::Duration};
 use rtserve_reactor::{
     Config, Job, JobContext, Reply, Request, Response, Router, Server, StatusCode,
 };
-use signal_hook::{
-    consts::{SIGINT, SIGTERM},
-    iterator::Signals,
-};
 
 /// A stand-in for real scoring work: quick, so it runs inline on the reactor.
 fn score(req: &Request<'_>) -> Reply {
@@ -74,11 +70,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let server = Server::start(config, router)?;
     eprintln!("listening on http://{}", server.local_addr());
 
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    if let Some(signal) = signals.forever().next() {
-        eprintln!("signal {signal}: shutting down");
-    }
-    server.shutdown();
-    server.join()?;
+    // Ctrl-C or SIGTERM: answer what was read, then stop; a second one exits at once.
+    server.shutdown_on_signals()?;
     Ok(())
 }

@@ -58,10 +58,6 @@ use rtserve_reactor::{
     with_deadline,
 };
 use serde::{Deserialize, Serialize};
-use signal_hook::{
-    consts::{SIGINT, SIGTERM},
-    iterator::Signals,
-};
 
 /// The deadline of a score, from the moment its request was read: the service's own (`main`
 /// passes it to the router builders, which take it as a parameter so that a test can give
@@ -662,12 +658,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let server = Server::start(config, router)?;
     eprintln!("scoring listening on http://{}", server.local_addr());
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    if let Some(signal) = signals.forever().next() {
-        eprintln!("signal {signal}: shutting down");
-    }
-    server.shutdown();
-    server.join()?;
+    // Ctrl-C or SIGTERM: answer what was read, then stop; a second one exits at once.
+    server.shutdown_on_signals()?;
     Ok(())
 }
 

@@ -19,12 +19,8 @@ use std::{
 };
 
 use clap::Parser;
-use rtserve_reactor::{LogRecord, RequestLog, Server};
-use signal_hook::{
-    consts::{SIGINT, SIGQUIT, SIGTERM},
-    flag,
-    iterator::Signals,
-};
+use rtserve_reactor::{LogRecord, RequestLog, Server, ShutdownSignals};
+use signal_hook::{consts::SIGQUIT, flag};
 
 use crate::cli::Args;
 
@@ -195,12 +191,12 @@ fn bind(config: &rtserve_reactor::Config) -> Result<Vec<std::net::TcpListener>, 
 
 /// Passes each SIGINT or SIGTERM the handlers let through to the main thread, from a thread
 /// of its own, so that a hand-over can stop the main thread the same way.
-fn forward_signals(mut signals: Signals, stop: mpsc::Sender<Stop>) -> Result<(), String> {
+fn forward_signals(mut signals: ShutdownSignals, stop: mpsc::Sender<Stop>) -> Result<(), String> {
     thread::Builder::new()
         .name("rtserve-signals".to_owned())
         .spawn(move || {
-            for signal in signals.forever() {
-                if stop.send(Stop::Signal(signal)).is_err() {
+            loop {
+                if stop.send(Stop::Signal(signals.wait())).is_err() {
                     return;
                 }
             }
@@ -212,17 +208,11 @@ fn forward_signals(mut signals: Signals, stop: mpsc::Sender<Stop>) -> Result<(),
 /// Installs the signal handlers. SIGQUIT, and SIGINT or SIGTERM once one of them has been
 /// received, exit with status 1 from the handler itself: no lock, no thread and no write stands
 /// between the signal and the exit, so a stalled stderr cannot keep the process alive. The
-/// first SIGINT or SIGTERM is returned by the iterator, for a graceful shutdown.
-fn install_signals() -> io::Result<Signals> {
-    let terminating = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        // Order matters: the exit is checked before the flag is set, so the first signal only
-        // arms it.
-        flag::register_conditional_shutdown(signal, 1, Arc::clone(&terminating))?;
-        flag::register(signal, Arc::clone(&terminating))?;
-    }
+/// first SIGINT or SIGTERM is returned by [`ShutdownSignals::wait`], for a graceful shutdown.
+fn install_signals() -> io::Result<ShutdownSignals> {
+    let signals = ShutdownSignals::install()?;
     flag::register_conditional_shutdown(SIGQUIT, 1, Arc::new(AtomicBool::new(true)))?;
-    Signals::new([SIGINT, SIGTERM])
+    Ok(signals)
 }
 
 /// What the main thread has to say.

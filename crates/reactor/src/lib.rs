@@ -101,6 +101,7 @@ mod response;
 mod router;
 mod server;
 mod session;
+mod signals;
 mod stats;
 mod task;
 mod timer;
@@ -118,12 +119,13 @@ pub use json::Rejection;
 pub use log::{LogRecord, RequestLog};
 pub use path::{PathRejection, safe_relative_path};
 pub use pool::{Job, JobContext};
-pub use reply::Reply;
+pub use reply::{IntoReply, Reply};
 pub use request::{NotUtf8, Request};
 pub use response::{Body, HeaderValue, Response, StaticHeaders};
 pub use router::{RouteError, Router};
 pub use rtserve_protocol::{Limits, Method, StatusCode, Version};
 pub use server::{Server, ServerHandle, StartError};
+pub use signals::ShutdownSignals;
 pub use stats::{
     Histogram, LATENCY_BUCKETS_US, LATENESS_BUCKETS_US, RouteStats, SOCKET_QUEUE_BUCKETS_US, Shed,
     Sheds, Stats,

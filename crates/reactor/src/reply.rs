@@ -100,6 +100,71 @@ impl From<Response> for Reply {
     }
 }
 
+/// What a handler may return: anything that becomes a [`Reply`].
+///
+/// A [`Reply`], a [`Response`], and every other type that converts into a `Reply` (the
+/// rejections [`NotUtf8`](crate::NotUtf8), [`PathRejection`](crate::PathRejection), the `json`
+/// feature's `Rejection`, an `http::Response` with the `http` feature) are answers as they
+/// are. A `Result<T, E>` whose `T` and `E` are answers is one too, so a handler can use `?`:
+/// `Result<Response, Response>` takes every rejection above through `?`, as each converts into
+/// a `Response`; an error type of the application's own takes part once it converts into a
+/// `Response` (or `Reply`). An answer cannot borrow from the request it answers, so a
+/// `NotUtf8`, which does, is returned through `?` (or `map_err(Response::from)`), not as it is.
+///
+/// The conversion happens on the reactor, once per request, and allocates nothing of its own.
+///
+/// # Examples
+///
+/// ```
+/// use rtserve_reactor::{Harness, Reply, Request, Response, Router, StatusCode};
+///
+/// fn limit(req: &Request<'_>) -> Result<Response, Response> {
+///     req.check_utf8()?; // a 400 for a query that is not UTF-8
+///     let cents: u64 = req
+///         .query_param("cents")
+///         .and_then(|c| c.parse().ok())
+///         .ok_or_else(|| Response::text(StatusCode::BAD_REQUEST, "cents?\n"))?;
+///     Ok(Response::text(StatusCode::OK, format!("{}\n", cents / 100)))
+/// }
+///
+/// let router = Router::new().get("/limit", limit);
+/// let mut harness = Harness::new();
+/// let Reply::Ready(ok) = harness.call(&router, b"GET /limit?cents=250 HTTP/1.1\r\nHost: x\r\n\r\n")
+/// else {
+///     panic!("answered inline");
+/// };
+/// assert_eq!(ok.body().as_bytes(), b"2\n");
+/// let Reply::Ready(refused) = harness.call(&router, b"GET /limit HTTP/1.1\r\nHost: x\r\n\r\n")
+/// else {
+///     panic!("answered inline");
+/// };
+/// assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an answer a handler can return",
+    label = "a handler returns this",
+    note = "return a `Response`, a `Reply`, or a `Result` of them (`Result<Response, Response>` takes `?`)"
+)]
+pub trait IntoReply {
+    /// The reply this answer is.
+    fn into_reply(self) -> Reply;
+}
+
+impl<T: Into<Reply>> IntoReply for T {
+    fn into_reply(self) -> Reply {
+        self.into()
+    }
+}
+
+impl<T: IntoReply, E: IntoReply> IntoReply for Result<T, E> {
+    fn into_reply(self) -> Reply {
+        match self {
+            Ok(answer) => answer.into_reply(),
+            Err(error) => error.into_reply(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -117,6 +182,21 @@ mod tests {
         };
         assert_eq!(response.status(), StatusCode::CREATED);
         assert_eq!(response.body().as_bytes(), b"made\n");
+    }
+
+    #[test]
+    fn a_result_is_the_answer_it_holds_either_way() {
+        let status = |answer: Result<Response, Reply>| match answer.into_reply() {
+            Reply::Ready(response) => response.status(),
+            other => panic!("not ready: {other:?}"),
+        };
+        assert_eq!(status(Ok(Response::new(StatusCode::OK))), StatusCode::OK);
+        let refused = Reply::from(Response::new(StatusCode::BAD_REQUEST));
+        assert_eq!(status(Err(refused)), StatusCode::BAD_REQUEST);
+        let offloaded = Ok::<_, Response>(Reply::offload(|_: &JobContext| {
+            Response::new(StatusCode::OK)
+        }));
+        assert!(matches!(offloaded.into_reply(), Reply::Offload(_)));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use rtserve_protocol::{Method, StatusCode};
 
-use crate::{Handler, Reply, Request, Response, answers};
+use crate::{Handler, IntoReply, Reply, Request, Response, answers};
 
 /// Routes requests by path, then method, to handlers.
 ///
@@ -212,30 +212,58 @@ impl Router {
     }
 
     /// Adds a GET route (which serves HEAD too).
+    ///
+    /// `handler` is a closure or a function (see [which handlers infer their
+    /// types](Handler#closures-and-inference)); [`route`](Self::route) takes any handler.
     #[must_use]
     #[track_caller]
-    pub fn get(self, pattern: &str, handler: impl Handler) -> Self {
+    pub fn get<F, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoReply,
+    {
         self.route(Method::Get, pattern, handler)
     }
 
     /// Adds a POST route.
+    ///
+    /// `handler` is a closure or a function (see [which handlers infer their
+    /// types](Handler#closures-and-inference)); [`route`](Self::route) takes any handler.
     #[must_use]
     #[track_caller]
-    pub fn post(self, pattern: &str, handler: impl Handler) -> Self {
+    pub fn post<F, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoReply,
+    {
         self.route(Method::Post, pattern, handler)
     }
 
     /// Adds a PUT route.
+    ///
+    /// `handler` is a closure or a function (see [which handlers infer their
+    /// types](Handler#closures-and-inference)); [`route`](Self::route) takes any handler.
     #[must_use]
     #[track_caller]
-    pub fn put(self, pattern: &str, handler: impl Handler) -> Self {
+    pub fn put<F, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoReply,
+    {
         self.route(Method::Put, pattern, handler)
     }
 
     /// Adds a DELETE route.
+    ///
+    /// `handler` is a closure or a function (see [which handlers infer their
+    /// types](Handler#closures-and-inference)); [`route`](Self::route) takes any handler.
     #[must_use]
     #[track_caller]
-    pub fn delete(self, pattern: &str, handler: impl Handler) -> Self {
+    pub fn delete<F, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoReply,
+    {
         self.route(Method::Delete, pattern, handler)
     }
 }
@@ -371,12 +399,12 @@ mod tests {
     }
 
     /// A handler that answers 200 with `text`.
-    fn answer(text: &'static str) -> impl Handler {
+    fn answer(text: &'static str) -> impl Fn(&Request<'_>) -> Reply + Send + Sync + 'static {
         move |_: &Request<'_>| -> Reply { Response::text(StatusCode::OK, text).into() }
     }
 
     /// A handler that answers 200 with the parameter `name`, or `-` without it.
-    fn param(name: &'static str) -> impl Handler {
+    fn param(name: &'static str) -> impl Fn(&Request<'_>) -> Reply + Send + Sync + 'static {
         move |req: &Request<'_>| -> Reply {
             let value = req.param(name).unwrap_or_default();
             Response::text(StatusCode::OK, format!("{name}={value}")).into()

@@ -29,7 +29,7 @@ use std::{
 
 use memmap2::MmapMut;
 
-use crate::{Config, Response, answers, budget::ByteBudget};
+use crate::{Config, budget::ByteBudget};
 
 /// A body gathered over several reads, and its share of the body budget.
 ///
@@ -263,13 +263,6 @@ pub(crate) enum TooSlow {
     /// The budget is crowded and this body would hold its share longest (a 503, not a 408:
     /// the client did nothing wrong by the rules, the server is short of room).
     Crowded,
-}
-
-impl TooSlow {
-    /// The answer: a 408 with the reason, or for [`TooSlow::Crowded`] the body budget's 503.
-    pub(crate) fn response(self) -> Response {
-        answers::body_timeout(self)
-    }
 }
 
 /// How a body is arriving, against [`BodyRules`].

@@ -333,15 +333,12 @@ fn method_name(method: Method) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::atomic::{AtomicUsize, Ordering},
-        time::Instant,
-    };
+    use std::{sync::atomic::Ordering, time::Instant};
 
     use super::*;
     use crate::{
         Harness, JobContext, Router,
-        harness::testing::ready,
+        harness::testing::{counting, ready},
         pool::{Job, Tickets},
     };
 
@@ -390,14 +387,7 @@ mod tests {
 
     #[test]
     fn an_allowed_preflight_is_204_with_what_the_policy_allows_and_no_handler_runs() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = {
-            let calls = Arc::clone(&calls);
-            move |_: &Request<'_>| -> Reply {
-                calls.fetch_add(1, Ordering::Relaxed);
-                Response::new(StatusCode::OK).into()
-            }
-        };
+        let (calls, counted) = counting();
         let api = policy().wrap(Router::new().put("/items/{id}", counted));
         let mut harness = Harness::new();
         for requested in [

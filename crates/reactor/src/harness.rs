@@ -600,11 +600,32 @@ impl Harness {
 /// reply answered inline.
 #[cfg(test)]
 pub(crate) mod testing {
-    use crate::{Reply, Response};
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use crate::{Reply, Request, Response, StatusCode};
 
     /// A `GET` of `target`, as a client sends it.
     pub(crate) fn get(target: &str) -> Vec<u8> {
         format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+    }
+
+    /// A handler that answers 200 and counts its calls, and the count.
+    pub(crate) fn counting() -> (
+        Arc<AtomicUsize>,
+        impl Fn(&Request<'_>) -> Reply + Clone + Send + Sync + 'static,
+    ) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = {
+            let calls = Arc::clone(&calls);
+            move |_: &Request<'_>| -> Reply {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Response::new(StatusCode::OK).into()
+            }
+        };
+        (calls, counted)
     }
 
     /// The response of a reply answered inline.

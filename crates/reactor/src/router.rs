@@ -383,7 +383,7 @@ mod tests {
     use super::*;
     use crate::{
         Harness,
-        harness::testing::{get, ready},
+        harness::testing::{counting, get, ready},
     };
 
     /// A router whose `/accounts/{id}` echoes `id` and the query parameter `q`, and counts
@@ -475,14 +475,7 @@ mod tests {
 
     #[test]
     fn an_unknown_path_is_404_and_reaches_no_handler() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = {
-            let calls = Arc::clone(&calls);
-            move |_: &Request<'_>| -> Reply {
-                calls.fetch_add(1, Ordering::Relaxed);
-                Response::new(StatusCode::OK).into()
-            }
-        };
+        let (calls, counted) = counting();
         let router = Router::new()
             .get("/hello", counted.clone())
             .get("/accounts/{id}", counted.clone())

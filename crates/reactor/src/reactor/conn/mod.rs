@@ -299,7 +299,7 @@ impl Connection {
                 } else {
                     cx.turn.stats.slow_body();
                 }
-                self.time_out(cx, cut.response())
+                self.time_out(cx, answers::body_timeout(cut))
             }
             None => self.time_out(cx, answers::request_timeout()),
         }

@@ -93,7 +93,7 @@ impl Sim {
             }
             while self.next_arrival <= now {
                 w.offered += 1;
-                match self.q.admit(now, 0, now + deadline, w.offered) {
+                match self.q.admit(now, (0, 0), now + deadline, w.offered) {
                     Ok(()) => w.admitted += 1,
                     Err(_) => w.refused += 1,
                 }

@@ -53,7 +53,8 @@ use crate::{
 pub(crate) struct Task {
     pub(crate) job: Job,
     pub(crate) deadline: Instant,
-    /// The route it was filed under, whose run times predict its own.
+    /// The route it was filed under, whose run times (those of its job's cost class) predict
+    /// its own.
     pub(crate) route: usize,
     pub(crate) reply_to: Arc<Mailbox>,
     pub(crate) conn: ConnId,

@@ -33,9 +33,10 @@ pub(crate) struct Completion {
     pub(crate) conn: ConnId,
     pub(crate) seq: u64,
     pub(crate) answer: Answer,
-    /// When a worker finished the job, for a pool job that ran: the reactor tells the pool
-    /// when a job done in time was delivered too late, which the worker cannot see.
-    pub(crate) finished: Option<Instant>,
+    /// When a worker finished the job, and the job's cost class, for a pool job that ran: the
+    /// reactor tells the pool when a job done in time was delivered too late, which the worker
+    /// cannot see.
+    pub(crate) finished: Option<(Instant, u8)>,
 }
 
 /// What became of an offloaded job.

@@ -192,8 +192,8 @@ fn render(stats: &Stats) -> String {
     let estimate = "rtserve_run_time_estimate_seconds";
     let _ = writeln!(
         out,
-        "# HELP {estimate} The worker pool's estimate of a route's job run time.\n\
-         # TYPE {estimate} gauge"
+        "# HELP {estimate} The worker pool's estimate of a route's job run time (the longest \
+         of its cost classes in use).\n# TYPE {estimate} gauge"
     );
     for route in &stats.routes {
         let (label, us) = (escape(&route.name), route.run_time_estimate_us);
@@ -252,7 +252,8 @@ fn write_outcomes(out: &mut String, stats: &Stats) {
         out,
         "# HELP {margin} The margin a job must leave before its deadline beyond the end the \
          pool predicts for it, learnt from how late recent jobs ended (negative when the \
-         predictions run pessimistic).\n# TYPE {margin} gauge"
+         predictions run pessimistic; the widest of its cost classes in use).\n\
+         # TYPE {margin} gauge"
     );
     for route in &stats.routes {
         let (label, us) = (escape(&route.name), route.admission_margin_us);
@@ -262,7 +263,8 @@ fn write_outcomes(out: &mut String, stats: &Stats) {
     let _ = writeln!(
         out,
         "# HELP {limit} How many of a route's jobs may run at once (lower than the workers \
-         when its jobs queue for the CPU).\n# TYPE {limit} gauge"
+         when its jobs queue for the CPU; the lowest of its cost classes in use).\n\
+         # TYPE {limit} gauge"
     );
     for route in &stats.routes {
         let (label, n) = (escape(&route.name), route.concurrency_limit);

@@ -311,7 +311,9 @@ pub struct RouteStats {
     /// [`requests`](Self::requests).
     pub latency: Histogram,
     /// The worker pool's current estimate of this route's job run time, in microseconds
-    /// (zero for a route that has offloaded nothing).
+    /// (zero for a route that has offloaded nothing). For a route whose jobs name
+    /// [cost classes](crate::Job::with_cost_class), the longest among the classes it uses;
+    /// likewise the margin is the widest and the limit the lowest of them.
     pub run_time_estimate_us: u64,
     /// Goodput: 2xx responses ready before their request's deadline (inline ones, and the
     /// offloaded ones whose job or future finished in time).
@@ -331,7 +333,7 @@ pub struct RouteStats {
     /// deadline: answered 503 at the deadline or by a worker that reached it too late.
     pub admitted_missed: u64,
     /// Jobs refused at the door although a worker fell idle early enough to run them before
-    /// their deadline: refusals that were not needed.
+    /// their deadline: refusals that were not needed (of every cost class of the route).
     pub over_refused: u64,
     /// The margin, in microseconds, a job must leave before its deadline beyond the end the
     /// pool predicts for it ([`Admission::Adaptive`](crate::Admission)); negative when the

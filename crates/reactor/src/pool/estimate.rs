@@ -13,7 +13,8 @@
 //! job is refused, and with no job run it would never come down. So the estimate in use is
 //! capped at [`CAP`] times the shortest run among the recent ones: the cost of the job itself
 //! with a bounded share of contention. The cap leaves room for a route whose runs vary by a
-//! factor of a few; a route that varies more is better split in two.
+//! factor of a few; a route that varies more is better split in two, as two routes or as
+//! two cost classes of one ([`Job::with_cost_class`](crate::Job::with_cost_class)).
 
 use std::time::Duration;
 

@@ -14,14 +14,21 @@ use crate::Response;
 pub struct Job {
     pub(crate) work: Box<dyn FnOnce(&JobContext) -> Response + Send>,
     pub(crate) deadline: Option<Duration>,
+    /// Its cost class within its route, below [`Job::COST_CLASSES`].
+    pub(crate) class: u8,
 }
 
 impl Job {
-    /// A job running `work`, with the server's default deadline.
+    /// How many cost classes a route's jobs can be filed under (see
+    /// [`with_cost_class`](Self::with_cost_class)); classes are numbered from 0, the default.
+    pub const COST_CLASSES: u8 = 4;
+
+    /// A job running `work`, with the server's default deadline, in cost class 0.
     pub fn new(work: impl FnOnce(&JobContext) -> Response + Send + 'static) -> Self {
         Self {
             work: Box::new(work),
             deadline: None,
+            class: 0,
         }
     }
 
@@ -30,6 +37,38 @@ impl Job {
     #[must_use]
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Files the job under cost class `class` of its route, for a route whose jobs differ in
+    /// cost in a way the handler can tell beforehand (by the size of the request, say).
+    ///
+    /// The pool keeps what it learns for admission (the expected run time, the margin left
+    /// before a deadline, how many jobs may run at once) per route and class, so a class of
+    /// 2 ms jobs is not judged by the 20 ms jobs of another class on the same route. Jobs
+    /// that name no class are in class 0, which on its own behaves as the route did before
+    /// classes. Classes from [`COST_CLASSES`](Self::COST_CLASSES) − 1 up share the last one.
+    ///
+    /// The route's statistics stay per route: its jobs' outcomes are counted together, and
+    /// its admission gauges (run time, margin, limit) show the most cautious of the classes
+    /// it has used.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rtserve_reactor::{Job, JobContext, Reply, Request, Response, StatusCode};
+    ///
+    /// // Large bodies take ten times longer to score than small ones: estimate them apart.
+    /// let score = |req: &Request<'_>| -> Reply {
+    ///     let class = if req.body().len() > 64 * 1024 { 1 } else { 0 };
+    ///     let job = Job::new(|_: &JobContext| Response::text(StatusCode::OK, "scored\n"));
+    ///     Reply::Offload(job.with_cost_class(class))
+    /// };
+    /// # let _ = score;
+    /// ```
+    #[must_use]
+    pub fn with_cost_class(mut self, class: u8) -> Self {
+        self.class = class.min(Self::COST_CLASSES - 1);
         self
     }
 }
@@ -44,6 +83,7 @@ impl Job {
         Self {
             work: Box::new(move |ctx| f(work(ctx))),
             deadline: self.deadline,
+            class: self.class,
         }
     }
 }
@@ -231,6 +271,16 @@ mod tests {
         assert_eq!(job.deadline, None);
         let job = job.with_deadline(Duration::from_millis(250));
         assert_eq!(job.deadline, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_job_is_in_class_0_until_given_its_own_and_past_the_last_in_the_last() {
+        let job = Job::new(|_: &JobContext| Response::new(StatusCode::OK));
+        assert_eq!(job.class, 0);
+        let job = job.with_cost_class(2);
+        assert_eq!(job.class, 2);
+        let job = job.with_cost_class(200);
+        assert_eq!(job.class, Job::COST_CLASSES - 1);
     }
 
     #[test]

@@ -53,7 +53,8 @@ use crate::{
 pub(crate) struct Task {
     pub(crate) job: Job,
     pub(crate) deadline: Instant,
-    /// The route it was filed under, whose run times predict its own.
+    /// The route it was filed under, whose run times (those of its job's cost class) predict
+    /// its own.
     pub(crate) route: usize,
     pub(crate) reply_to: Arc<Mailbox>,
     pub(crate) conn: ConnId,
@@ -166,11 +167,12 @@ impl WorkerPool {
         Ok((Self { shared }, threads))
     }
 
-    /// A job of `route` that its worker finished before its deadline reached its client
-    /// after it (its reactor was late to take it): a miss the worker could not see.
-    pub(crate) fn delivered_late(&self, route: usize) {
+    /// A job of `route` in cost class `class` that its worker finished before its deadline
+    /// reached its client after it (its reactor was late to take it): a miss the worker could
+    /// not see.
+    pub(crate) fn delivered_late(&self, route: usize, class: u8) {
         let mut state = self.shared.lock();
-        state.queue.delivered_late(route);
+        state.queue.delivered_late((route, class));
     }
 
     /// Queues a task and returns its ticket, or refuses it at once.
@@ -181,10 +183,10 @@ impl WorkerPool {
             return Err(Refused::QueueFull);
         };
         let ticket = shared.tickets.issue(slot);
-        let (route, deadline) = (task.route, task.deadline);
+        let (filed, deadline) = ((task.route, task.job.class), task.deadline);
         match state
             .queue
-            .admit(now, route, deadline, (task, ticket.clone()))
+            .admit(now, filed, deadline, (task, ticket.clone()))
         {
             Ok(()) => {
                 drop(state);
@@ -285,6 +287,7 @@ fn run(task: Task, ticket: Ticket, cpu: Option<&ThreadCpu>) -> Ran {
         ..
     } = task;
     let ctx = JobContext { deadline, ticket };
+    let class = job.class;
     // Its client is gone, or the reactor answered at the deadline: do not run it at all.
     if ctx.is_cancelled() {
         return Ran::Not;
@@ -305,7 +308,7 @@ fn run(task: Task, ticket: Ticket, cpu: Option<&ThreadCpu>) -> Ran {
         conn,
         seq,
         answer: Answer::Ran(response),
-        finished: Some(finished),
+        finished: Some((finished, class)),
     }));
     Ran::Whole(ran, used)
 }

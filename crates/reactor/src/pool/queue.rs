@@ -29,6 +29,16 @@
 //! * **Outcomes**: every admitted job's end is checked against its deadline and its
 //!   prediction, and every refusal at the door against the workers' idle time, per route;
 //!   these set the margin and the limits (see [`admission`](super::admission)).
+//!
+//! # Cost classes
+//!
+//! What is said above of a route holds of each of its cost classes
+//! ([`Job::with_cost_class`](crate::Job::with_cost_class)): each has its own run-time
+//! estimate, margin, limit and count of jobs running and queued, so a route's small jobs are
+//! predicted from small jobs, not from the large ones beside them. A route's
+//! [`CLASSES`] states are made up front, so a class costs no allocation and no lock beyond the
+//! queue's own. Jobs that name no class are in class 0, alone in it as they were in their
+//! route before classes.
 
 use std::{
     collections::VecDeque,
@@ -39,13 +49,16 @@ use super::{
     admission::{CpuUse, Limit, Margin},
     estimate::RunTime,
 };
-use crate::{Admission, Discipline, stats::RouteView};
+use crate::{Admission, Discipline, Job, stats::RouteView};
 
 /// How long the queue's shortest wait is watched before it is called standing or not.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
 
 /// A queue whose shortest wait over [`INTERVAL`] is above this is standing.
 pub(crate) const TARGET: Duration = Duration::from_millis(1);
+
+/// Cost classes per route: each route's states are this many, one per class.
+const CLASSES: usize = Job::COST_CLASSES as usize;
 
 /// Why a job was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +73,8 @@ pub(crate) enum Refused {
 #[derive(Debug)]
 struct Queued<T> {
     item: T,
-    route: usize,
+    /// Its route and class, as an index into [`Queue::classes`].
+    slot: usize,
     deadline: Instant,
     enqueued: Instant,
     /// Its expected run time when it was let in, counted in the work queued.
@@ -96,17 +110,18 @@ pub(crate) enum Ran {
 /// A job a worker runs.
 #[derive(Clone, Copy, Debug)]
 struct Running {
-    route: usize,
-    /// When it is expected to end, by its route's expected run time from its start.
+    /// Its route and class, as an index into [`Queue::classes`].
+    slot: usize,
+    /// When it is expected to end, by its class's expected run time from its start.
     expected_end: Instant,
     /// When it was predicted to end when it was let in.
     predicted_end: Instant,
     deadline: Instant,
 }
 
-/// One route's state in the queue.
+/// One cost class's state in the queue: the jobs of one route filed under one class.
 #[derive(Clone, Debug)]
-struct Route {
+struct Class {
     cost: RunTime,
     margin: Margin,
     limit: Limit,
@@ -117,6 +132,9 @@ struct Route {
     /// Its jobs refused at the door although a worker fell idle in time to run them, since
     /// the start.
     over_refused: u64,
+    /// Whether a job of it has come to the door: the route's statistics show the classes in
+    /// use.
+    used: bool,
 }
 
 /// Most refusals remembered to tell whether they were needed.
@@ -131,19 +149,19 @@ pub(crate) struct Queue<T> {
     running: Vec<Option<Running>>,
     /// The expected run time of every queued job, summed.
     queued_work: Duration,
-    /// Per route.
-    routes: Vec<Route>,
+    /// Per route and cost class: [`CLASSES`] for each route, route by route.
+    classes: Vec<Class>,
     discipline: Discipline,
     admission: Admission,
     standing: Standing,
     /// Jobs refused at the door: the latest each could have started to make its deadline,
-    /// and its route.
+    /// and its route and class.
     refused: VecDeque<(Instant, usize)>,
 }
 
 impl<T> Queue<T> {
     /// A queue of at most `capacity` jobs for `workers` workers and `routes` routes (indices
-    /// past the last share the last).
+    /// past the last share the last), each with [`CLASSES`] cost classes.
     pub(crate) fn new(
         capacity: usize,
         workers: usize,
@@ -151,20 +169,21 @@ impl<T> Queue<T> {
         (discipline, admission): (Discipline, Admission),
         now: Instant,
     ) -> Self {
-        let route = Route {
+        let class = Class {
             cost: RunTime::default(),
             margin: Margin::default(),
             limit: Limit::new(workers),
             running: 0,
             queued_work: Duration::ZERO,
             over_refused: 0,
+            used: false,
         };
         Self {
             jobs: VecDeque::with_capacity(capacity),
             capacity,
             running: vec![None; workers.max(1)],
             queued_work: Duration::ZERO,
-            routes: vec![route; routes.max(1)],
+            classes: vec![class; routes.max(1) * CLASSES],
             discipline,
             admission,
             standing: Standing::new(now),
@@ -172,35 +191,51 @@ impl<T> Queue<T> {
         }
     }
 
-    fn index(&self, route: usize) -> usize {
-        route.min(self.routes.len() - 1)
+    /// Where the state of `route`'s jobs of `class` is in [`classes`](Self::classes).
+    fn slot(&self, (route, class): (usize, u8)) -> usize {
+        let route = route.min(self.classes.len() / CLASSES - 1);
+        route * CLASSES + usize::from(class).min(CLASSES - 1)
     }
 
-    fn route(&self, route: usize) -> &Route {
-        &self.routes[self.index(route)]
-    }
-
-    /// The expected run time of `route`'s jobs.
+    /// The expected run time of `route`'s jobs of `class`.
     #[cfg(test)]
-    pub(crate) fn expected(&self, route: usize) -> Duration {
-        self.route(route).cost.expected()
+    pub(crate) fn expected(&self, (route, class): (usize, u8)) -> Duration {
+        self.classes[self.slot((route, class))].cost.expected()
     }
 
-    /// What the statistics show of `route`.
+    /// What the statistics show of `route`: its one class in use, or the most cautious of the
+    /// classes it uses (the longest expected run time, the widest margin, the lowest limit),
+    /// and the over-refusals of all of them.
     pub(crate) fn view(&self, route: usize) -> RouteView {
-        let r = self.route(route);
+        let first = self.slot((route, 0));
+        let slots = first..first + CLASSES;
+        let one = |slot: usize| {
+            let r = &self.classes[slot];
+            RouteView {
+                expected: r.cost.expected(),
+                margin_ns: r.margin.ns(),
+                limit: self.limit(slot),
+                over_refused: 0,
+            }
+        };
+        let used = slots.clone().filter(|&slot| self.classes[slot].used);
+        let cautious = used.map(one).reduce(|a, b| RouteView {
+            expected: a.expected.max(b.expected),
+            margin_ns: a.margin_ns.max(b.margin_ns),
+            limit: a.limit.min(b.limit),
+            over_refused: 0,
+        });
         RouteView {
-            expected: r.cost.expected(),
-            margin_ns: r.margin.ns(),
-            limit: self.limit(route),
-            over_refused: r.over_refused,
+            over_refused: slots.map(|slot| self.classes[slot].over_refused).sum(),
+            // No job has come yet: class 0, as it starts.
+            ..cautious.unwrap_or_else(|| one(first))
         }
     }
 
-    /// How many of `route`'s jobs may run at once.
-    fn limit(&self, route: usize) -> usize {
+    /// How many jobs of the class at `slot` may run at once.
+    fn limit(&self, slot: usize) -> usize {
         match self.admission {
-            Admission::Adaptive => self.route(route).limit.get(),
+            Admission::Adaptive => self.classes[slot].limit.get(),
             Admission::Fixed => self.running.len(),
         }
     }
@@ -211,13 +246,13 @@ impl<T> Queue<T> {
         self.standing.standing
     }
 
-    /// The wait a job of `route` let in now can expect: the work ahead of it spread over the
-    /// workers, or its route's work spread over the jobs of it that may run at once, whichever
-    /// is longer.
-    pub(crate) fn expected_wait(&self, now: Instant, route: usize) -> Duration {
+    /// The wait a job of the class at `slot` let in now can expect: the work ahead of it
+    /// spread over the workers, or its class's work spread over the jobs of it that may run
+    /// at once, whichever is longer.
+    fn expected_wait(&self, now: Instant, slot: usize) -> Duration {
         let free = self.running.iter().any(Option::is_none);
-        let r = self.route(route);
-        let limit = self.limit(route);
+        let r = &self.classes[slot];
+        let limit = self.limit(slot);
         if free && self.jobs.is_empty() && r.running < limit {
             return Duration::ZERO;
         }
@@ -228,43 +263,44 @@ impl<T> Queue<T> {
         if r.running < limit && r.queued_work.is_zero() {
             return spread;
         }
-        let index = self.index(route);
         let own: Duration = self
             .running
             .iter()
             .flatten()
-            .filter(|job| self.index(job.route) == index)
+            .filter(|job| job.slot == slot)
             .map(left)
             .sum();
         spread.max((r.queued_work + own) / limit as u32)
     }
 
-    /// Lets a job in, or gives it back with the reason it was refused.
+    /// Lets a job of `route` in cost class `class` in, or gives it back with the reason it
+    /// was refused.
     pub(crate) fn admit(
         &mut self,
         now: Instant,
-        route: usize,
+        (route, class): (usize, u8),
         deadline: Instant,
         item: T,
     ) -> Result<(), (T, Refused)> {
-        let index = self.index(route);
-        let r = &self.routes[index];
+        let index = self.slot((route, class));
+        let r = &mut self.classes[index];
+        r.used = true;
         let expected = r.cost.expected();
         if self.jobs.len() >= self.capacity {
             self.remember_refusal(now, index, deadline);
             return Err((item, Refused::QueueFull));
         }
         let idle = self.jobs.is_empty() && self.running.iter().all(Option::is_none);
-        let predicted_end = now + self.expected_wait(now, route) + expected;
+        let predicted_end = now + self.expected_wait(now, index) + expected;
         if !idle && self.past(now, index, predicted_end, deadline) {
             self.remember_refusal(now, index, deadline);
             return Err((item, Refused::ExpectedMiss));
         }
         self.queued_work += expected;
-        self.routes[index].queued_work += expected;
+        self.classes[index].queued_work += expected;
         self.jobs.push_back(Queued {
             item,
-            route: index,
+            slot: index,
             deadline,
             enqueued: now,
             cost: expected,
@@ -273,10 +309,10 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// Whether a job of route `index` predicted to end at `predicted_end` should be kept out
+    /// Whether a job of the class at `index` predicted to end at `predicted_end` should be kept out
     /// as one that would miss `deadline`.
     fn past(&self, now: Instant, index: usize, predicted_end: Instant, deadline: Instant) -> bool {
-        let r = &self.routes[index];
+        let r = &self.classes[index];
         match self.admission {
             // Open loop: the mean plus twice the deviation of the run time.
             Admission::Fixed => {
@@ -314,7 +350,7 @@ impl<T> Queue<T> {
             self.refused.pop_front();
         }
         let latest = deadline
-            .checked_sub(self.routes[index].cost.expected())
+            .checked_sub(self.classes[index].cost.expected())
             .unwrap_or(now);
         self.refused.push_back((latest, index));
     }
@@ -338,30 +374,30 @@ impl<T> Queue<T> {
             return None;
         };
         self.queued_work = self.queued_work.saturating_sub(job.cost);
-        let r = &mut self.routes[job.route];
+        let r = &mut self.classes[job.slot];
         r.queued_work = r.queued_work.saturating_sub(job.cost);
         let waited = now.saturating_duration_since(job.enqueued);
         self.standing.observe(now, waited);
         if front_hopeless || self.hopeless(&job, now) {
             // Admitted, and missed: the end it would have had tells the prediction's error.
-            let would_end = now + self.routes[job.route].cost.expected();
-            self.outcome(job.route, job.predicted_end, would_end, false);
+            let would_end = now + self.classes[job.slot].cost.expected();
+            self.outcome(job.slot, job.predicted_end, would_end, false);
             return Some(Taken::Refuse {
                 item: job.item,
                 waited,
             });
         }
-        let r = &mut self.routes[job.route];
+        let r = &mut self.classes[job.slot];
         r.running += 1;
         self.running[worker] = Some(Running {
-            route: job.route,
+            slot: job.slot,
             expected_end: now + r.cost.expected(),
             predicted_end: job.predicted_end,
             deadline: job.deadline,
         });
         Some(Taken::Run {
             item: job.item,
-            route: job.route,
+            route: job.slot / CLASSES,
             waited,
         })
     }
@@ -369,7 +405,7 @@ impl<T> Queue<T> {
     /// Where the next job to run is: the oldest (or under LIFO the newest) whose route has
     /// room under its limit.
     fn next_runnable(&self, lifo: bool) -> Option<usize> {
-        let room = |job: &Queued<T>| self.routes[job.route].running < self.limit(job.route);
+        let room = |job: &Queued<T>| self.classes[job.slot].running < self.limit(job.slot);
         if lifo {
             self.jobs.iter().rposition(room)
         } else {
@@ -381,8 +417,8 @@ impl<T> Queue<T> {
     /// have started in time, on a route with room, was refused for nothing.
     fn fell_idle(&mut self, now: Instant) {
         for (latest, index) in std::mem::take(&mut self.refused) {
-            if latest >= now && self.routes[index].running < self.limit(index) {
-                let r = &mut self.routes[index];
+            if latest >= now && self.classes[index].running < self.limit(index) {
+                let r = &mut self.classes[index];
                 r.over_refused += 1;
                 r.margin.over_refused();
             }
@@ -394,8 +430,8 @@ impl<T> Queue<T> {
         let Some(job) = self.running[worker].take() else {
             return;
         };
-        let full = self.routes[job.route].running >= self.limit(job.route);
-        let r = &mut self.routes[job.route];
+        let full = self.classes[job.slot].running >= self.limit(job.slot);
+        let r = &mut self.classes[job.slot];
         r.running -= 1;
         let expected = r.cost.expected();
         match ran {
@@ -419,17 +455,17 @@ impl<T> Queue<T> {
         if matches!(ran, Ran::CutShort(_)) && now <= job.deadline {
             return;
         }
-        self.outcome(job.route, job.predicted_end, now, now <= job.deadline);
+        self.outcome(job.slot, job.predicted_end, now, now <= job.deadline);
     }
 
-    /// A job of `route`, counted as made when its worker finished it, reached its client
-    /// after its deadline.
-    pub(crate) fn delivered_late(&mut self, route: usize) {
-        let index = self.index(route);
-        self.routes[index].margin.late_after_all();
+    /// A job of `route` in cost class `class`, counted as made when its worker finished it,
+    /// reached its client after its deadline.
+    pub(crate) fn delivered_late(&mut self, (route, class): (usize, u8)) {
+        let index = self.slot((route, class));
+        self.classes[index].margin.late_after_all();
     }
 
-    /// An admitted job of route `index`, predicted to end at `predicted`, ended (or would have
+    /// An admitted job of the class at `index`, predicted to end at `predicted`, ended (or would have
     /// ended) at `ended`, making its deadline or not.
     fn outcome(&mut self, index: usize, predicted: Instant, ended: Instant, made: bool) {
         let error = if ended >= predicted {
@@ -437,7 +473,7 @@ impl<T> Queue<T> {
         } else {
             -i64::try_from((predicted - ended).as_nanos()).unwrap_or(i64::MAX)
         };
-        self.routes[index].margin.outcome(error, made);
+        self.classes[index].margin.outcome(error, made);
     }
 
     /// Whether `job`, started now, would end after its deadline even if it ran as fast as its
@@ -448,7 +484,7 @@ impl<T> Queue<T> {
     /// is run all the same if its deadline has not passed, as a probe. Otherwise such a route
     /// would be refused at the head forever, and never measured again.
     fn hopeless(&self, job: &Queued<T>, now: Instant) -> bool {
-        let r = &self.routes[job.route];
+        let r = &self.classes[job.slot];
         let shortest = r.cost.shortest();
         if r.running == 0 && job.enqueued + shortest > job.deadline {
             return now >= job.deadline;
@@ -456,11 +492,12 @@ impl<T> Queue<T> {
         now + shortest > job.deadline
     }
 
-    /// Teaches `route` that its jobs take `run` (for tests).
+    /// Teaches `route` that its jobs of `class` take `run` (for tests).
     #[cfg(test)]
-    pub(crate) fn learn(&mut self, route: usize, run: Duration) {
+    pub(crate) fn learn(&mut self, (route, class): (usize, u8), run: Duration) {
+        let slot = self.slot((route, class));
         for _ in 0..50 {
-            self.routes[route].cost.record(run);
+            self.classes[slot].cost.record(run);
         }
     }
 }
@@ -509,7 +546,7 @@ mod tests {
 
     /// Teaches route 0 that its jobs take `run`.
     fn learn(q: &mut Queue<u32>, run: Duration) {
-        q.learn(0, run);
+        q.learn((0, 0), run);
     }
 
     /// Worker 0's job ended at `at` after running `ran`.
@@ -521,9 +558,9 @@ mod tests {
     fn a_full_queue_refuses() {
         let (mut q, t0) = queue(2, 1, Discipline::Fifo);
         let far = t0 + 60 * 1000 * MS;
-        assert!(q.admit(t0, 0, far, 1).is_ok());
-        assert!(q.admit(t0, 0, far, 2).is_ok());
-        assert_eq!(q.admit(t0, 0, far, 3), Err((3, Refused::QueueFull)));
+        assert!(q.admit(t0, (0, 0), far, 1).is_ok());
+        assert!(q.admit(t0, (0, 0), far, 2).is_ok());
+        assert_eq!(q.admit(t0, (0, 0), far, 3), Err((3, Refused::QueueFull)));
     }
 
     #[test]
@@ -534,14 +571,17 @@ mod tests {
         // The work ahead spread over two workers: the fourth job waits 3 ms and ends at 5,
         // the fifth would wait 4 ms and end at 6.
         for i in 0..4 {
-            assert!(q.admit(t0, 0, deadline, i).is_ok(), "job {i}");
+            assert!(q.admit(t0, (0, 0), deadline, i).is_ok(), "job {i}");
         }
-        assert_eq!(q.admit(t0, 0, deadline, 4), Err((4, Refused::ExpectedMiss)));
+        assert_eq!(
+            q.admit(t0, (0, 0), deadline, 4),
+            Err((4, Refused::ExpectedMiss))
+        );
         // A later deadline fits.
-        assert!(q.admit(t0, 0, t0 + 7 * MS, 5).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 7 * MS, 5).is_ok());
         // Another route, never measured, is expected to cost nothing but still waits.
         assert_eq!(
-            q.admit(t0, 1, t0 + 2 * MS, 6),
+            q.admit(t0, (1, 0), t0 + 2 * MS, 6),
             Err((6, Refused::ExpectedMiss))
         );
     }
@@ -552,18 +592,22 @@ mod tests {
         learn(&mut q, 2 * MS);
         // A few runs that waited for a CPU: the mean passes the 5 ms deadline.
         for _ in 0..20 {
-            q.routes[0].cost.record(7 * MS);
+            q.classes[0].cost.record(7 * MS);
         }
-        assert!(q.expected(0) > 5 * MS, "{:?}", q.expected(0));
+        assert!(q.expected((0, 0)) > 5 * MS, "{:?}", q.expected((0, 0)));
         let mut now = t0;
         for i in 0..100 {
             // An idle pool lets the job in, and a job with time for its fastest run starts.
-            assert!(q.admit(now, 0, now + 5 * MS, i).is_ok());
+            assert!(q.admit(now, (0, 0), now + 5 * MS, i).is_ok());
             assert!(matches!(q.take(now, 0), Some(Taken::Run { .. })), "job {i}");
             now += 2 * MS;
             done(&mut q, now, 2 * MS);
         }
-        assert!(q.expected(0) < 2100 * MS / 1000, "{:?}", q.expected(0));
+        assert!(
+            q.expected((0, 0)) < 2100 * MS / 1000,
+            "{:?}",
+            q.expected((0, 0))
+        );
     }
 
     #[test]
@@ -572,17 +616,17 @@ mod tests {
         learn(&mut q, 2 * MS);
         // A job skipped (its client left) would otherwise read as a job that costs nothing.
         let (_, t0) = queue(1, 1, Discipline::Fifo);
-        assert!(q.admit(t0, 0, t0 + 100 * MS, 1).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 100 * MS, 1).is_ok());
         assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
         q.finished(0, t0, Ran::Not);
-        assert_eq!(q.expected(0), 2 * MS);
+        assert_eq!(q.expected((0, 0)), 2 * MS);
     }
 
     #[test]
     fn the_wait_counts_what_is_left_of_running_jobs() {
         let (mut q, t0) = queue(100, 1, Discipline::Fifo);
         learn(&mut q, 4 * MS);
-        assert!(q.admit(t0, 0, t0 + 100 * MS, 1).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 100 * MS, 1).is_ok());
         assert_eq!(q.expected_wait(t0, 0), 4 * MS);
         assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
         assert_eq!(q.expected_wait(t0 + MS, 0), 3 * MS);
@@ -594,10 +638,10 @@ mod tests {
     fn an_idle_pool_lets_a_job_in_whatever_the_estimate() {
         let (mut q, t0) = queue(100, 1, Discipline::Fifo);
         learn(&mut q, 50 * MS);
-        assert!(q.admit(t0, 0, t0 + 5 * MS, 1).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 5 * MS, 1).is_ok());
         // Not idle any more: the estimate applies.
         assert_eq!(
-            q.admit(t0, 0, t0 + 5 * MS, 2),
+            q.admit(t0, (0, 0), t0 + 5 * MS, 2),
             Err((2, Refused::ExpectedMiss))
         );
     }
@@ -606,8 +650,8 @@ mod tests {
     fn a_job_that_can_no_longer_make_it_is_not_started() {
         let (mut q, t0) = queue(100, 1, Discipline::Fifo);
         learn(&mut q, 2 * MS);
-        assert!(q.admit(t0, 0, t0 + 10 * MS, 1).is_ok());
-        assert!(q.admit(t0, 0, t0 + 10 * MS, 2).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 10 * MS, 1).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 10 * MS, 2).is_ok());
         assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
         done(&mut q, t0 + 2 * MS, 2 * MS);
         // Taken at 9 ms, it would end at 11: refused, and the worker takes again.
@@ -630,8 +674,8 @@ mod tests {
         // Light load: every job waits less than the target; first in, first out.
         let mut now = t0;
         for i in 0..300 {
-            assert!(q.admit(now, 0, far(now), i).is_ok());
-            assert!(q.admit(now, 0, far(now), 1000 + i).is_ok());
+            assert!(q.admit(now, (0, 0), far(now), i).is_ok());
+            assert!(q.admit(now, (0, 0), far(now), 1000 + i).is_ok());
             assert!(matches!(q.take(now, 0), Some(Taken::Run { item, .. }) if item == i));
             done(&mut q, now, MS);
             now += MS;
@@ -641,14 +685,14 @@ mod tests {
         assert!(!q.is_standing());
         // Overload: every job waits 5 ms or more for an interval; the queue stands.
         for i in 0..10 {
-            assert!(q.admit(now, 0, far(now), 2000 + i).is_ok());
+            assert!(q.admit(now, (0, 0), far(now), 2000 + i).is_ok());
         }
         now += 5 * MS;
         let mut order = Vec::new();
         let mut newest = 3000;
         while now < t0 + 300 * MS + 3 * INTERVAL {
             newest += 1;
-            assert!(q.admit(now, 0, far(now), newest).is_ok());
+            assert!(q.admit(now, (0, 0), far(now), newest).is_ok());
             now += 5 * MS;
             if let Some(Taken::Run { item, .. }) = q.take(now, 0) {
                 order.push(item);
@@ -671,9 +715,9 @@ mod tests {
     fn under_lifo_the_oldest_are_refused_once_hopeless() {
         let (mut q, t0) = queue(100, 1, Discipline::AdaptiveLifo);
         learn(&mut q, 2 * MS);
-        assert!(q.admit(t0, 0, t0 + 30 * MS, 1).is_ok());
-        assert!(q.admit(t0, 0, t0 + 30 * MS, 2).is_ok());
-        assert!(q.admit(t0, 0, t0 + 7 * MS, 3).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 30 * MS, 1).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 30 * MS, 2).is_ok());
+        assert!(q.admit(t0, (0, 0), t0 + 7 * MS, 3).is_ok());
         q.standing.standing = true;
         // At 6 ms the newest (3) cannot end by 7 ms: refused; the newest that can make it
         // goes first...
@@ -685,11 +729,77 @@ mod tests {
         assert!(matches!(q.take(now, 0), Some(Taken::Run { item: 2, .. })));
         done(&mut q, t0 + 2 * MS, 2 * MS);
         // ...and an old job that became hopeless at the front is refused before any other.
-        assert!(q.admit(now, 0, now + 30 * MS, 4).is_ok());
+        assert!(q.admit(now, (0, 0), now + 30 * MS, 4).is_ok());
         let late = t0 + 29 * MS;
         assert!(matches!(
             q.take(late, 0),
             Some(Taken::Refuse { item: 1, .. })
         ));
+    }
+
+    /// The route: large jobs of 20 ms and small ones of 2 ms with a 10 ms deadline.
+    const SMALL: u8 = 0;
+    const LARGE: u8 = 1;
+
+    /// A queue of two workers whose route has learnt that its `large` jobs take 20 ms, with
+    /// one of them running (so the pool is not idle, and the estimates apply).
+    fn large_running(large: u8) -> (Queue<u32>, Instant) {
+        let (mut q, t0) = queue(100, 2, Discipline::Fifo);
+        q.learn((0, large), 20 * MS);
+        assert!(q.admit(t0, (0, large), t0 + 100 * MS, 1).is_ok());
+        assert!(matches!(q.take(t0, 0), Some(Taken::Run { item: 1, .. })));
+        (q, t0)
+    }
+
+    #[test]
+    fn without_classes_small_jobs_are_judged_by_the_large_ones() {
+        let (mut q, t0) = large_running(0);
+        // Expected to take 20 ms like the job before it: refused, though it needs 2 ms.
+        assert_eq!(
+            q.admit(t0, (0, 0), t0 + 10 * MS, 2),
+            Err((2, Refused::ExpectedMiss))
+        );
+    }
+
+    #[test]
+    fn a_cost_class_is_estimated_apart_from_the_route_s_others() {
+        let (mut q, t0) = large_running(LARGE);
+        // Its class has never run: expected to cost nothing, let in, and started at once.
+        assert!(q.admit(t0, (0, SMALL), t0 + 10 * MS, 2).is_ok());
+        assert!(matches!(q.take(t0, 1), Some(Taken::Run { item: 2, .. })));
+        q.finished(1, t0 + 2 * MS, Ran::Whole(2 * MS, None));
+        assert_eq!(q.expected((0, SMALL)), 2 * MS);
+        assert_eq!(q.expected((0, LARGE)), 20 * MS);
+        // Measured at 2 ms, the next ones fit their 10 ms too, while the large one runs.
+        let mut now = t0 + 2 * MS;
+        for i in 3..6 {
+            assert!(
+                q.admit(now, (0, SMALL), now + 10 * MS, i).is_ok(),
+                "job {i}"
+            );
+            assert!(matches!(q.take(now, 1), Some(Taken::Run { .. })), "job {i}");
+            now += 2 * MS;
+            q.finished(1, now, Ran::Whole(2 * MS, None));
+        }
+        // A large job with the same deadline is still refused.
+        assert_eq!(
+            q.admit(now, (0, LARGE), now + 10 * MS, 6),
+            Err((6, Refused::ExpectedMiss))
+        );
+    }
+
+    #[test]
+    fn a_route_shows_its_one_class_or_the_most_cautious_of_those_it_uses() {
+        let (mut q, t0) = queue(100, 2, Discipline::Fifo);
+        q.learn((0, SMALL), 2 * MS);
+        assert_eq!(q.view(0).expected, 2 * MS);
+        // Taught but unused, a class does not show.
+        q.learn((0, LARGE), 20 * MS);
+        assert_eq!(q.view(0).expected, 2 * MS);
+        assert!(q.admit(t0, (0, LARGE), t0 + 100 * MS, 1).is_ok());
+        assert_eq!(q.view(0).expected, 20 * MS);
+        // Classes past the last share the last; a route's classes are its own.
+        assert_eq!(q.expected((0, 200)), q.expected((0, Job::COST_CLASSES - 1)));
+        assert_eq!(q.expected((1, LARGE)), Duration::ZERO);
     }
 }

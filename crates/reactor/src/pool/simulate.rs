@@ -93,7 +93,7 @@ impl Sim {
             }
             while self.next_arrival <= now {
                 w.offered += 1;
-                match self.q.admit(now, 0, now + deadline, w.offered) {
+                match self.q.admit(now, (0, 0), now + deadline, w.offered) {
                     Ok(()) => w.admitted += 1,
                     Err(_) => w.refused += 1,
                 }
@@ -264,4 +264,87 @@ fn cpu_bound_jobs_run_fewer_at_once_and_make_their_deadline() {
         adaptive.made > fixed.made,
         "fixed {fixed:?}, adaptive {adaptive:?}"
     );
+}
+
+/// One route on two workers, with the two kinds of job: a large one (20 ms, deadline
+/// 100 ms) every 20 ms, so that one always runs, and after the first ten of them a small one
+/// (2 ms, deadline 10 ms) every 4 ms, between the large ones' arrivals. They are filed under two
+/// cost classes or (`classes` false) both in class 0. Returns what became of the small jobs
+/// over the next second.
+fn mixed(classes: bool) -> Window {
+    const LARGE: u8 = 1;
+    let t0 = Instant::now();
+    let mut q = Queue::new(1024, 2, 1, (Discipline::Fifo, Admission::Adaptive), t0);
+    // Per worker: when its job ends, how long it runs, its deadline, and whether it is small.
+    let mut workers: [Option<(Instant, Duration, Instant, bool)>; 2] = [None; 2];
+    let (mut large, mut small_at) = (t0, t0 + 202 * MS);
+    let mut small = Window::default();
+    let mut now = t0;
+    while now < t0 + 1200 * MS {
+        for (i, worker) in workers.iter_mut().enumerate() {
+            let Some((ends, ran, due, is_small)) = *worker else {
+                continue;
+            };
+            if ends > now {
+                continue;
+            }
+            if is_small && now <= due {
+                small.made += 1;
+            } else if is_small {
+                small.missed += 1;
+            }
+            q.finished(i, now, Ran::Whole(ran, None));
+            *worker = None;
+        }
+        if large <= now {
+            let (class, due) = (if classes { LARGE } else { 0 }, now + 100 * MS);
+            // The pool is idle as each arrives (its predecessor has just ended): let in.
+            assert!(q.admit(now, (0, class), due, (false, due)).is_ok());
+            large += 20 * MS;
+        }
+        if small_at <= now {
+            small.offered += 1;
+            let due = now + 10 * MS;
+            match q.admit(now, (0, 0), due, (true, due)) {
+                Ok(()) => small.admitted += 1,
+                Err(_) => small.refused += 1,
+            }
+            small_at += 4 * MS;
+        }
+        for (i, worker) in workers.iter_mut().enumerate() {
+            while worker.is_none() {
+                match q.take(now, i) {
+                    Some(Taken::Run {
+                        item: (is_small, due),
+                        ..
+                    }) => {
+                        let ran = if is_small { 2 * MS } else { 20 * MS };
+                        *worker = Some((now + ran, ran, due, is_small));
+                    }
+                    Some(Taken::Refuse {
+                        item: (is_small, _),
+                        ..
+                    }) => small.missed += u32::from(is_small),
+                    None => break,
+                }
+            }
+        }
+        now += STEP;
+    }
+    small
+}
+
+#[test]
+fn small_jobs_in_their_own_class_are_not_refused_for_the_large_ones() {
+    // In one class with the large ones, every small job is expected to take 20 ms and
+    // refused: none runs, so the estimate never learns otherwise (it would if one came to an
+    // idle pool, but a large job always runs).
+    let together = mixed(false);
+    assert_eq!(together.offered, 250, "{together:?}");
+    assert_eq!(together.refused, together.offered, "{together:?}");
+    // In a class of their own, each is let in and makes its deadline on the other worker
+    // (all but the last, still running at the end).
+    let alone = mixed(true);
+    assert_eq!(alone.admitted, 250, "{alone:?}");
+    assert_eq!((alone.made, alone.missed), (249, 0), "{alone:?}");
 }

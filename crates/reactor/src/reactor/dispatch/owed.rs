@@ -40,9 +40,9 @@ impl Dispatcher {
             _ if t.clock.now >= deadline => {
                 t.stats.late(t.clock.now - deadline);
                 t.stats.admitted_missed(owed.route);
-                if completion.finished.is_some_and(|at| at < deadline) {
+                if let Some((_, class)) = completion.finished.filter(|&(at, _)| at < deadline) {
                     // Done in time, and late only here: the pool counted it made.
-                    self.pool.delivered_late(owed.route);
+                    self.pool.delivered_late(owed.route, class);
                 }
                 self.shed(t, owed.route, Shed::Deadline)
             }

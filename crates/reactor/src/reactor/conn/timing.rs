@@ -54,7 +54,7 @@ impl Wait {
 }
 
 /// The key of the client-side timers: the request being read, or the last one answered.
-pub(super) fn request_key(session: &Session) -> u64 {
+fn request_key(session: &Session) -> u64 {
     u64::from(session.requests)
 }
 

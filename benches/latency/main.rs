@@ -12,6 +12,7 @@
 //! its capacity measured under the same noise. A run that the host spoiled (steal time, or a
 //! generator that could not keep its schedule) is repeated before anything is drawn.
 
+mod caller;
 mod cells;
 mod chart;
 mod hello;
@@ -40,7 +41,7 @@ use crate::{
 };
 
 /// The scenarios, as `--scenario` names them.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "keep-alive",
     "new-connection",
     "isolation",
@@ -48,6 +49,7 @@ const SCENARIOS: [&str; 9] = [
     "spin",
     "burst",
     "mixed",
+    "caller",
     "scaling",
     "scoring",
 ];
@@ -213,6 +215,9 @@ fn main() {
     bench.noise = None;
     if wanted("mixed") {
         mixed(&mut bench);
+    }
+    if wanted("caller") {
+        caller::caller(&mut bench);
     }
     if wanted("scoring") {
         scoring(&mut bench);

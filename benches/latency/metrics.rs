@@ -1,6 +1,7 @@
 //! The server's `/metrics`, scraped and parsed as Prometheus would parse it (`prometheus-parse`):
 //! the suite's one reader of the server's own counts. The overload scenarios read a route's
-//! counts ([`ServerCounts`]) and the deadline-lateness histogram ([`lateness`]) from it.
+//! counts ([`ServerCounts`]) and the deadline-lateness histogram ([`lateness`]) from it, the
+//! caller-deadline scenario its 503s by reason and its histograms ([`crate::caller`]).
 
 use std::{
     io::{Read, Write},
@@ -58,6 +59,25 @@ impl Metrics {
         }
     }
 
+    /// The sum of the counter `metric` over every sample whose labels include `labels`
+    /// (e.g. a shed reason, summed over the routes).
+    pub(crate) fn sum(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric == metric
+                    && labels
+                        .iter()
+                        .all(|&(name, value)| s.labels.get(name) == Some(value))
+            })
+            .map(|s| match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
     /// The histogram `metric` with exactly `labels`, per bucket in ascending order: (upper
     /// bound in µs, values in that bucket alone), `u64::MAX` for the `+Inf` bucket. Empty
     /// where the server does not show it.
@@ -102,23 +122,22 @@ pub(crate) struct ServerCounts {
 }
 
 impl ServerCounts {
-    /// Reads the counts from the server at `addr`; `None` if it does not answer.
-    pub(crate) fn read(addr: SocketAddr, route: &str) -> Option<Self> {
-        let metrics = Metrics::scrape(addr)?;
+    /// The counts of `route` in one scrape.
+    pub(crate) fn of(metrics: &Metrics, route: &str) -> Self {
         let shed = |reason: &str| {
             metrics.value(
                 "rtserve_shed_total",
                 &[("route", route), ("reason", reason)],
             )
         };
-        Some(Self {
+        Self {
             ok: metrics.value(
                 "rtserve_requests_total",
                 &[("route", route), ("status", "200")],
             ),
             late: metrics.value("rtserve_admitted_missed_total", &[("route", route)]),
             refused: shed("queue-full") + shed("expected-miss"),
-        })
+        }
     }
 
     /// What was counted between `before` and these counts.

@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Duration}
 use rtserve_loadgen::Report;
 
 use crate::{
+    caller::caller_table,
     cells::{lag, steal_ms, us},
     noise::Cause,
     panels::{self, Points, Results},
@@ -126,6 +127,7 @@ pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
     noise_table(&mut table, bench);
     burst_table(&mut table, bench);
     mixed_table(&mut table, bench);
+    caller_table(&mut table, bench);
     host_notes(&mut table, bench);
     if with_peer {
         let _ = writeln!(

@@ -11,7 +11,8 @@ use std::{
 use rtserve_loadgen::{LoadConfig, Report, Target};
 
 use crate::{
-    metrics::ServerCounts,
+    caller::CallerCounts,
+    metrics::{Metrics, ServerCounts},
     noise::{self, HostSigns, Neighbour, Noise, Spoil},
     server::{ServerProcess, cpu_of},
 };
@@ -32,6 +33,8 @@ pub(crate) struct Row {
     pub(crate) server_counts: Option<ServerCounts>,
     /// Overload runs: the capacity C, 200s per second, the rate was a multiple of.
     pub(crate) capacity: Option<f64>,
+    /// A caller-deadline run: what the server counted of its 503s, jobs and histograms.
+    pub(crate) caller: Option<CallerCounts>,
     /// A burst run: when the burst started after the warm-up, and for how long.
     pub(crate) burst: Option<(Duration, Duration)>,
     /// The neighbour that ran beside it, if any.
@@ -61,6 +64,8 @@ pub(crate) struct Measured {
     pub(crate) server_cpu: Option<Duration>,
     /// What the server counted of the route over the run, if asked.
     pub(crate) counts: Option<ServerCounts>,
+    /// The server's `/metrics` before and after the run kept, if asked.
+    pub(crate) scrapes: Option<(Metrics, Metrics)>,
     /// Wall time from the start of the warm-up to the last response.
     pub(crate) elapsed: Duration,
     /// What the host did during the run kept.
@@ -113,7 +118,8 @@ impl Bench {
     }
 
     /// Runs `config` (beside the neighbour, if there is one now), measuring the CPU time of
-    /// process `pid` and what the server at `counted` counts of its route, and repeats it
+    /// process `pid` and what the server at `counted` counts of its route (with its
+    /// `/metrics` before and after, scraped around the run kept), and repeats it
     /// while the host spoils it, at most `max_repeats` times; the generator's schedule lag is
     /// a sign only if `lag_is_a_sign`. `None` (said on stderr) if the generator or the
     /// neighbour failed.
@@ -150,7 +156,7 @@ impl Bench {
                     return None;
                 }
             };
-            let counts_before = counted.and_then(|(addr, route)| ServerCounts::read(addr, route));
+            let scrape_before = counted.and_then(|(addr, _)| Metrics::scrape(addr));
             let cpu_before = pid.map(cpu_of);
             let steal_before = noise::steal();
             let started = Instant::now();
@@ -162,10 +168,13 @@ impl Bench {
             let server_cpu = pid
                 .zip(cpu_before)
                 .map(|(p, b)| cpu_of(p).saturating_sub(b));
-            let counts = counted
-                .and_then(|(addr, route)| ServerCounts::read(addr, route))
-                .zip(counts_before)
-                .map(|(after, before)| after.since(&before));
+            let scrapes = counted
+                .and_then(|(addr, _)| Metrics::scrape(addr))
+                .zip(scrape_before)
+                .map(|(after, before)| (before, after));
+            let counts = counted.zip(scrapes.as_ref()).map(|((_, route), (b, a))| {
+                ServerCounts::of(a, route).since(&ServerCounts::of(b, route))
+            });
             drop(neighbour);
             let report = match result {
                 Ok(report) => report,
@@ -191,6 +200,7 @@ impl Bench {
                 report,
                 server_cpu,
                 counts,
+                scrapes,
                 elapsed,
                 signs,
                 spoiled,
@@ -271,6 +281,21 @@ impl Bench {
     ) -> Option<f64> {
         let what = format!("{scenario} {label} {note}");
         let measured = self.measure(what.trim(), config, pid, counted, true)?;
+        Some(
+            self.record(scenario, label, note, measured)
+                .report
+                .achieved_rate(),
+        )
+    }
+
+    /// Records `measured` as a row of `scenario`, said on stderr, and returns it.
+    pub(crate) fn record(
+        &mut self,
+        scenario: &str,
+        label: &str,
+        note: String,
+        measured: Measured,
+    ) -> &mut Row {
         let report = measured.report;
         let achieved = report.achieved_rate();
         eprintln!(
@@ -287,12 +312,14 @@ impl Bench {
             note,
             server_counts: measured.counts,
             capacity: None,
+            caller: None,
             burst: None,
             noise: self.noise,
             signs: measured.signs,
             spoiled: measured.spoiled,
         });
-        Some(achieved)
+        let last = self.rows.len() - 1;
+        &mut self.rows[last]
     }
 }
 

@@ -22,7 +22,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use rtserve_loadgen::Target;
 
-use crate::{cells::us, metrics::Metrics, runner::Bench, server::ServerProcess};
+use crate::{cells::us, metrics::CallerCounts, runner::Bench, server::ServerProcess};
 
 /// The header the server reads a caller's budget from.
 const HEADER: &str = "x-budget";
@@ -38,64 +38,6 @@ const BUDGETS: [(&str, Option<&str>); 3] = [
 /// The bounds, in µs, at which the table gives a histogram's share: the server's buckets at
 /// 0.1 and 0.25 ms, around the goals of 0.1 ms (refusals) and 0.2 ms (lateness).
 const BOUNDS_US: [u64; 2] = [100, 250];
-
-/// What the server counted over one caller-deadline run.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct CallerCounts {
-    /// `/slow`'s 200s.
-    ok: f64,
-    /// 503s at the deadline (`deadline`), on every route.
-    deadline: f64,
-    /// 503s at once, the job expected to miss (`expected-miss`), on every route.
-    expected_miss: f64,
-    /// 503s for a budget under the minimum (`caller-budget`), on every route.
-    caller_budget: f64,
-    /// Jobs that a worker took: the count of the pool's queue-wait histogram.
-    jobs: f64,
-    /// The deadline-lateness histogram's new observations: (upper bound in µs, count).
-    lateness: Vec<(u64, u64)>,
-    /// The request-duration histogram of the route "other", where the refusals are filed.
-    refusals: Vec<(u64, u64)>,
-}
-
-impl CallerCounts {
-    /// What the server counted between the scrapes `before` and `after`.
-    fn between(before: &Metrics, after: &Metrics) -> Self {
-        let shed = |reason: &str| {
-            after.sum("rtserve_shed_total", &[("reason", reason)])
-                - before.sum("rtserve_shed_total", &[("reason", reason)])
-        };
-        let delta = |metric: &str, labels: &[(&str, &str)]| {
-            after.value(metric, labels) - before.value(metric, labels)
-        };
-        let histogram = |metric: &str, labels: &[(&str, &str)]| {
-            let earlier = before.histogram_micros(metric, labels);
-            after
-                .histogram_micros(metric, labels)
-                .into_iter()
-                .map(|(bound, n)| {
-                    let was = earlier
-                        .iter()
-                        .find(|&&(b, _)| b == bound)
-                        .map_or(0, |e| e.1);
-                    (bound, n.saturating_sub(was))
-                })
-                .collect()
-        };
-        Self {
-            ok: delta(
-                "rtserve_requests_total",
-                &[("route", "/slow"), ("status", "200")],
-            ),
-            deadline: shed("deadline"),
-            expected_miss: shed("expected-miss"),
-            caller_budget: shed("caller-budget"),
-            jobs: delta("rtserve_queue_wait_seconds_count", &[]),
-            lateness: histogram("rtserve_deadline_lateness_seconds", &[]),
-            refusals: histogram("rtserve_request_duration_seconds", &[("route", "other")]),
-        }
-    }
-}
 
 /// Runs `/slow?ms=30` with each of [`BUDGETS`] against one server that reads the budget, one
 /// row each with what the server counted. Each run is 5 s after a 1 s warm-up, or 1.6 s after

@@ -157,3 +157,61 @@ pub(crate) fn lateness(addr: SocketAddr) -> Vec<(u64, u64)> {
         .map(|m| m.histogram_micros("rtserve_deadline_lateness_seconds", &[]))
         .unwrap_or_default()
 }
+
+/// What the server counted over one caller-deadline run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CallerCounts {
+    /// `/slow`'s 200s.
+    pub(crate) ok: f64,
+    /// 503s at the deadline (`deadline`), on every route.
+    pub(crate) deadline: f64,
+    /// 503s at once, the job expected to miss (`expected-miss`), on every route.
+    pub(crate) expected_miss: f64,
+    /// 503s for a budget under the minimum (`caller-budget`), on every route.
+    pub(crate) caller_budget: f64,
+    /// Jobs that a worker took: the count of the pool's queue-wait histogram.
+    pub(crate) jobs: f64,
+    /// The deadline-lateness histogram's new observations: (upper bound in µs, count).
+    pub(crate) lateness: Vec<(u64, u64)>,
+    /// The request-duration histogram of the route "other", where the refusals are filed.
+    pub(crate) refusals: Vec<(u64, u64)>,
+}
+
+impl CallerCounts {
+    /// What the server counted between the scrapes `before` and `after`.
+    pub(crate) fn between(before: &Metrics, after: &Metrics) -> Self {
+        let shed = |reason: &str| {
+            after.sum("rtserve_shed_total", &[("reason", reason)])
+                - before.sum("rtserve_shed_total", &[("reason", reason)])
+        };
+        let delta = |metric: &str, labels: &[(&str, &str)]| {
+            after.value(metric, labels) - before.value(metric, labels)
+        };
+        let histogram = |metric: &str, labels: &[(&str, &str)]| {
+            let earlier = before.histogram_micros(metric, labels);
+            after
+                .histogram_micros(metric, labels)
+                .into_iter()
+                .map(|(bound, n)| {
+                    let was = earlier
+                        .iter()
+                        .find(|&&(b, _)| b == bound)
+                        .map_or(0, |e| e.1);
+                    (bound, n.saturating_sub(was))
+                })
+                .collect()
+        };
+        Self {
+            ok: delta(
+                "rtserve_requests_total",
+                &[("route", "/slow"), ("status", "200")],
+            ),
+            deadline: shed("deadline"),
+            expected_miss: shed("expected-miss"),
+            caller_budget: shed("caller-budget"),
+            jobs: delta("rtserve_queue_wait_seconds_count", &[]),
+            lateness: histogram("rtserve_deadline_lateness_seconds", &[]),
+            refusals: histogram("rtserve_request_duration_seconds", &[("route", "other")]),
+        }
+    }
+}

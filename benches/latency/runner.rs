@@ -11,8 +11,7 @@ use std::{
 use rtserve_loadgen::{LoadConfig, Report, Target};
 
 use crate::{
-    caller::CallerCounts,
-    metrics::{Metrics, ServerCounts},
+    metrics::{CallerCounts, Metrics, ServerCounts},
     noise::{self, HostSigns, Neighbour, Noise, Spoil},
     server::{ServerProcess, cpu_of},
 };

@@ -466,6 +466,37 @@ fn threads_gives_one_listening_socket_each() {
     assert_eq!(server.get("/hello").status, 200);
 }
 
+#[test]
+fn both_reactors_serve_under_threads_2() {
+    let server = Server::start(&["--threads", "2"]);
+    // The kernel spreads connections over the two listeners by a hash of their addresses: 40
+    // connections all on one reactor would come about once in 2^39 runs.
+    let mut clients: Vec<Client> = (0..40).map(|_| server.connect()).collect();
+    for client in &mut clients {
+        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(client.response().status, 200);
+    }
+    let scrape = scrape(&server);
+    for metric in [
+        "rtserve_connections_accepted_total",
+        "rtserve_reactor_requests_total",
+    ] {
+        let per_reactor: Vec<f64> = ["0", "1"]
+            .iter()
+            .map(|r| count(&scrape, metric, &[("reactor", r)]))
+            .collect();
+        assert!(
+            per_reactor.iter().all(|&n| n > 0.0),
+            "{metric}: {per_reactor:?}"
+        );
+        // The 40 connections, and their requests, and the /metrics one itself.
+        assert!(
+            per_reactor.iter().sum::<f64>() >= 40.0,
+            "{metric}: {per_reactor:?}"
+        );
+    }
+}
+
 /// The CPUs each thread of process `pid` whose name (`comm`, cut to 15 bytes) is `name` may
 /// run on (`Cpus_allowed_list`).
 fn cpus_of_threads(pid: u32, name: &str) -> Vec<String> {

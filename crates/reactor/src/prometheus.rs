@@ -74,12 +74,24 @@ fn render(stats: &Stats) -> String {
     for (reactor, n) in stats.open_connections.iter().enumerate() {
         let _ = writeln!(out, "rtserve_open_connections{{reactor=\"{reactor}\"}} {n}");
     }
-    for (name, help, value) in [
+    for (name, help, values) in [
         (
             "rtserve_connections_accepted_total",
-            "Connections accepted.",
-            stats.accepted,
+            "Connections accepted, by reactor.",
+            &stats.accepted_by_reactor,
         ),
+        (
+            "rtserve_reactor_requests_total",
+            "Responses sent, by reactor: how the reactors share the work.",
+            &stats.requests_by_reactor,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (reactor, n) in values.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{reactor=\"{reactor}\"}} {n}");
+        }
+    }
+    for (name, help, value) in [
         (
             "rtserve_deadline_missed_total",
             "Offloaded requests answered 503 because their deadline passed first.",

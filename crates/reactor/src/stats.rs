@@ -95,6 +95,8 @@ impl RouteCells {
 pub(crate) struct ReactorStats {
     open_connections: Counter,
     accepted: Counter,
+    /// Responses sent, on every route: how the reactors share the work.
+    requests: Counter,
     accept_backoffs: Counter,
     body_refusals: Counter,
     slow_bodies: Counter,
@@ -113,6 +115,7 @@ impl ReactorStats {
         Self {
             open_connections: Counter::default(),
             accepted: Counter::default(),
+            requests: Counter::default(),
             accept_backoffs: Counter::default(),
             body_refusals: Counter::default(),
             slow_bodies: Counter::default(),
@@ -187,6 +190,7 @@ impl ReactorStats {
 
     /// Records a response: its route (clamped to "unrouted"), status and latency.
     pub(crate) fn response(&self, route: usize, status: u16, latency: Duration) {
+        self.requests.add(1);
         let cells = self.route(route);
         // A `StatusCode` is 100..=999, so every status has its counter; anything else (not
         // reachable through the public API) is filed with the last one rather than lost.
@@ -257,6 +261,11 @@ pub struct Stats {
     pub open_connections: Vec<u64>,
     /// Connections accepted.
     pub accepted: u64,
+    /// Connections accepted, per reactor (the kernel spreads them over the reactors'
+    /// listening sockets).
+    pub accepted_by_reactor: Vec<u64>,
+    /// Responses sent, per reactor.
+    pub requests_by_reactor: Vec<u64>,
     /// Times accepting paused because the process ran out of file descriptors.
     pub accept_backoffs: u64,
     /// Bytes of request bodies buffered now, against [`Config::body_budget`](crate::Config::body_budget).
@@ -637,6 +646,8 @@ fn merge(reactors: &[Arc<ReactorStats>], names: &[String]) -> Stats {
     for r in reactors {
         stats.open_connections.push(r.open_connections.get());
         stats.accepted += r.accepted.get();
+        stats.accepted_by_reactor.push(r.accepted.get());
+        stats.requests_by_reactor.push(r.requests.get());
         stats.accept_backoffs += r.accept_backoffs.get();
         stats.body_refusals += r.body_refusals.get();
         stats.slow_bodies += r.slow_bodies.get();

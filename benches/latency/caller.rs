@@ -15,8 +15,7 @@
 //! - none: the control, every job answered 200 within the 50 ms deadline.
 //!
 //! Everything but the client's latency is counted by the server, from its `/metrics` before
-//! and after each run (the generator's warm-up included). `benches/caller_deadline.sh`
-//! measures the same from a shell.
+//! and after each run (the generator's warm-up included).
 
 use std::{fmt::Write as _, time::Duration};
 

@@ -55,7 +55,7 @@ impl Due {
 
 /// Why a caller's budget cannot be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BadBudget;
+struct BadBudget;
 
 /// What a request's caller stated of its deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,9 +97,7 @@ pub(crate) fn caller(
 
 /// The budget a caller states in `values` (the values of the configured header, in order):
 /// none if the header is absent.
-pub(crate) fn budget<'a>(
-    mut values: impl Iterator<Item = &'a [u8]>,
-) -> Result<Option<Duration>, BadBudget> {
+fn budget<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Result<Option<Duration>, BadBudget> {
     let Some(value) = values.next() else {
         return Ok(None);
     };
@@ -110,7 +108,7 @@ pub(crate) fn budget<'a>(
 }
 
 /// A budget in either form (see the module docs).
-pub(crate) fn parse(value: &[u8]) -> Option<Duration> {
+fn parse(value: &[u8]) -> Option<Duration> {
     let value = value.trim_ascii();
     let (digits, unit) = match value.split_last()? {
         (unit, digits) if unit.is_ascii_alphabetic() => (digits, Some(*unit)),

@@ -101,6 +101,14 @@ pub(crate) struct Args {
     #[arg(long, env = "RTSERVE_RETRY_AFTER_S")]
     pub(crate) retry_after_s: Option<u32>,
 
+    /// TCP_DEFER_ACCEPT on the listening sockets (also on inherited ones): a connection is
+    /// handed over once its first bytes arrive, or once this many seconds pass (Linux rounds
+    /// up to its SYN-ACK retransmissions: 1, 3, 7, 15 s...). 0 turns it off: for clients that
+    /// wait for the server to speak, or health checks that only connect.
+    #[arg(long, env = "RTSERVE_DEFER_ACCEPT_SECS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub(crate) defer_accept_secs: u64,
+
     /// Time to send a whole request head (slowloris protection: 408).
     #[arg(long, env = "RTSERVE_HEADER_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -227,6 +235,8 @@ impl Args {
             AdmissionArg::Adaptive => Admission::Adaptive,
         };
         config.retry_after = self.retry_after_s;
+        config.defer_accept =
+            (self.defer_accept_secs > 0).then(|| Duration::from_secs(self.defer_accept_secs));
         config.header_timeout = ms(self.header_timeout_ms);
         config.body_timeout = ms(self.body_timeout_ms);
         config.body_min_rate = self.body_min_rate;

@@ -856,6 +856,7 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--bind", "nonsense"], "--bind"),
         (&["--max-body", "1T"], "--max-body"),
         (&["--deadline-header", "two words"], "--deadline-header"),
+        (&["--defer-accept-secs", "3601"], "--defer-accept-secs"),
         (&["--no-such-flag"], "--no-such-flag"),
     ] {
         let run = run_to_exit(args, &[]);

@@ -68,9 +68,14 @@ fn parent(child: &mut Child) {
     let mut first = Client::new(connect(addr));
     assert_eq!(get(&mut first, "/hello"), "hello\n");
     // More connections than the child has descriptors: the kernel completes them all, the
-    // child accepts until EMFILE and leaves the rest in its backlog.
+    // child accepts until EMFILE and leaves the rest in its backlog. Each sends the start of
+    // a request head, since the listener defers a connection until its first bytes arrive.
     let mut conns: Vec<Client> = (0..2 * FD_LIMIT)
-        .map(|_| Client::new(connect(addr)))
+        .map(|_| {
+            let mut client = Client::new(connect(addr));
+            client.send(b"GET /hello HTTP/1.1\r\n");
+            client
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -106,7 +111,8 @@ fn parent(child: &mut Child) {
     // Free descriptors: the waiting connections are accepted and served.
     let mut last = conns.pop().unwrap();
     conns.truncate(FD_LIMIT as usize / 4);
-    assert_eq!(get(&mut last, "/hello"), "hello\n");
+    last.send(b"Host: x\r\n\r\n");
+    assert_eq!(last.response().text(), "hello\n");
 }
 
 /// The server side, in the child process.

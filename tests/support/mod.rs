@@ -42,7 +42,11 @@ pub struct TestServer {
 impl TestServer {
     #[track_caller]
     pub fn start(config: Config, handler: impl Handler) -> Self {
-        let handle = Server::start(config, handler).expect("server starts");
+        Self::from_handle(Server::start(config, handler).expect("server starts"))
+    }
+
+    /// Takes charge of a server started otherwise (e.g. with `Server::start_on`).
+    pub fn from_handle(handle: ServerHandle) -> Self {
         let addr = handle.local_addr();
         Self {
             handle: Some(handle),

@@ -42,6 +42,19 @@ pub struct Config {
     /// Listen backlog per listening socket (the kernel caps it at `net.core.somaxconn`).
     /// Default 1024.
     pub backlog: u32,
+    /// `TCP_DEFER_ACCEPT` on every listening socket (Linux), including sockets from systemd
+    /// or an earlier process: the kernel completes the handshake but hands the connection
+    /// over only once its first bytes arrive, so a one-shot request is accepted, read,
+    /// answered and closed without a wake-up for the bare connection or a read that finds
+    /// nothing, and a client that connects and says nothing holds no connection slot.
+    ///
+    /// The period is in whole seconds (rounded up); Linux keeps it as a count of SYN-ACK
+    /// retransmissions, so 1 s stays 1 s, 2 s becomes 3 s and 5 s becomes 7 s. A client that
+    /// is still silent at the end of the period is not dropped: the kernel hands it over
+    /// then, and `header_timeout` runs from there. Turn it off (`None`) for a protocol in
+    /// which the server speaks first, or behind a load balancer whose health check only
+    /// opens a connection and expects it to be accepted. Default 1 s.
+    pub defer_accept: Option<Duration>,
     /// Join a SO_REUSEPORT group already listening on `addr` (for a rolling restart) instead
     /// of refusing to start. Default false: another listener on the address is an error,
     /// since the kernel would otherwise silently split the traffic with it.
@@ -53,7 +66,8 @@ pub struct Config {
     /// buffered up to `limits.max_body` before the handler runs) and chunked framing.
     pub limits: Limits,
     /// Time a client has to send a complete request head, from its first byte (or from
-    /// connecting, for the first request); then 408 and close. Default 10 s.
+    /// when the connection was accepted, for the first request: with `defer_accept`, that is
+    /// when its first bytes arrived or the deferral ended); then 408 and close. Default 10 s.
     pub header_timeout: Duration,
     /// Longest pause while a request body arrives; then 408 and close. Default 30 s.
     pub body_timeout: Duration,
@@ -248,6 +262,7 @@ impl Default for Config {
             reactors: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_connections: 10_000,
             backlog: 1024,
+            defer_accept: Some(Duration::from_secs(1)),
             shared_port: false,
             pin_cpus: false,
             limits: Limits::default(),
@@ -315,6 +330,12 @@ impl Config {
             "must fit in 31 bits",
         )?;
         check(self.backlog >= 1, "backlog", "must be at least 1")?;
+        check(
+            self.defer_accept
+                .is_none_or(|p| !p.is_zero() && p <= Duration::from_secs(3600)),
+            "defer_accept",
+            "must be greater than zero and at most an hour (None turns it off)",
+        )?;
         check(self.body_budget >= 1, "body_budget", "must be at least 1")?;
         check(
             self.output_budget >= 1,

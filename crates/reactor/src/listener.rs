@@ -3,6 +3,7 @@
 use std::{
     io,
     net::{SocketAddr, TcpListener as StdListener},
+    time::Duration,
 };
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -72,14 +73,17 @@ pub(crate) fn adopt(listeners: &[StdListener]) -> io::Result<SocketAddr> {
 /// the next answer back), `SO_TIMESTAMPNS` as `kernel_timestamps` says (on or off: a socket
 /// handed over by an earlier process may have it either way) and, if configured, `SO_SNDBUF`
 /// and `SO_RCVBUF`. That saves a system call per connection over setting them on each
-/// accepted socket.
+/// accepted socket. Then the listener's own `TCP_DEFER_ACCEPT`, as `defer_accept` says (also
+/// on sockets from systemd or an earlier process: this process's configuration decides).
 pub(crate) fn tune(listeners: &[StdListener], config: &Config) -> io::Result<()> {
     use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
 
+    let defer = defer_accept_secs(config.defer_accept);
     for listener in listeners {
         let socket = socket2::SockRef::from(listener);
         socket.set_tcp_nodelay(true)?;
         setsockopt(listener, ReceiveTimestampns, &config.kernel_timestamps)?;
+        setsockopt(listener, TcpDeferAccept, &defer)?;
         if let Some(size) = config.send_buffer {
             socket.set_send_buffer_size(size)?;
         }
@@ -88,6 +92,25 @@ pub(crate) fn tune(listeners: &[StdListener], config: &Config) -> io::Result<()>
         }
     }
     Ok(())
+}
+
+// `TCP_DEFER_ACCEPT` (Linux): nix has no name for it, so it is named here with nix's macro
+// for naming an option (the system call is nix's).
+use nix::{getsockopt_impl, libc, setsockopt_impl, sockopt_impl};
+sockopt_impl!(
+    TcpDeferAccept,
+    Both,
+    libc::IPPROTO_TCP,
+    libc::TCP_DEFER_ACCEPT,
+    i32
+);
+
+/// `TCP_DEFER_ACCEPT`'s value for a period: whole seconds, rounded up (0 turns it off).
+fn defer_accept_secs(period: Option<Duration>) -> i32 {
+    period.map_or(0, |p| {
+        let secs = p.as_secs() + u64::from(p.subsec_nanos() > 0);
+        i32::try_from(secs).unwrap_or(i32::MAX)
+    })
 }
 
 fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
@@ -139,7 +162,9 @@ mod tests {
             ..Config::default()
         };
         tune(&listeners, &config).unwrap();
-        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        // Accept is deferred until the client has sent something.
+        io::Write::write_all(&mut client, b"G").unwrap();
         listeners[0].set_nonblocking(false).unwrap();
         let (accepted, _) = listeners[0].accept().unwrap();
         assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is inherited");
@@ -156,6 +181,31 @@ mod tests {
             nix::sys::socket::getsockopt(&accepted, nix::sys::socket::sockopt::ReceiveTimestampns)
                 .unwrap();
         assert!(stamps, "SO_TIMESTAMPNS is inherited");
+    }
+
+    #[test]
+    fn defer_accept_is_set_in_whole_seconds_and_turned_off_on_an_inherited_listener() {
+        use nix::sys::socket::getsockopt;
+
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let set = |period| {
+            let config = Config {
+                defer_accept: period,
+                ..Config::default()
+            };
+            tune(std::slice::from_ref(&listener), &config).unwrap();
+            getsockopt(&listener, TcpDeferAccept).unwrap()
+        };
+        assert_eq!(set(Some(Duration::from_secs(1))), 1);
+        // 1.5 s asks for 2 s; Linux keeps it as SYN-ACK retransmissions and reports the
+        // time they take (1 + 2 s).
+        assert_eq!(set(Some(Duration::from_millis(1500))), 3);
+        // Turned off on a socket that had it (as one handed over by an earlier process may).
+        assert_eq!(set(None), 0);
+        assert_eq!(
+            defer_accept_secs(Some(Duration::from_secs(u64::MAX))),
+            i32::MAX
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `/hello` scenarios: keep-alive at shares of the saturation rate (and at fixed rates,
-//! beside the peer if one is given), a new connection per request, isolation from a busy
-//! worker pool, and scaling over reactors.
+//! beside the peer if one is given), a new connection per request, and isolation from a busy
+//! worker pool.
 
 use std::time::Duration;
 
@@ -208,24 +208,5 @@ fn recheck_baseline(bench: &mut Bench, server: &ServerProcess, load: &LoadConfig
         row.server_cpu = m.server_cpu;
         row.signs = m.signs;
         row.spoiled = m.spoiled;
-    }
-}
-
-/// `/hello` against rtserve with 1 to `most` reactors, unpinned.
-pub(crate) fn scaling(bench: &mut Bench, most: usize) {
-    for reactors in 1..=most {
-        // Unpinned: on a small machine the generator and the server share the cores, so
-        // this is indicative only.
-        let server = ServerProcess::start(&["--threads", &reactors.to_string()], None);
-        let hello = Target::new(server.addr, "/hello");
-        let mut load = bench.load(hello, if bench.quick { 10_000.0 } else { 40_000.0 }, 64);
-        load.cpus = Vec::new();
-        bench.run(
-            "scaling",
-            &format!("rtserve, {reactors} reactor(s)"),
-            Some(&server),
-            &load,
-            "generator unpinned: indicative only".to_owned(),
-        );
     }
 }

@@ -41,7 +41,7 @@ use crate::{
 };
 
 /// The scenarios, as `--scenario` names them.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 9] = [
     "keep-alive",
     "new-connection",
     "isolation",
@@ -50,7 +50,6 @@ const SCENARIOS: [&str; 10] = [
     "burst",
     "mixed",
     "caller",
-    "scaling",
     "scoring",
 ];
 
@@ -221,9 +220,6 @@ fn main() {
     }
     if wanted("scoring") {
         scoring(&mut bench);
-    }
-    if wanted("scaling") {
-        hello::scaling(&mut bench, cpus.len().max(1));
     }
 
     report(&bench, peer.is_some(), &options.peer_name);

@@ -32,7 +32,13 @@ fn results() -> Results {
                 (level, run(40.0 + i as f64), Some(run(45.0 + i as f64)))
             })
             .collect(),
-        new_connection: Some((run(120.0), Some(run(590.0)))),
+        new_connection: Some((
+            run(120.0),
+            vec![
+                ("nginx 1.22.1".to_owned(), run(590.0)),
+                ("nginx 1.22.1, deferred".to_owned(), run(400.0)),
+            ],
+        )),
         isolation: vec![
             ("/hello, baseline".to_owned(), run(57.0)),
             ("/hello, 16 /slow jobs outstanding".to_owned(), run(58.0)),

@@ -15,26 +15,28 @@ use crate::{
     server::ServerProcess,
 };
 
-/// The peer server measured side by side, if `--peer` is given.
-#[derive(Clone, Copy)]
-pub(crate) struct Peer<'a> {
+/// A peer server measured side by side (`--peer`).
+pub(crate) struct Peer {
     /// Where its `/hello` (or whatever the URL names) is.
-    pub(crate) target: &'a Target,
+    pub(crate) target: Target,
     /// Its worker process, to measure its CPU time too.
     pub(crate) pid: Option<u32>,
+    /// Its name: the label of its rows.
+    pub(crate) name: String,
 }
 
 /// Runs the keep-alive, new-connection and isolation scenarios that `wanted` names, against
-/// one rtserve with one reactor, after finding its saturation rate.
-pub(crate) fn hello(bench: &mut Bench, wanted: &dyn Fn(&str) -> bool, peer: Option<Peer<'_>>) {
+/// one rtserve with one reactor, after finding its saturation rate; keep-alive beside the
+/// first of `peers`, new connections beside each.
+pub(crate) fn hello(bench: &mut Bench, wanted: &dyn Fn(&str) -> bool, peers: &[Peer]) {
     let server = ServerProcess::start(&["--threads", "1"], bench.server_cpus.as_deref());
     let hello = Target::new(server.addr, "/hello");
     let saturation = saturation(bench, &hello);
     if wanted("keep-alive") {
-        keep_alive(bench, &server, &hello, saturation, peer);
+        keep_alive(bench, &server, &hello, saturation, peers.first());
     }
     if wanted("new-connection") {
-        new_connection(bench, &server, &hello, peer);
+        new_connection(bench, &server, &hello, peers);
     }
     if wanted("isolation") {
         isolation(bench, &server, hello, saturation);
@@ -82,7 +84,7 @@ fn keep_alive(
     server: &ServerProcess,
     hello: &Target,
     saturation: f64,
-    peer: Option<Peer<'_>>,
+    peer: Option<&Peer>,
 ) {
     let shares = [0.10, 0.25, 0.50, 0.75, 0.90].map(|share| {
         (
@@ -97,18 +99,13 @@ fn keep_alive(
         bench.run("keep-alive", "rtserve", Some(server), &load, note.clone());
         if let Some(peer) = peer {
             let load = bench.load(peer.target.clone(), rate, 50);
-            bench.run_measuring("keep-alive", "peer", peer.pid, &load, note);
+            bench.run_measuring("keep-alive", &peer.name, peer.pid, &load, note);
         }
     }
 }
 
-/// A new connection for every request, then the same against the peer.
-fn new_connection(
-    bench: &mut Bench,
-    server: &ServerProcess,
-    hello: &Target,
-    peer: Option<Peer<'_>>,
-) {
+/// A new connection for every request, then the same against each peer in turn.
+fn new_connection(bench: &mut Bench, server: &ServerProcess, hello: &Target, peers: &[Peer]) {
     let rate = if bench.quick { 1_000.0 } else { 5_000.0 };
     let mut load = bench.load(hello.clone(), rate, 50);
     load.new_connection_per_request = true;
@@ -119,9 +116,9 @@ fn new_connection(
         &load,
         String::new(),
     );
-    if let Some(peer) = peer {
+    for peer in peers {
         load.target = peer.target.clone();
-        bench.run_measuring("new-connection", "peer", peer.pid, &load, String::new());
+        bench.run_measuring("new-connection", &peer.name, peer.pid, &load, String::new());
     }
 }
 

@@ -1,4 +1,4 @@
-//! Latency benchmarks: `cargo bench --bench latency [-- --quick] [--scenario NAME]… [--peer URL]`.
+//! Latency benchmarks: `cargo bench --bench latency [-- --quick] [--scenario NAME]… [--peer URL]…`.
 //!
 //! Runs `rtserve` as a process of its own (pinned to the first CPU this process may use, with
 //! the load generator on the others, where there are two or more) and drives it with the
@@ -53,7 +53,7 @@ const SCENARIOS: [&str; 9] = [
     "scoring",
 ];
 
-/// Latency benchmarks of the `rtserve` binary, with an optional peer side by side.
+/// Latency benchmarks of the `rtserve` binary, with optional peers side by side.
 #[derive(clap::Parser)]
 struct Options {
     /// Short runs (what CI does): the numbers are rough, but every scenario runs.
@@ -62,15 +62,19 @@ struct Options {
     /// Run only this scenario (repeat the flag for several).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
     scenario: Vec<String>,
-    /// A peer server's URL (e.g. nginx) to measure side by side.
+    /// A peer server's URL (e.g. nginx) to measure side by side. Repeat the flag for several
+    /// (nginx with and without `deferred`, say): each runs the new-connection scenario after
+    /// rtserve, the first also every keep-alive level (how a connection is accepted matters
+    /// only to new ones).
     #[arg(long)]
-    peer: Option<String>,
-    /// The peer's worker process, to measure its CPU time too.
+    peer: Vec<String>,
+    /// The worker process of the peer in the same place, to measure its CPU time too.
     #[arg(long)]
-    peer_pid: Option<u32>,
-    /// The peer's name and version, for the pictures (e.g. "nginx 1.22.1").
-    #[arg(long, default_value = "the peer")]
-    peer_name: String,
+    peer_pid: Vec<u32>,
+    /// The name of the peer in the same place, for the table and the pictures (e.g. "nginx
+    /// 1.22.1"); "peer N" if not given.
+    #[arg(long)]
+    peer_name: Vec<String>,
     /// Run the overload, spin and burst scenarios again beside a neighbour on the server's CPU
     /// that spins BUSY_MS of every PERIOD_MS: `BUSY_MS/PERIOD_MS` (SCHED_OTHER, nice 0) or
     /// `BUSY_MS/PERIOD_MS:fifo` (SCHED_FIFO priority 1, needs root). Repeat the flag or give a
@@ -185,19 +189,30 @@ fn main() {
                 .join(", ")
         }
     );
-    let peer = options.peer.as_deref().map(|url| {
-        Target::parse(url).unwrap_or_else(|e| {
-            eprintln!("--peer {url}: {e}");
-            std::process::exit(2);
+    if options.peer_pid.len() > options.peer.len() || options.peer_name.len() > options.peer.len() {
+        eprintln!("more --peer-pid or --peer-name than --peer");
+        std::process::exit(2);
+    }
+    let peers: Vec<Peer> = options
+        .peer
+        .iter()
+        .enumerate()
+        .map(|(i, url)| Peer {
+            target: Target::parse(url).unwrap_or_else(|e| {
+                eprintln!("--peer {url}: {e}");
+                std::process::exit(2);
+            }),
+            pid: options.peer_pid.get(i).copied(),
+            name: options
+                .peer_name
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("peer {}", i + 1)),
         })
-    });
+        .collect();
 
     if wanted("keep-alive") || wanted("new-connection") || wanted("isolation") {
-        let peer = peer.as_ref().map(|target| Peer {
-            target,
-            pid: options.peer_pid,
-        });
-        hello::hello(&mut bench, &wanted, peer);
+        hello::hello(&mut bench, &wanted, &peers);
     }
     for noise in bench.conditions() {
         bench.noise = noise;
@@ -222,5 +237,6 @@ fn main() {
         scoring(&mut bench);
     }
 
-    report(&bench, peer.is_some(), &options.peer_name);
+    let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+    report(&bench, &names);
 }

@@ -10,7 +10,7 @@ use crate::{
     cells::{lag, steal_ms, us},
     noise::Cause,
     panels::{self, Points, Results},
-    runner::Bench,
+    runner::{Bench, Row},
     tables::{burst_table, goodput_tables, mixed_table, noise_table},
 };
 
@@ -72,8 +72,9 @@ pub(crate) fn host_notes(table: &mut String, bench: &Bench) {
     }
 }
 
-/// Prints the table and writes the table, `.hgrm` files and the plot under `target/bench/`.
-pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
+/// Prints the table and writes the table, `.hgrm` files and the plot under `target/bench/`;
+/// `peers` are the peers' names, which label their rows.
+pub(crate) fn report(bench: &Bench, peers: &[&str]) {
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -129,20 +130,28 @@ pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
     mixed_table(&mut table, bench);
     caller_table(&mut table, bench);
     host_notes(&mut table, bench);
-    if with_peer {
+    if !peers.is_empty() {
         let _ = writeln!(
             table,
-            "\n| scenario | note | p50 ratio | p99 ratio | p99.9 ratio | max ratio | throughput ratio |\n|---|---|---|---|---|---|---|"
+            "\n| scenario | note | rtserve against | p50 ratio | p99 ratio | p99.9 ratio | max ratio | throughput ratio |\n|---|---|---|---|---|---|---|---|"
         );
-        for pair in bench.rows.windows(2) {
-            let (a, b) = (&pair[0], &pair[1]);
-            if a.server == "rtserve" && b.server == "peer" && a.scenario == b.scenario {
+        // Each peer's row against the rtserve row it follows, in the same scenario and note.
+        let mut ours: Option<&Row> = None;
+        for b in &bench.rows {
+            if b.server == "rtserve" {
+                ours = Some(b);
+            } else if let Some(a) = ours
+                && peers.contains(&b.server.as_str())
+                && a.scenario == b.scenario
+                && a.note == b.note
+            {
                 let q = |r: &Report, p: f64| r.corrected.value_at_quantile(p).max(1) as f64;
                 let _ = writeln!(
                     table,
-                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                     a.scenario,
                     a.note,
+                    b.server,
                     q(&a.report, 0.5) / q(&b.report, 0.5),
                     q(&a.report, 0.99) / q(&b.report, 0.99),
                     q(&a.report, 0.999) / q(&b.report, 0.999),
@@ -173,7 +182,7 @@ pub(crate) fn report(bench: &Bench, with_peer: bool, peer_name: &str) {
         );
         let _ = std::fs::write(dir.join(format!("{name}.hgrm")), row.report.to_hgrm());
     }
-    for (name, chart) in panels::panels(&results(bench, with_peer.then_some(peer_name))) {
+    for (name, chart) in panels::panels(&results(bench, peers)) {
         let _ = std::fs::write(dir.join(format!("{name}.svg")), chart.svg());
     }
     eprintln!(
@@ -190,23 +199,29 @@ pub(crate) fn points(report: &Report) -> Points {
         .collect()
 }
 
-/// What the pictures are drawn from, out of the rows; `peer_name` if a peer ran.
-pub(crate) fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
+/// What the pictures are drawn from, out of the rows; `peers` are the names of the peers
+/// that ran.
+pub(crate) fn results(bench: &Bench, peers: &[&str]) -> Results {
     let rows = |scenario: &'static str| bench.rows.iter().filter(move |r| r.scenario == scenario);
+    let first = peers.first().copied().unwrap_or_default();
     let mut results = Results {
         footer: format!(
             "{} {}",
-            footer(peer_name.unwrap_or("none in this run")),
+            footer(&if peers.is_empty() {
+                "none in this run".to_owned()
+            } else {
+                peers.join(", ")
+            }),
             repeats_summary(bench)
         ),
-        peer: peer_name.unwrap_or_default().to_owned(),
+        peer: first.to_owned(),
         lateness: bench.lateness.clone(),
         ..Results::default()
     };
     for row in rows("keep-alive").filter(|r| r.server == "rtserve") {
         let peer = rows("keep-alive")
             .find(|p| {
-                p.server == "peer"
+                p.server == first
                     && p.note == row.note
                     && p.report.target_rate == row.report.target_rate
             })
@@ -216,8 +231,9 @@ pub(crate) fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
     }
     if let Some(ours) = rows("new-connection").find(|r| r.server == "rtserve") {
         let theirs = rows("new-connection")
-            .find(|r| r.server == "peer")
-            .map(|r| points(&r.report));
+            .filter(|r| peers.contains(&r.server.as_str()))
+            .map(|r| (r.server.clone(), points(&r.report)))
+            .collect();
         results.new_connection = Some((points(&ours.report), theirs));
     }
     for row in rows("isolation") {
@@ -292,8 +308,8 @@ pub(crate) fn results(bench: &Bench, peer_name: Option<&str>) -> Results {
     results
 }
 
-/// The run's date, commit, machine and peer, for the pictures' footers.
-pub(crate) fn footer(peer_name: &str) -> String {
+/// The run's date, commit, machine and peers, for the pictures' footers.
+pub(crate) fn footer(peers: &str) -> String {
     let run = |program: &str, args: &[&str]| {
         std::process::Command::new(program)
             .args(args)
@@ -315,7 +331,7 @@ pub(crate) fn footer(peer_name: &str) -> String {
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
-        "Run {} at commit {}; {} CPUs ({cpu}), Linux {}; peer: {peer_name}. \
+        "Run {} at commit {}; {} CPUs ({cpu}), Linux {}; peer: {peers}. \
          Open loop, latency from each request's scheduled send time.",
         run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         run("git", &["rev-parse", "--short", "HEAD"]),

@@ -20,7 +20,7 @@ use crate::{
 pub(crate) struct Row {
     /// The scenario, e.g. "keep-alive".
     pub(crate) scenario: String,
-    /// The server measured: "rtserve" (with its settings, where they vary) or "peer".
+    /// The server measured: "rtserve" (with its settings, where they vary) or a peer's name.
     pub(crate) server: String,
     /// What the generator measured.
     pub(crate) report: Report,

@@ -17,8 +17,8 @@ pub(crate) struct Results {
     pub(crate) peer: String,
     /// Keep-alive `/hello`, per load level: (level, rtserve, the peer at the same rate).
     pub(crate) keep_alive: Vec<(String, Points, Option<Points>)>,
-    /// A new connection per request: rtserve, the peer.
-    pub(crate) new_connection: Option<(Points, Option<Points>)>,
+    /// A new connection per request: rtserve, then each peer by name.
+    pub(crate) new_connection: Option<(Points, Vec<(String, Points)>)>,
     /// `/hello` alone and beside a loaded pool: (what, points); the first is the baseline.
     pub(crate) isolation: Vec<(String, Points)>,
     /// Why the isolation baseline is known to be spoiled by the host, if the suite found it
@@ -201,7 +201,7 @@ fn keep_alive(results: &Results, peer: &str) -> Chart {
 
 fn new_connection(
     results: &Results,
-    (ours, theirs): &(Points, Option<Points>),
+    (ours, theirs): &(Points, Vec<(String, Points)>),
     peer: &str,
 ) -> Chart {
     let mut series = vec![Series {
@@ -210,21 +210,27 @@ fn new_connection(
         mark: Mark::Solid,
         points: ours.clone(),
     }];
-    let caption = match theirs {
-        Some(theirs) => {
-            series.push(Series {
-                name: peer.to_owned(),
-                color: PALETTE[0],
-                mark: Mark::Dashed,
-                points: theirs.clone(),
-            });
-            format!(
-                "With a new connection for every request, rtserve's p50 was {} and its p99 {} {peer}'s.",
-                range(&[at(ours, 50.0) / at(theirs, 50.0).max(1.0)]),
-                range(&[at(ours, 99.0) / at(theirs, 99.0).max(1.0)])
-            )
-        }
-        None => "rtserve alone.".to_owned(),
+    let mut ratios = Vec::new();
+    for (i, (name, points)) in theirs.iter().enumerate() {
+        series.push(Series {
+            name: name.clone(),
+            color: PALETTE[i % PALETTE.len()],
+            mark: Mark::Dashed,
+            points: points.clone(),
+        });
+        ratios.push(format!(
+            "{} and {} {name}'s",
+            range(&[at(ours, 50.0) / at(points, 50.0).max(1.0)]),
+            range(&[at(ours, 99.0) / at(points, 99.0).max(1.0)])
+        ));
+    }
+    let caption = if ratios.is_empty() {
+        "rtserve alone.".to_owned()
+    } else {
+        format!(
+            "With a new connection for every request, rtserve's p50 and p99 were {}.",
+            ratios.join("; ")
+        )
     };
     Chart {
         title: format!(
@@ -232,7 +238,7 @@ fn new_connection(
         ),
         caption,
         x: percentile_axis(),
-        y: latency_axis(std::iter::once(ours).chain(theirs)),
+        y: latency_axis(std::iter::once(ours).chain(theirs.iter().map(|(_, p)| p))),
         series,
         spans: Vec::new(),
         footer: results.footer.clone(),

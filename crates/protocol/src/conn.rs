@@ -303,6 +303,29 @@ impl ServerConn {
         &self.limits
     }
 
+    /// Makes the connection new again, awaiting its first request, as [`new`](Self::new)
+    /// with the same limits would; the head keeps the memory of its table of header fields,
+    /// so a server that pools connection states allocates nothing for the next connection.
+    ///
+    /// ```
+    /// use rtserve_protocol::{Event, Limits, ServerConn};
+    ///
+    /// let mut conn = ServerConn::new(Limits::default());
+    /// let one_shot = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    /// let (used, _) = conn.recv(one_shot)?;
+    /// assert!(matches!(conn.recv(&one_shot[used..])?, (_, Event::End)));
+    /// assert!(!conn.is_between_requests());
+    /// conn.reset();
+    /// assert!(conn.is_between_requests());
+    /// assert!(matches!(conn.recv(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")?, (_, Event::Head)));
+    /// # Ok::<(), rtserve_protocol::RecvError>(())
+    /// ```
+    pub fn reset(&mut self) {
+        self.state = ReadState::Head;
+        self.scan = HeadScan::default();
+        self.head.clear();
+    }
+
     /// Whether the connection is between requests with nothing of the next one seen: a state
     /// in which it can serve another connection from its start (a server may pool it).
     pub fn is_between_requests(&self) -> bool {

@@ -197,6 +197,16 @@ impl RequestHead {
         self.len
     }
 
+    /// Empties the head, as a new one, keeping the memory of its table of header fields.
+    pub(crate) fn clear(&mut self) {
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        *self = Self {
+            headers,
+            ..Self::default()
+        };
+    }
+
     /// Whether the head is empty: true only for a head never filled by the parser.
     pub fn is_empty(&self) -> bool {
         self.len == 0

@@ -281,8 +281,9 @@ impl ExchangePool {
         exchange
     }
 
-    /// Takes back an exchange; one given up in the middle of a request gets a fresh protocol
-    /// state.
+    /// Takes back an exchange; one given up in the middle of a request, or whose connection
+    /// closed, has its protocol state made new (keeping its memory: a one-shot connection
+    /// allocates nothing).
     pub(crate) fn give(&mut self, mut exchange: Box<Exchange>) {
         exchange.cancel_owed();
         if self.free.len() >= MAX_SPARE {
@@ -290,7 +291,7 @@ impl ExchangePool {
             return;
         }
         if !exchange.proto.is_between_requests() {
-            exchange.proto = ServerConn::new(self.limits);
+            exchange.proto.reset();
         }
         exchange.body.clear();
         exchange.output.clear();

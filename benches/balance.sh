@@ -9,6 +9,8 @@
 #   benches/balance.sh [target/release] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 BIN=${1:-target/release}
 RUNS=${2:-10}
 PORT=${PORT:-19283}
@@ -17,14 +19,11 @@ share() {
     local conns=$1
     "$BIN/rtserve" --threads 2 --bind "127.0.0.1:$PORT" -q 2>/dev/null &
     local server=$!
-    for _ in $(seq 50); do
-        curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    await_port "$server" "$PORT"
     "$BIN/rtserve-load" "http://127.0.0.1:$PORT/hello" --rate 2000 --connections "$conns" \
         --duration 1s --warmup 0s --quiet >/dev/null
-    curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '
-        /^rtserve_reactor_requests_total\{/ { n[++i] = $2; total += $2 }
+    reactor_counts "http://127.0.0.1:$PORT" | awk '
+        $1 == "requests" { n[++i] = $3; total += $3 }
         END { busiest = n[1] > n[2] ? n[1] : n[2]; printf "%.4f\n", busiest / total }'
     kill "$server"
     wait "$server" 2>/dev/null || true

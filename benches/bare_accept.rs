@@ -18,7 +18,7 @@ use mio::{
     Events, Interest, Poll, Token,
     net::{TcpListener, TcpStream},
 };
-use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
+use nix::{getsockopt_impl, libc, setsockopt_impl, sockopt_impl};
 use slab::Slab;
 
 sockopt_impl!(

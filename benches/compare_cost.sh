@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two servers compared on keep-alive requests (/hello by default), the way a change that must
 # not cost anything is checked: server CPU per request (and its user and system parts) at 20 k
-# req/s on 50 connections for 5 s (DURATION; no warm-up, so that the CPU counted and the
+# req/s on 50 connections for 5 s (DURATION, in seconds; no warm-up, so that the CPU counted and the
 # requests counted cover the same time), ROUNDS interleaved rounds (A, B, A, ...), then the system
 # calls of each under `strace -c -f` at 10 k req/s for 4 s (after a 1 s warm-up, which strace
 # counts too). rtserve on CPU 0 (all its threads), rtserve-load (from A) on CPU 1; CPU time
@@ -25,11 +25,14 @@
 # The same through the worker pool (its one lock), and with request bodies that span reads
 # (the body budget):
 #
-#   TARGET="/slow?ms=1" RATE=1000 B_FLAGS="--threads 2" ROUNDS=6 benches/compare_cost.sh ...
-#   head -c 65536 /dev/zero >/tmp/body; TARGET=/echo RATE=4000 \
+#   TARGET="/slow?ms=1" RATE=1000 DURATION=10 B_FLAGS="--threads 2" ROUNDS=4 \
+#       benches/compare_cost.sh target/release target/release
+#   head -c 65536 /dev/zero >/tmp/body; TARGET=/echo RATE=2000 ROUNDS=4 \
 #       LOAD_ARGS="-X POST --body-file /tmp/body" B_FLAGS="--threads 2" ROUNDS=6 \
 #       benches/compare_cost.sh target/release target/release
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 A=$1
 B=$2
 PORT=${PORT:-19555}
@@ -40,7 +43,7 @@ read -r -a A_ARGS <<<"$A_FLAGS"
 read -r -a B_ARGS <<<"$B_FLAGS"
 TARGET=${TARGET:-/hello}
 RATE=${RATE:-20000}
-DURATION=${DURATION:-5s}
+DURATION=${DURATION:-5}
 read -r -a LOAD_EXTRA <<<"${LOAD_ARGS:-}"
 HEADER_ARGS=()
 [ -n "${HEADER:-}" ] && HEADER_ARGS=(-H "$HEADER")
@@ -48,20 +51,26 @@ HEADER_ARGS+=("${LOAD_EXTRA[@]}")
 TICK=$(getconf CLK_TCK)
 LOAD="$A/rtserve-load"
 
+# The server running now, stopped however the script ends.
+SERVER=""
+trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null' EXIT
+
 # run DIR LABEL [FLAGS...]
 run() {
     local dir=$1 label=$2
     shift 2
     taskset -c 0 "$dir/rtserve" --bind "127.0.0.1:$PORT" -q "$@" 2>/dev/null &
     local server=$!
-    sleep 0.5
+    SERVER=$server
+    await_port "$server" "$PORT"
     local before after out n
     before=$(awk '{print $14, $15}' "/proc/$server/stat")
     out=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$PORT$TARGET" --rate "$RATE" --connections 50 \
-        --duration "$DURATION" --warmup 0s "${HEADER_ARGS[@]}" --quiet)
+        --duration "${DURATION}s" --warmup 0s "${HEADER_ARGS[@]}" --quiet)
     after=$(awk '{print $14, $15}' "/proc/$server/stat")
     kill "$server"
     wait "$server" 2>/dev/null || true
+    SERVER=""
     n=$(echo "$out" | awk -F'|' '/^\| count/ {gsub(/ /, "", $5); print $5; exit}')
     echo "$before $after" | awk -v k="$TICK" -v n="$n" -v l="$label" '{
         u = ($3 - $1) / k * 1e6 / n; s = ($4 - $2) / k * 1e6 / n
@@ -83,12 +92,14 @@ for side in A B; do
     taskset -c 0 strace -c -f -o "$trace" "$dir/rtserve" --bind "127.0.0.1:$PORT" -q \
         "${flags[@]}" 2>/dev/null &
     tracer=$!
-    sleep 1
+    SERVER=$tracer
+    await_port "$tracer" "$PORT"
     taskset -c 1 "$LOAD" "http://127.0.0.1:$PORT$TARGET" --rate $((RATE / 2)) --connections 50 \
         --duration 4s "${HEADER_ARGS[@]}" --quiet >/dev/null
     # SIGINT to the server (strace's child): it shuts down, and strace writes its summary.
     kill -INT "$(pgrep -P "$tracer")"
     wait "$tracer" 2>/dev/null || true
+    SERVER=""
     calls() { awk -v s="$1" '$NF == s { print $4 }' "$trace"; }
     total=$(awk '$NF == "total" { print $4 }' "$trace")
     echo "| $side: $dir ${flags[*]} | $total | $(calls recvmsg) | $(calls sendto) | $(calls epoll_wait) | $(calls epoll_ctl) | $(calls timerfd_settime) | $(calls futex) | $(calls write) |"

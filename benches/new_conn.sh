@@ -31,6 +31,8 @@
 # PORT_BASE (the first of seven ports, default 18700).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 ROUNDS=${1:-3}
 RATE=${2:-5000}
 OLD=${3:-}
@@ -44,7 +46,8 @@ for tool in "$BIN/rtserve" "$BIN/rtserve-load" "$BARE"; do
 done
 
 servers=(rtserve rtserve-nodefer nginx nginx-deferred bare bare-deferred)
-if ! "$BIN/rtserve" --help 2>&1 | grep -q -- --defer-accept-secs; then
+help=$("$BIN/rtserve" --help 2>&1)
+if [[ $help != *--defer-accept-secs* ]]; then
     echo "note: $BIN/rtserve has no --defer-accept-secs: its listener is not deferred, and" \
         "rtserve-nodefer is left out"
     servers=(rtserve nginx nginx-deferred bare bare-deferred)
@@ -54,17 +57,12 @@ declare -A PORTS
 for i in "${!servers[@]}"; do PORTS[${servers[$i]}]=$((PORT_BASE + i)); done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/newconn-XXXXXX")
-for name in nginx nginx-deferred; do
-    [ -n "${PORTS[$name]:-}" ] || continue
-    mkdir -p "$WORK/$name"
-    listen="reuseport;"
-    [ "$name" = nginx-deferred ] && listen="reuseport deferred;"
-    sed -e "s#/tmp/rtserve-nginx#$WORK/$name#g" -e "s#127.0.0.1:8081#127.0.0.1:${PORTS[$name]}#" \
-        -e "s#reuseport;#$listen#" benches/nginx.conf >"$WORK/$name.conf"
-done
+nginx_conf "$WORK/nginx" "${PORTS[nginx]}" >"$WORK/nginx.conf"
+nginx_conf "$WORK/nginx-deferred" "${PORTS[nginx-deferred]}" "s#reuseport;#reuseport deferred;#" \
+    >"$WORK/nginx-deferred.conf"
 SERVER=""
 cleanup() {
-    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
+    if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; fi
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -87,10 +85,7 @@ start() {
     taskset -c 0 "${cmd[@]}" 2>/dev/null &
     SERVER=$!
     CPU_PID=$SERVER
-    for _ in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-        sleep 0.1
-    done
+    await_port "$SERVER" "$PORT"
     if [[ $1 == nginx* ]]; then
         CPU_PID=""
         for _ in $(seq 50); do

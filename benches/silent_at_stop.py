@@ -26,11 +26,15 @@ PORT = 19595
 MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
+STARTED = []
+
+
 def start(*flags):
     server = subprocess.Popen(
         [BIN, "--bind", f"127.0.0.1:{PORT}", "-q", "--threads", "2", *flags],
         stderr=subprocess.DEVNULL,
     )
+    STARTED.append(server)
     # The port answers as soon as any server listens on it (for a joining server, the old
     # one): give this one time to bind its listeners too.
     for _ in range(100):
@@ -90,6 +94,8 @@ def restart(defer, migrate):
 
 
 def main():
+    if os.geteuid() != 0:
+        sys.exit(f"{sys.argv[0]}: needs root, to set {MIGRATE} (and put it back)")
     print("| case | TCP_DEFER_ACCEPT | the silent clients' requests |")
     print("|---|---|---|")
     for defer in ["1", "0"]:
@@ -112,4 +118,10 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for server in STARTED:
+            if server.poll() is None:
+                server.kill()
+                server.wait()

@@ -8,7 +8,7 @@ mod support;
 use std::{
     io::{ErrorKind, Read},
     net::TcpListener,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rtserve_reactor::Server;
@@ -86,10 +86,17 @@ fn a_client_silent_past_the_period_is_handed_over_and_timed_out() {
     let mut c = one_slot(Some(Duration::from_secs(1)));
     c.header_timeout = Duration::from_millis(200);
     let server = TestServer::routes(c);
+    let connected = Instant::now();
     let mut silent = Client::new(server.connect());
     // Linux does not drop it: it is accepted when the period ends, and closed by the header
     // timeout, with nothing to answer.
     silent.expect_eof();
+    // Not before the period: without deferral it would close after the header timeout alone.
+    assert!(
+        connected.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}",
+        connected.elapsed()
+    );
     assert_eq!(server.stats().accepted, 1);
     // The slot is free again.
     support::assert_serves(&server);

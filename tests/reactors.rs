@@ -294,6 +294,8 @@ fn request_after_shutdown_is_answered(handle: rtserve_reactor::ServerHandle, cli
 fn shutdown_answers_the_first_request_of_a_fresh_connection() {
     let mut c = config();
     c.reactors = 1;
+    // A connection accepted before it sends anything: not deferred.
+    c.defer_accept = None;
     let handle = Server::start(c, routes()).expect("server starts");
     let mut fresh = Client::new(support::connect(handle.local_addr()));
     // Accepted, not just queued, before shutdown begins.

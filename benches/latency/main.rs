@@ -210,6 +210,16 @@ fn main() {
                 .unwrap_or_else(|| format!("peer {}", i + 1)),
         })
         .collect();
+    // Rows are told apart by server name.
+    for (i, peer) in peers.iter().enumerate() {
+        if peer.name == "rtserve" || peers[..i].iter().any(|p| p.name == peer.name) {
+            eprintln!(
+                "--peer-name {:?}: taken (by rtserve or another peer)",
+                peer.name
+            );
+            std::process::exit(2);
+        }
+    }
 
     if wanted("keep-alive") || wanted("new-connection") || wanted("isolation") {
         hello::hello(&mut bench, &wanted, &peers);

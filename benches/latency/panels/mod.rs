@@ -214,7 +214,8 @@ fn new_connection(
     for (i, (name, points)) in theirs.iter().enumerate() {
         series.push(Series {
             name: name.clone(),
-            color: PALETTE[i % PALETTE.len()],
+            // rtserve has the first colour.
+            color: PALETTE[(i + 1) % PALETTE.len()],
             mark: Mark::Dashed,
             points: points.clone(),
         });

@@ -207,7 +207,8 @@ impl RequestHead {
         };
     }
 
-    /// Whether the head is empty: true only for a head never filled by the parser.
+    /// Whether the head is empty: true for a head the parser has not filled since it was made
+    /// or reset.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -44,16 +44,20 @@ pub struct Config {
     pub backlog: u32,
     /// `TCP_DEFER_ACCEPT` on every listening socket (Linux), including sockets from systemd
     /// or an earlier process: the kernel completes the handshake but hands the connection
-    /// over only once its first bytes arrive, so a one-shot request is accepted, read,
-    /// answered and closed without a wake-up for the bare connection or a read that finds
-    /// nothing, and a client that connects and says nothing holds no connection slot.
+    /// over only once its first bytes arrive. A client that connects before it has a request
+    /// ready costs no read that finds nothing, no registration, no timer and no wake-up until
+    /// it sends, and holds no connection slot while it is silent. (A client that sends its
+    /// request at once costs the same either way: a new connection is read before it is
+    /// registered.) Silent clients wait in the listener's queue of half-open connections,
+    /// which `backlog` bounds.
     ///
     /// The period is in whole seconds (rounded up); Linux keeps it as a count of SYN-ACK
     /// retransmissions, so 1 s stays 1 s, 2 s becomes 3 s and 5 s becomes 7 s. A client that
     /// is still silent at the end of the period is not dropped: the kernel hands it over
-    /// then, and `header_timeout` runs from there. Turn it off (`None`) for a protocol in
-    /// which the server speaks first, or behind a load balancer whose health check only
-    /// opens a connection and expects it to be accepted. Default 1 s.
+    /// then (once it acknowledges the last SYN-ACK), and `header_timeout` runs from there.
+    /// At a stop, a client that connected and has sent nothing was never accepted, so the
+    /// drain does not see it (README, "Running in production"). Turn it off (`None`) for a
+    /// protocol in which the server speaks first. Default 1 s.
     pub defer_accept: Option<Duration>,
     /// Join a SO_REUSEPORT group already listening on `addr` (for a rolling restart) instead
     /// of refusing to start. Default false: another listener on the address is an error,
@@ -498,7 +502,12 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         type Change = fn(&mut Config);
-        let cases: [(Change, &str); 12] = [
+        let cases: [(Change, &str); 14] = [
+            (|c| c.defer_accept = Some(Duration::ZERO), "defer_accept"),
+            (
+                |c| c.defer_accept = Some(Duration::from_secs(3601)),
+                "defer_accept",
+            ),
             (|c| c.output_budget = 0, "output_budget"),
             (|c| c.recv_buffer = Some(usize::MAX), "recv_buffer"),
             (|c| c.body_budget = 0, "body_budget"),

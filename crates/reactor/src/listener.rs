@@ -108,8 +108,7 @@ sockopt_impl!(
 /// `TCP_DEFER_ACCEPT`'s value for a period: whole seconds, rounded up (0 turns it off).
 fn defer_accept_secs(period: Option<Duration>) -> i32 {
     period.map_or(0, |p| {
-        let secs = p.as_secs() + u64::from(p.subsec_nanos() > 0);
-        i32::try_from(secs).unwrap_or(i32::MAX)
+        i32::try_from(p.as_nanos().div_ceil(1_000_000_000)).unwrap_or(i32::MAX)
     })
 }
 
@@ -202,10 +201,8 @@ mod tests {
         assert_eq!(set(Some(Duration::from_millis(1500))), 3);
         // Turned off on a socket that had it (as one handed over by an earlier process may).
         assert_eq!(set(None), 0);
-        assert_eq!(
-            defer_accept_secs(Some(Duration::from_secs(u64::MAX))),
-            i32::MAX
-        );
+        assert_eq!(defer_accept_secs(Some(Duration::from_nanos(1))), 1);
+        assert_eq!(defer_accept_secs(Some(Duration::MAX)), i32::MAX);
     }
 
     #[test]

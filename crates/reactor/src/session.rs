@@ -281,9 +281,10 @@ impl ExchangePool {
         exchange
     }
 
-    /// Takes back an exchange; one given up in the middle of a request, or whose connection
-    /// closed, has its protocol state made new (keeping its memory: a one-shot connection
-    /// allocates nothing).
+    /// Takes back an exchange. One that is not between requests (given up in the middle of a
+    /// request, or its connection closed after one) has its protocol state made new, keeping
+    /// its memory, so a one-shot connection allocates nothing; one between requests needs
+    /// nothing (its last head stays, and the next one overwrites it).
     pub(crate) fn give(&mut self, mut exchange: Box<Exchange>) {
         exchange.cancel_owed();
         if self.free.len() >= MAX_SPARE {

@@ -51,9 +51,7 @@ HEADER_ARGS+=("${LOAD_EXTRA[@]}")
 TICK=$(getconf CLK_TCK)
 LOAD="$A/rtserve-load"
 
-# The server running now, stopped however the script ends.
-SERVER=""
-trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null' EXIT
+stop_on_exit ""
 
 # run DIR LABEL [FLAGS...]
 run() {
@@ -68,9 +66,7 @@ run() {
     out=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$PORT$TARGET" --rate "$RATE" --connections 50 \
         --duration "${DURATION}s" --warmup 0s "${HEADER_ARGS[@]}" --quiet)
     after=$(awk '{print $14, $15}' "/proc/$server/stat")
-    kill "$server"
-    wait "$server" 2>/dev/null || true
-    SERVER=""
+    stop_server
     n=$(echo "$out" | awk -F'|' '/^\| count/ {gsub(/ /, "", $5); print $5; exit}')
     echo "$before $after" | awk -v k="$TICK" -v n="$n" -v l="$label" '{
         u = ($3 - $1) / k * 1e6 / n; s = ($4 - $2) / k * 1e6 / n

@@ -41,3 +41,18 @@ reactor_counts() {
         kind { match($0, /reactor="[0-9]+"/)
                print kind, substr($0, RSTART + 9, RLENGTH - 10), $2; kind = "" }'
 }
+
+# The server a script runs now (its PID, or empty). stop_server stops it; after
+# `stop_on_exit [DIR]` it is stopped, and DIR removed, however the script ends.
+SERVER=""
+stop_server() {
+    if [ -n "$SERVER" ]; then
+        kill "$SERVER" 2>/dev/null || true
+        wait "$SERVER" 2>/dev/null || true
+    fi
+    SERVER=""
+}
+stop_on_exit() {
+    STOP_ON_EXIT_DIR=${1:-}
+    trap 'stop_server; wait 2>/dev/null; [ -z "$STOP_ON_EXIT_DIR" ] || rm -rf "$STOP_ON_EXIT_DIR"' EXIT
+}

@@ -60,13 +60,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/newconn-XXXXXX")
 nginx_conf "$WORK/nginx" "${PORTS[nginx]}" >"$WORK/nginx.conf"
 nginx_conf "$WORK/nginx-deferred" "${PORTS[nginx-deferred]}" "s#reuseport;#reuseport deferred;#" \
     >"$WORK/nginx-deferred.conf"
-SERVER=""
-cleanup() {
-    if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+stop_on_exit "$WORK"
 TICK=$(getconf CLK_TCK)
 
 # start NAME: starts a server on CPU 0; sets SERVER (the process to stop), PORT, and CPU_PID
@@ -94,11 +88,6 @@ start() {
         done
     fi
 }
-stop() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-    SERVER=""
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # run NAME ROUND: one measured run; appends "NAME ROUND µs-per-request p99 errors unsent" to
@@ -110,7 +99,7 @@ run() {
     taskset -c 1 "$BIN/rtserve-load" "http://127.0.0.1:$PORT/hello" --new-conn --rate "$RATE" \
         --connections 50 --duration "${DURATION}s" --warmup 1s --json -q >"$WORK/load.json"
     after=$(cpu_ticks "$CPU_PID")
-    stop
+    stop_server
     python3 - "$1" "$2" "$before" "$after" "$TICK" "$RATE" "$DURATION" "$WORK/load.json" \
         <<'EOF' | tee -a "$WORK/runs.txt"
 import json, sys
@@ -144,7 +133,7 @@ for name in "${servers[@]}"; do
         --connections 50 --duration 3s --warmup 0s --json -q >"$WORK/load.json"
     kill -INT "$tracer"
     wait "$tracer" 2>/dev/null || true
-    stop
+    stop_server
     python3 - "$name" "$WORK/strace.txt" "$WORK/load.json" <<'EOF' | tee -a "$WORK/calls.txt"
 import json, sys
 name, path = sys.argv[1], sys.argv[2]

@@ -62,13 +62,7 @@ else
 fi
 
 WORK=$(mktemp -d /tmp/scaling-XXXXXX)
-SERVER=""
-cleanup() {
-    if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+stop_on_exit "$WORK"
 RESULTS=$WORK/results # lines of "N NAME KEY VALUE"
 : >"$RESULTS"
 # N (reactors or workers), NAME (rtserve or nginx) and CONNS are set by the loop at the end.
@@ -102,11 +96,6 @@ start() {
             read -r -a CPU_PIDS < <(pgrep -P "$SERVER" | xargs)
             ;;
     esac
-}
-stop() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-    SERVER=""
 }
 cpu_ticks() {
     for pid in "${CPU_PIDS[@]}"; do cat "/proc/$pid/stat"; done \
@@ -162,7 +151,7 @@ saturation() {
             more "$BUSY" "$busy" && busy=$BUSY
         fi
     fi
-    stop
+    stop_server
     note sat "$best"
     note genbound "$(more "$busy" 0.8 && echo 1 || echo 0)"
 }
@@ -175,7 +164,7 @@ cost() {
     before=$(cpu_ticks)
     run "$FIXED_RATE"
     after=$(cpu_ticks)
-    stop
+    stop_server
     us=$(awk -v t=$((after - before)) -v k="$(getconf CLK_TCK)" -v r="$FIXED_RATE" \
         -v s=$((DURATION + WARMUP)) 'BEGIN { printf "%.2f", t / k * 1e6 / (r * s) }')
     log "  $NAME N=$N: $us µs per request"
@@ -193,7 +182,7 @@ tail_latency() {
     [ "$NAME" = rtserve ] && reactor_counts "$URL" >"$WORK/before"
     run "$rate"
     [ "$NAME" = rtserve ] && reactor_counts "$URL" >"$WORK/after"
-    stop
+    stop_server
     p99=$(report 'r["latency_us"]["corrected"]["p99"]')
     log "  $NAME N=$N: p99 $p99 µs"
     note half "$rate"

@@ -243,6 +243,21 @@ impl Client {
         }
     }
 
+    /// Asserts that nothing arrives for 300 ms (a connection the server has not taken yet);
+    /// the read timeout is [`TIMEOUT`] again after.
+    #[track_caller]
+    pub fn expect_nothing_yet(&mut self) {
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            other => panic!("answered while it should wait: {other:?}"),
+        }
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    }
+
     #[track_caller]
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write request");

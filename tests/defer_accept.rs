@@ -1,7 +1,8 @@
 //! `TCP_DEFER_ACCEPT` (`Config::defer_accept`): the kernel hands a connection over once its
 //! first bytes arrive, so a client that connects and says nothing holds no connection slot;
 //! one still silent when the period ends is handed over then, and the header timeout closes
-//! it. Sockets made elsewhere (systemd, an earlier process) get the option too.
+//! it. Sockets made elsewhere (systemd, an earlier process) get the option too. A crowd of
+//! silent clients larger than the backlog keeps no one out.
 
 mod support;
 
@@ -87,4 +88,26 @@ fn a_client_silent_past_the_period_is_handed_over_and_timed_out() {
     assert_eq!(server.stats().accepted, 1);
     // The slot is free again.
     support::assert_serves(&server);
+}
+
+#[test]
+fn a_crowd_of_silent_clients_past_the_backlog_keeps_no_one_out() {
+    // Past the listener's queue of half-open connections (the backlog), Linux answers new
+    // connections with SYN cookies, which it hands over at once, deferred or not.
+    let cookies = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syncookies");
+    if cookies.as_deref().map(str::trim).ok() != Some("1") {
+        eprintln!("skipped: needs net.ipv4.tcp_syncookies = 1 (found {cookies:?})");
+        return;
+    }
+    let mut c = one_slot(Some(LONG));
+    c.max_connections = 1_000;
+    c.backlog = 64;
+    let server = TestServer::routes(c);
+    let _silent: Vec<_> = (0..100).map(|_| connect(server.addr)).collect();
+    let mut asking = Client::new(server.connect());
+    asking.send(&get("/hello"));
+    assert_eq!(asking.response().text(), "hello\n");
+    // Those in the queue were deferred; the rest came through cookies and were accepted.
+    let accepted = server.stats().accepted;
+    assert!(accepted <= 100, "all 101 were accepted: none was deferred");
 }

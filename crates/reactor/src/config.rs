@@ -49,7 +49,8 @@ pub struct Config {
     /// it sends, and holds no connection slot while it is silent. (A client that sends its
     /// request at once costs the same either way: a new connection is read before it is
     /// registered.) Silent clients wait in the listener's queue of half-open connections,
-    /// which `backlog` bounds.
+    /// which `backlog` bounds; past it, Linux answers with SYN cookies, and those
+    /// connections are handed over at once, as without the option.
     ///
     /// The period is in whole seconds (rounded up); Linux keeps it as a count of SYN-ACK
     /// retransmissions, so 1 s stays 1 s, 2 s becomes 3 s and 5 s becomes 7 s. A client that

@@ -99,7 +99,7 @@ fn keep_alive(
         bench.run("keep-alive", "rtserve", Some(server), &load, note.clone());
         if let Some(peer) = peer {
             let load = bench.load(peer.target.clone(), rate, 50);
-            bench.run_measuring("keep-alive", &peer.name, peer.pid, &load, note);
+            bench.run_counted("keep-alive", &peer.name, peer.pid, &load, note, None);
         }
     }
 }
@@ -118,7 +118,14 @@ fn new_connection(bench: &mut Bench, server: &ServerProcess, hello: &Target, pee
     );
     for peer in peers {
         load.target = peer.target.clone();
-        bench.run_measuring("new-connection", &peer.name, peer.pid, &load, String::new());
+        bench.run_counted(
+            "new-connection",
+            &peer.name,
+            peer.pid,
+            &load,
+            String::new(),
+            None,
+        );
     }
 }
 

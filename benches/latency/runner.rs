@@ -247,28 +247,12 @@ impl Bench {
         config: &LoadConfig,
         note: String,
     ) -> Option<f64> {
-        self.run_measuring(
-            scenario,
-            label,
-            server.map(ServerProcess::pid),
-            config,
-            note,
-        )
-    }
-
-    /// Like `run`, measuring the CPU time of process `pid` if given.
-    pub(crate) fn run_measuring(
-        &mut self,
-        scenario: &str,
-        label: &str,
-        pid: Option<u32>,
-        config: &LoadConfig,
-        note: String,
-    ) -> Option<f64> {
+        let pid = server.map(ServerProcess::pid);
         self.run_counted(scenario, label, pid, config, note, None)
     }
 
-    /// Like `run_measuring`, with what the server at `counted` counted of its route.
+    /// Like `run`, measuring the CPU time of process `pid` if given (a peer's, say), and with
+    /// what the server at `counted` counted of its route, if given.
     pub(crate) fn run_counted(
         &mut self,
         scenario: &str,
